@@ -1,0 +1,147 @@
+"""Attention against a written-out reference and against torch.nn.MultiheadAttention."""
+
+import math
+
+import pytest
+import torch
+
+from transformers_zoo.modules import MultiHeadAttention, fused_attention, reference_attention
+
+
+def naive(q, k, v, mask=None, bias=None):
+    """softmax(QK^T/sqrt(d) + bias)V with loops over nothing clever; fully masked rows -> 0."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if bias is not None:
+        scores = scores + bias
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.nan_to_num(torch.softmax(scores, dim=-1), nan=0.0)
+    return weights @ v
+
+
+@pytest.fixture
+def qkv():
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(2, 4, 5, 8, generator=g) for _ in range(3)]
+
+
+def test_fused_and_reference_equal_naive(qkv):
+    q, k, v = qkv
+    g = torch.Generator().manual_seed(1)
+    mask = torch.rand(2, 1, 5, 5, generator=g) > 0.3
+    mask[..., 0] = True
+    bias = torch.randn(1, 4, 5, 5, generator=g)
+    for m, b in [(None, None), (mask, None), (None, bias), (mask, bias)]:
+        expected = naive(q, k, v, m, b)
+        assert torch.allclose(fused_attention(q, k, v, m, b), expected, atol=1e-5)
+        assert torch.allclose(reference_attention(q, k, v, m, b)[0], expected, atol=1e-5)
+
+
+def test_causal_flag_equals_explicit_mask(qkv):
+    q, k, v = qkv
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    expected = naive(q, k, v, causal)
+    assert torch.allclose(fused_attention(q, k, v, is_causal=True), expected, atol=1e-5)
+    bias = torch.randn(1, 4, 5, 5)
+    assert torch.allclose(fused_attention(q, k, v, bias=bias, is_causal=True), naive(q, k, v, causal, bias),
+                          atol=1e-5)
+    out, w = reference_attention(q, k, v, is_causal=True)
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert (w.triu(1) == 0).all()
+
+
+def test_fully_masked_row_gives_zeros_and_finite_grads(qkv):
+    q, k, v = (t.clone().requires_grad_() for t in qkv)
+    mask = torch.ones(2, 1, 5, 5, dtype=torch.bool)
+    mask[0, :, 2] = False  # query 2 of row 0 may attend to nothing
+    bias = torch.randn(1, 4, 5, 5)
+    for b in (None, bias):
+        out = fused_attention(q, k, v, mask, b)
+        assert torch.isfinite(out).all()
+        assert (out[0, :, 2] == 0).all()
+        out.sum().backward()
+        assert all(torch.isfinite(t.grad).all() for t in (q, k, v))
+        ref, w = reference_attention(q, k, v, mask, b)
+        assert (ref[0, :, 2] == 0).all() and (w[0, :, 2] == 0).all()
+
+
+def copy_to_torch_mha(ours: MultiHeadAttention, d: int, h: int) -> torch.nn.MultiheadAttention:
+    theirs = torch.nn.MultiheadAttention(d, h, batch_first=True)
+    with torch.no_grad():
+        theirs.in_proj_weight.copy_(ours.qkv.weight)
+        theirs.in_proj_bias.copy_(ours.qkv.bias)
+        theirs.out_proj.weight.copy_(ours.out.weight)
+        theirs.out_proj.bias.copy_(ours.out.bias)
+    return theirs.eval()
+
+
+def test_matches_torch_multihead_attention():
+    torch.manual_seed(0)
+    d, h, B, T = 32, 4, 3, 7
+    ours = MultiHeadAttention(d, h).eval()
+    theirs = copy_to_torch_mha(ours, d, h)
+    x = torch.randn(B, T, d)
+    real = torch.ones(B, T, dtype=torch.bool)
+    real[1, 5:] = False
+    real[2, 3:] = False
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    cases = [
+        (None, {}),
+        (real[:, None, None, :], {"key_padding_mask": ~real}),
+        (causal, {"attn_mask": ~causal}),
+        (real[:, None, None, :] & causal, {"attn_mask": ~causal, "key_padding_mask": ~real}),
+    ]
+    for mask, kwargs in cases:
+        expected, _ = theirs(x, x, x, need_weights=False, **kwargs)
+        got = ours(x, mask=mask)
+        assert (got - expected).abs().max() < 1e-5
+
+
+def test_cross_attention_matches_torch():
+    torch.manual_seed(0)
+    d, h = 32, 4
+    ours = MultiHeadAttention(d, h, cross=True).eval()
+    theirs = torch.nn.MultiheadAttention(d, h, batch_first=True).eval()
+    with torch.no_grad():
+        theirs.in_proj_weight.copy_(torch.cat((ours.q.weight, ours.kv.weight)))
+        theirs.in_proj_bias.copy_(torch.cat((ours.q.bias, ours.kv.bias)))
+        theirs.out_proj.weight.copy_(ours.out.weight)
+        theirs.out_proj.bias.copy_(ours.out.bias)
+    x, memory = torch.randn(2, 5, d), torch.randn(2, 9, d)
+    real = torch.ones(2, 9, dtype=torch.bool)
+    real[0, 6:] = False
+    expected, _ = theirs(x, memory, memory, key_padding_mask=~real, need_weights=False)
+    assert (ours(x, memory, mask=real[:, None, None, :]) - expected).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("n_kv_heads", [1, 2])
+def test_gqa_equals_mha_with_repeated_kv_heads(n_kv_heads):
+    torch.manual_seed(0)
+    d, h, hd = 32, 4, 8
+    gqa = MultiHeadAttention(d, h, n_kv_heads).eval()
+    mha = MultiHeadAttention(d, h).eval()
+    group = h // n_kv_heads
+    wq, wk, wv = gqa.qkv.weight.split((h * hd, n_kv_heads * hd, n_kv_heads * hd))
+    bq, bk, bv = gqa.qkv.bias.split((h * hd, n_kv_heads * hd, n_kv_heads * hd))
+
+    def repeat(w):  # each kv head copied to the query heads of its group
+        return w.view(n_kv_heads, hd, *w.shape[1:]).repeat_interleave(group, 0).reshape(h * hd, *w.shape[1:])
+
+    with torch.no_grad():
+        mha.qkv.weight.copy_(torch.cat((wq, repeat(wk), repeat(wv))))
+        mha.qkv.bias.copy_(torch.cat((bq, repeat(bk), repeat(bv))))
+        mha.out.load_state_dict(gqa.out.state_dict())
+    x = torch.randn(2, 6, d)
+    assert (gqa(x, is_causal=True) - mha(x, is_causal=True)).abs().max() < 1e-5
+
+
+def test_store_weights_matches_fused_and_rows_sum_to_one():
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(16, 2).eval()
+    x = torch.randn(2, 5, 16)
+    fused = attn(x, is_causal=True)
+    attn.store_weights = True
+    ref = attn(x, is_causal=True)
+    assert torch.allclose(fused, ref, atol=1e-5)
+    assert attn.weights.shape == (2, 2, 5, 5)
+    assert torch.allclose(attn.weights.sum(-1), torch.ones(2, 2, 5))

@@ -1,0 +1,71 @@
+"""Encoder-only model (BERT): bidirectional stack with a masked-LM head and a classification head."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+from ..modules import TokenEmbedding, TransformerStack, build_norm
+from .base import init_weights, padding_mask
+
+
+class EncoderOnly(nn.Module):
+    """`input_ids (B, T)` -> MLM logits `(B, T, V)` or class logits `(B, n_classes)`.
+
+    MLM head (BERT): dense + GELU + norm, then the input embedding matrix (tied) plus a bias.
+    Classification head: the sequence is pooled into one vector, then dropout and a linear layer.
+    Pooling (`config.pooling`): `cls` takes the first position (the batching puts [CLS] there; BERT's
+    extra tanh "pooler" layer is left out), `mean` averages the real (non-padding) positions.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        d = config.d_model
+        self.embed = TokenEmbedding(config.vocab_size, d, config.scale_embeddings)
+        self.stack = TransformerStack(config, config.n_layers, causal=False)
+        self.mlm_dense = nn.Linear(d, d, bias=config.bias)
+        self.mlm_norm = build_norm(config.norm, d, config.norm_eps, config.bias)
+        self.mlm_head = nn.Linear(d, config.vocab_size, bias=True)
+        self.classifier = nn.Linear(d, config.n_classes) if config.n_classes else None
+        self.head_dropout = nn.Dropout(config.dropout)
+        init_weights(self, config.n_layers)
+        if config.tie_embeddings:
+            self.mlm_head.weight = self.embed.weight
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Contextual vectors `(B, T, D)`; padding (`pad_id`, or False in `attention_mask`) is not attended."""
+        if attention_mask is None:
+            attention_mask = padding_mask(input_ids, self.config.pad_id)
+        return self.stack(self.embed(input_ids), key_mask=attention_mask)
+
+    def mlm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.mlm_head(self.mlm_norm(F.gelu(self.mlm_dense(hidden))))
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        if self.config.pooling == "cls":
+            return hidden[:, 0]
+        if attention_mask is None:
+            return hidden.mean(dim=1)
+        weights = attention_mask.to(hidden.dtype)[..., None]
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                head: str = "mlm", select: torch.Tensor | None = None) -> torch.Tensor:
+        """`head="mlm"`: logits `(B, T, V)`, or `(N, V)` for just the positions where `select (B, T)` is
+        True (the masked ones: saves most of the output projection). `head="classify"`: `(B, n_classes)`."""
+        if attention_mask is None:
+            attention_mask = padding_mask(input_ids, self.config.pad_id)
+        hidden = self.stack(self.embed(input_ids), key_mask=attention_mask)
+        if head == "mlm":
+            return self.mlm_logits(hidden if select is None else hidden[select])
+        if head == "classify":
+            if self.classifier is None:
+                raise ValueError("this EncoderOnly has no classification head: build it with n_classes > 0")
+            return self.classifier(self.head_dropout(self.pool(hidden, attention_mask)))
+        raise ValueError(f"unknown head {head!r}; choose 'mlm' or 'classify'")
+
+    def classify(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self(input_ids, attention_mask, head="classify")

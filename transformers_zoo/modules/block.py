@@ -1,0 +1,130 @@
+"""Transformer block (self-attention, optional cross-attention, FFN, each in a residual) and the stack.
+
+Encoder, decoder and decoder-only models are the same `TransformerStack` with two flags: `causal`
+(queries see only the past) and `cross` (each block also attends to an encoder's memory).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import MultiHeadAttention
+from .embedding import build_positional
+from .ffn import build_ffn
+from .kv_cache import KVCache
+from .norm import build_norm
+
+
+class TransformerBlock(nn.Module):
+    """One layer: `x (B, T, D) -> (B, T, D)` through self-attention, cross-attention (if given) and FFN.
+
+    Pre-norm (`norm_first=True`, GPT-2 and most modern models): `x + drop(f(norm(x)))`, stable without
+    warm-up tricks. Post-norm (the original Transformer, BERT): `norm(x + drop(f(x)))`.
+    """
+
+    def __init__(self, self_attn: MultiHeadAttention, ffn: nn.Module, self_attn_norm: nn.Module,
+                 ffn_norm: nn.Module, cross_attn: MultiHeadAttention | None = None,
+                 cross_attn_norm: nn.Module | None = None, norm_first: bool = True, dropout: float = 0.0):
+        super().__init__()
+        self.self_attn, self.self_attn_norm = self_attn, self_attn_norm
+        self.cross_attn, self.cross_attn_norm = cross_attn, cross_attn_norm
+        self.ffn, self.ffn_norm = ffn, ffn_norm
+        self.norm_first = norm_first
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None, is_causal: bool = False,
+                bias: torch.Tensor | None = None, rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+                memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None,
+                cache=None) -> torch.Tensor:
+        if self.norm_first:
+            x = x + self.dropout(self.self_attn(self.self_attn_norm(x), mask=mask, is_causal=is_causal,
+                                                bias=bias, rotary=rotary, cache=cache))
+            if self.cross_attn is not None:
+                x = x + self.dropout(self.cross_attn(self.cross_attn_norm(x), memory, mask=memory_mask,
+                                                     cache=cache))
+            return x + self.dropout(self.ffn(self.ffn_norm(x)))
+        x = self.self_attn_norm(x + self.dropout(self.self_attn(x, mask=mask, is_causal=is_causal, bias=bias,
+                                                                rotary=rotary, cache=cache)))
+        if self.cross_attn is not None:
+            x = self.cross_attn_norm(x + self.dropout(self.cross_attn(x, memory, mask=memory_mask, cache=cache)))
+        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+
+
+def build_block(cfg, cross: bool) -> TransformerBlock:
+    """A block as `cfg` describes it; `cross` adds cross-attention (encoder-decoder decoder)."""
+
+    def norm() -> nn.Module:
+        return build_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
+
+    def attention(is_cross: bool) -> MultiHeadAttention:
+        return MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cross=is_cross, bias=cfg.bias,
+                                  dropout=cfg.attention_dropout)
+
+    return TransformerBlock(
+        self_attn=attention(False), ffn=build_ffn(cfg.ffn, cfg.d_model, cfg.ffn_dim, cfg.bias),
+        self_attn_norm=norm(), ffn_norm=norm(),
+        cross_attn=attention(True) if cross else None, cross_attn_norm=norm() if cross else None,
+        norm_first=cfg.norm_first, dropout=cfg.dropout)
+
+
+class TransformerStack(nn.Module):
+    """Token embeddings `(B, T, D)` -> contextual vectors `(B, T, D)` through `n_layers` blocks.
+
+    The stack owns its positional scheme and builds the masks once for all layers: the padding mask
+    from `key_mask (B, T)` (True = real token), the causal mask when `causal`, the positional bias
+    (alibi / relative) and rotary angles (rope). Pre-norm stacks end with a final norm; post-norm
+    stacks normalise the embeddings instead (as BERT does), so every layer sees normalised input.
+    """
+
+    def __init__(self, cfg, n_layers: int, causal: bool, cross: bool = False):
+        super().__init__()
+        self.causal = causal
+        self.positional = build_positional(cfg, causal)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(build_block(cfg, cross) for _ in range(n_layers))
+        norm = build_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
+        self.final_norm = norm if cfg.norm_first else None
+        self.embed_norm = None if cfg.norm_first else norm
+
+    def forward(self, x: torch.Tensor, *, key_mask: torch.Tensor | None = None,
+                memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> torch.Tensor:
+        """`x (B, T, D)` embedded tokens; `key_mask (B, T)` True for real tokens (None: all real);
+        `memory (B, S, D)` and `memory_mask (B, S)` for cross-attention; with `cache`, `x` holds only
+        the new tokens, their keys/values are appended and the past is read from the cache."""
+        B, T, _ = x.shape
+        if cache is None:
+            if key_mask is None:
+                positions = torch.arange(T, device=x.device)[None]  # (1, T)
+            else:
+                positions = (key_mask.long().cumsum(-1) - 1).clamp(min=0)  # left padding starts at 0
+            k_positions = positions
+            padding = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, T)
+            offset = 0
+        else:
+            positions = cache.advance(T, key_mask)
+            k_positions = cache.key_positions
+            padding = cache.key_mask[:, None, None, :] if cache.padded else None
+            offset = cache.length - T  # column of the first new token among all keys
+            if memory_mask is None:
+                memory_mask = cache.memory_mask
+        bias = self.positional.bias(positions, k_positions)
+        mask, is_causal = padding, False
+        if self.causal:
+            if mask is None and bias is None and offset == 0:
+                is_causal = True  # the kernel's own causal path: no mask tensor at all
+            elif T > 1 or offset == 0:
+                k_index = torch.arange(offset + T, device=x.device)
+                causal = k_index[None, :] <= (offset + torch.arange(T, device=x.device))[:, None]
+                mask = causal if mask is None else mask & causal
+        rotary = self.positional.rotary(positions)
+        x = self.positional.add(x, positions)
+        if self.embed_norm is not None:
+            x = self.embed_norm(x)
+        x = self.dropout(x)
+        cross_mask = None if memory_mask is None else memory_mask[:, None, None, :]
+        for i, layer in enumerate(self.layers):
+            x = layer(x, mask=mask, is_causal=is_causal, bias=bias, rotary=rotary, memory=memory,
+                      memory_mask=cross_mask, cache=None if cache is None else cache.layers[i])
+        return x if self.final_norm is None else self.final_norm(x)

@@ -1,0 +1,175 @@
+"""Token embedding and the five positional schemes.
+
+Every positional scheme answers the same three questions a layer stack asks, so the stack never
+special-cases a variant:
+- `add(x, positions)`: absolute schemes (sinusoidal, learned) add a vector to the token embeddings;
+- `rotary(positions)`: rope returns the `(cos, sin)` that rotate queries and keys;
+- `bias(q_pos, k_pos)`: alibi and relative (T5) return an additive attention bias `(1|B, H, Tq, Tk)`.
+A scheme that has nothing to say returns its input or None. `positions` are integer tensors
+`(1|B, T)`: `(1, T)` when every row starts at 0, `(B, T)` for left-padded rows or cached decoding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class TokenEmbedding(nn.Module):
+    """Token ids `(B, T)` -> vectors `(B, T, d_model)`, optionally times sqrt(d_model) (Vaswani et al.)."""
+
+    def __init__(self, vocab_size: int, d_model: int, scale: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(vocab_size, d_model))
+        self.scale = math.sqrt(d_model) if scale else 1.0
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.embedding(ids, self.weight)
+        return x * self.scale if self.scale != 1.0 else x
+
+
+class Positional(nn.Module):
+    """No-op base: a scheme overrides the hooks it uses."""
+
+    def add(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def rotary(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return None
+
+    def bias(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+
+class SinusoidalPositional(Positional):
+    """Fixed sin/cos of geometric frequencies (Vaswani et al. 2017): PE[p, 2i] = sin(p / 10000^(2i/d)),
+    PE[p, 2i+1] = cos(...). Defined for any position, so it runs (if not necessarily works) past max_len."""
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        inv_freq = 1.0 / (10000.0 ** (torch.arange(0, d_model, 2, dtype=torch.float32) / d_model))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def add(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        angles = positions[..., None].to(torch.float32) * self.inv_freq  # (1|B, T, d/2)
+        pe = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)  # interleave -> (1|B, T, d)
+        return x + pe.to(x.dtype)
+
+
+class LearnedPositional(Positional):
+    """A trained vector per position (BERT, GPT-2); positions must stay below max_len."""
+
+    def __init__(self, max_len: int, d_model: int):
+        super().__init__()
+        self.max_len = max_len
+        self.weight = nn.Parameter(torch.empty(max_len, d_model))
+        nn.init.normal_(self.weight, std=0.02)
+
+    def add(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        if positions.numel() and int(positions.max()) >= self.max_len:
+            raise ValueError(f"position {int(positions.max())} is beyond max_len={self.max_len} of the "
+                             "learned positional embedding; use a longer max_len or another positional")
+        return x + nn.functional.embedding(positions, self.weight)
+
+
+class RotaryPositional(Positional):
+    """RoPE (Su et al. 2021): rotate each (i, i + d/2) pair of query/key dims by angle p * theta^(-2i/d),
+    so q.k depends only on the distance between positions ("rotate half" layout, as GPT-NeoX/LLaMA)."""
+
+    def __init__(self, head_dim: int, theta: float = 10000.0):
+        super().__init__()
+        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def rotary(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        angles = positions[..., None].to(torch.float32) * self.inv_freq  # (1|B, T, hd/2)
+        angles = torch.cat((angles, angles), dim=-1)[:, None]  # (1|B, 1, T, hd): broadcasts over heads
+        return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate `x (B, H, T, hd)` by the angles whose cos/sin are `(1|B, 1, T, hd)`."""
+    x1, x2 = x.chunk(2, dim=-1)
+    rotated = torch.cat((-x2, x1), dim=-1)
+    return (x * cos + rotated * sin).to(x.dtype)
+
+
+def alibi_slopes(n_heads: int) -> torch.Tensor:
+    """Head slopes 2^(-8i/n) (Press et al. 2022); for n not a power of two, the paper's interleaving."""
+
+    def power_of_two(n: int) -> list[float]:
+        start = 2.0 ** (-8.0 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    if math.log2(n_heads).is_integer():
+        return torch.tensor(power_of_two(n_heads))
+    closest = 2 ** math.floor(math.log2(n_heads))
+    extra = power_of_two(2 * closest)[0::2][: n_heads - closest]
+    return torch.tensor(power_of_two(closest) + extra)
+
+
+class ALiBiPositional(Positional):
+    """ALiBi: no position vectors; each head adds -slope * |i - j| to its attention scores, a linear
+    penalty on distance that lets models run on longer inputs than they were trained on."""
+
+    def __init__(self, n_heads: int):
+        super().__init__()
+        self.register_buffer("slopes", alibi_slopes(n_heads)[:, None, None], persistent=False)
+
+    def bias(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+        distance = (k_pos[:, None, :] - q_pos[:, :, None]).abs()  # (1|B, Tq, Tk)
+        return -self.slopes * distance[:, None].to(self.slopes.dtype)  # (1|B, H, Tq, Tk)
+
+
+def relative_buckets(relative: torch.Tensor, bidirectional: bool, n_buckets: int, max_distance: int
+                     ) -> torch.Tensor:
+    """T5's bucketing of `key_pos - query_pos`: exact buckets for small distances, logarithmically
+    wider ones up to max_distance, one shared bucket beyond. Bidirectional splits the buckets
+    between keys before and after the query; causal uses them all for the past."""
+    buckets = torch.zeros_like(relative)
+    if bidirectional:
+        n_buckets //= 2
+        buckets = buckets + (relative > 0).long() * n_buckets
+        distance = relative.abs()
+    else:
+        distance = (-relative).clamp(min=0)
+    max_exact = max(n_buckets // 2, 1)
+    is_small = distance < max_exact
+    log_ratio = torch.log(distance.float().clamp(min=1) / max_exact) / math.log(max(max_distance / max_exact, 1 + 1e-6))
+    large = max_exact + (log_ratio * (n_buckets - max_exact)).long()
+    large = large.clamp(max=n_buckets - 1)
+    return buckets + torch.where(is_small, distance, large)
+
+
+class RelativePositional(Positional):
+    """T5-style relative position bias: a learned scalar per head and distance bucket, added to the
+    attention scores of every layer of the stack (computed once per forward by the stack)."""
+
+    def __init__(self, n_heads: int, n_buckets: int, max_distance: int, bidirectional: bool):
+        super().__init__()
+        self.n_buckets, self.max_distance, self.bidirectional = n_buckets, max_distance, bidirectional
+        self.embedding = nn.Embedding(n_buckets, n_heads)
+        nn.init.normal_(self.embedding.weight, std=0.02)
+
+    def bias(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+        relative = k_pos[:, None, :] - q_pos[:, :, None]  # (1|B, Tq, Tk)
+        buckets = relative_buckets(relative, self.bidirectional, self.n_buckets, self.max_distance)
+        return self.embedding(buckets).permute(0, 3, 1, 2)  # (1|B, H, Tq, Tk)
+
+
+def build_positional(cfg, causal: bool) -> Positional:
+    """The positional scheme named by `cfg.positional` for a stack (causal for decoders)."""
+    kinds = {
+        "sinusoidal": lambda: SinusoidalPositional(cfg.d_model),
+        "learned": lambda: LearnedPositional(cfg.max_len, cfg.d_model),
+        "rope": lambda: RotaryPositional(cfg.head_dim, cfg.rope_theta),
+        "alibi": lambda: ALiBiPositional(cfg.n_heads),
+        "relative": lambda: RelativePositional(cfg.n_heads, cfg.relative_buckets, cfg.relative_max_distance,
+                                               bidirectional=not causal),
+    }
+    if cfg.positional not in kinds:
+        raise ValueError(f"unknown positional {cfg.positional!r}; choose one of: {', '.join(kinds)}")
+    return kinds[cfg.positional]()

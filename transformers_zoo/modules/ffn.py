@@ -1,0 +1,52 @@
+"""Position-wise feed-forward networks: relu / gelu (two matrices) and swiglu / geglu (gated, three)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "swiglu": F.silu, "geglu": F.gelu}
+
+
+class FeedForward(nn.Module):
+    """`down(act(up(x)))`, the FFN of the original Transformer (relu) and of BERT/GPT-2 (gelu).
+
+    Shapes: `(..., d_model) -> (..., d_model)` through a hidden width `d_ff`.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, activation: str = "gelu", bias: bool = True):
+        super().__init__()
+        self.act = ACTIVATIONS[activation]
+        self.up = nn.Linear(d_model, d_ff, bias=bias)
+        self.down = nn.Linear(d_ff, d_model, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(self.act(self.up(x)))
+
+
+class GatedFeedForward(nn.Module):
+    """`down(act(gate(x)) * up(x))` (Shazeer 2020, "GLU Variants Improve Transformer").
+
+    swiglu uses SiLU as the gate's activation (LLaMA), geglu uses GELU. The gate and up projections
+    are one matrix so the input is read once.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, activation: str = "swiglu", bias: bool = True):
+        super().__init__()
+        self.act = ACTIVATIONS[activation]
+        self.gate_up = nn.Linear(d_model, 2 * d_ff, bias=bias)
+        self.down = nn.Linear(d_ff, d_model, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(self.act(gate) * up)
+
+
+FFNS = {"relu": FeedForward, "gelu": FeedForward, "swiglu": GatedFeedForward, "geglu": GatedFeedForward}
+
+
+def build_ffn(kind: str, d_model: int, d_ff: int, bias: bool = True) -> nn.Module:
+    if kind not in FFNS:
+        raise ValueError(f"unknown ffn {kind!r}; choose one of: {', '.join(FFNS)}")
+    return FFNS[kind](d_model, d_ff, activation=kind, bias=bias)
