@@ -1,0 +1,47 @@
+"""Shared fixtures: where the shared data sets live, and temp copies of them (tests never write there)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The shared read-only data: ``$TZOO_DATA_DIR``, else ``<repo>/../shared/data``; skip if absent."""
+    env = os.environ.get("TZOO_DATA_DIR")
+    path = Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"shared data not found at {path} (set TZOO_DATA_DIR to a folder holding the data sets)")
+    return path
+
+
+@pytest.fixture
+def data_copy(tmp_path: Path, shared_data_dir: Path) -> Callable[..., Path]:
+    """``data_copy("sst2/dev.tsv", "multi30k", ...)`` copies files or folders into a temp data dir, returned.
+
+    Call it again to add more; every call returns the same folder.
+    """
+    root = tmp_path / "data"
+
+    def copy(*relpaths: str) -> Path:
+        root.mkdir(exist_ok=True)
+        for rel in relpaths:
+            src, dst = shared_data_dir / rel, root / rel
+            if not src.exists():
+                pytest.skip(f"{src} is missing from the shared data")
+            # copyfile, not copytree: the shared copy is read-only and its modes must not follow
+            for file in sorted(src.rglob("*")) if src.is_dir() else [src]:
+                if file.is_file():
+                    target = dst / file.relative_to(src) if src.is_dir() else dst
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(file, target)
+        return root
+
+    return copy
