@@ -165,15 +165,18 @@ class EpochBatches:
         """Number of batches in the current epoch."""
         return len(self._current())
 
-    def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        while True:
-            batches = self._current()
-            if self.index >= len(batches):
-                self.epoch, self.index = self.epoch + 1, 0
-                continue
-            epoch, index = self.epoch, self.index
-            self.index += 1  # before yielding: state_dict() taken after a batch must point past it
-            yield self._collate(batches[index], epoch, index)
+    def __iter__(self) -> EpochBatches:
+        return self
+
+    def __next__(self) -> dict[str, Tensor]:
+        batches = self._current()
+        epoch, index = self.epoch, self.index
+        # advance before collating: state_dict() taken after this batch must point past it, and after an
+        # epoch's last batch `epoch` already names the next epoch (what an epoch budget checks)
+        self.index += 1
+        if self.index >= len(batches):
+            self.epoch, self.index = self.epoch + 1, 0
+        return self._collate(batches[index], epoch, index)
 
     def _collate(self, indices: list[int], epoch: int, index: int) -> dict[str, Tensor]:
         items = [self.examples[i] for i in indices]
@@ -183,8 +186,6 @@ class EpochBatches:
 
     def state_dict(self) -> dict[str, int]:
         """``{"epoch": e, "index": i}``: the position of the next batch to yield."""
-        if self.index >= len(self._current()):
-            return {"epoch": self.epoch + 1, "index": 0}
         return {"epoch": self.epoch, "index": self.index}
 
     def load_state_dict(self, state: dict[str, int]) -> None:

@@ -1,0 +1,170 @@
+"""The training loop in-process: skipped non-finite steps, budgets, evaluation, early stopping, signals,
+metrics.jsonl, and the exact normalisation of gradient accumulation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from training_toy import (
+    Recorder,
+    TinyLM,
+    ToyStream,
+    assert_tree_equal,
+    base_config,
+    make_trainer,
+    trainer_state,
+)
+
+from transformers_zoo.training import Interrupted, Trainer, TrainingError, latest_checkpoint
+from transformers_zoo.training.checkpoint import list_step_dirs, load_state
+from transformers_zoo.training.metrics_log import read_metrics
+from transformers_zoo.training.signals import SignalGuard
+
+pytestmark = pytest.mark.filterwarnings("ignore:moved .* aside:RuntimeWarning")
+
+
+def test_nan_loss_skips_the_step_without_touching_state(tmp_path):
+    k = 3  # NaN in the first micro-batch of step k (2 micro-batches per step)
+    before = make_trainer(tmp_path / "a", base_config(max_steps=k - 1))
+    before.fit()
+    recorder = Recorder(nan_calls={2 * k - 1})
+    after = make_trainer(tmp_path / "b", base_config(max_steps=k), loss_fn=recorder)
+    with pytest.warns(RuntimeWarning, match=f"step {k}: non-finite loss"):
+        summary = after.fit()
+    assert summary["steps"] == k and after.stream.state_dict() == {"epoch": 0, "index": 2 * k}  # data moved on
+    assert_tree_equal(trainer_state(before), trainer_state(after))
+    assert after.scheduler.last_epoch == k - 1  # the schedule did not advance
+
+
+def test_consecutive_nan_steps_abort_and_no_nan_checkpoint_is_written(tmp_path):
+    recorder = Recorder(nan_calls=set(range(5, 100)))  # every micro-batch from step 3 on
+    trainer = make_trainer(tmp_path, base_config(max_steps=20, max_bad_steps=3), loss_fn=recorder)
+    with pytest.warns(RuntimeWarning, match="non-finite"), pytest.raises(TrainingError, match="3 non-finite steps"):
+        trainer.fit()
+    assert [s for s, _ in list_step_dirs(tmp_path)] == [3, 4]  # keep_last=2; skipped steps still save
+    for _, d in list_step_dirs(tmp_path):
+        state = load_state(d)
+        assert all(torch.isfinite(v).all() for s in state["optimizer"]["state"].values() for v in s.values())
+    # The guard itself: a model that went NaN is never written.
+    with torch.no_grad():
+        trainer.model.proj.weight[0, 0] = float("nan")
+    trainer.step += 1
+    with pytest.raises(TrainingError, match="proj.weight has non-finite values"):
+        trainer._save()
+    assert [s for s, _ in list_step_dirs(tmp_path)] == [3, 4]
+
+
+def test_accumulation_gives_the_gradient_of_the_global_mean(tmp_path):
+    """accum_steps=2 over two batches == one step over their concatenation, although the two batches
+    score different numbers of tokens (a mean of per-batch means would differ)."""
+
+    class Pairs(ToyStream):
+        def __next__(self):
+            a, b = super().__next__(), super().__next__()
+            return {k: torch.cat([a[k], b[k]]) for k in a}
+
+    grads = []
+    for accum, stream in ((2, ToyStream()), (1, Pairs())):
+        torch.manual_seed(0)
+        cfg = base_config(max_steps=1, accum_steps=accum, grad_clip=0.0, eval_every=None)
+        trainer = Trainer(TinyLM(dropout=0.0), stream, Recorder(), cfg, tmp_path / str(accum), fingerprint={})
+        trainer.fit()
+        grads.append({n: p.grad.clone() for n, p in trainer.model.named_parameters()})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_budgets_by_epochs_and_minutes(tmp_path):
+    _, summary = run(tmp_path / "e", max_steps=None, max_epochs=1)
+    assert summary["stopped"] == "max_epochs" and summary["steps"] == 6  # 11 batches, 2 per step
+    _, summary = run(tmp_path / "m", max_steps=None, max_minutes=1e-9)
+    assert summary["stopped"] == "max_minutes" and summary["steps"] == 1
+    # The clock is stored in the checkpoint: a resumed run with the budget spent stops at once.
+    saved_elapsed = load_state(latest_checkpoint(tmp_path / "m"))["elapsed_s"]
+    _, again = run(tmp_path / "m", max_steps=None, max_minutes=1e-9, resume=True)
+    assert again["stopped"] == "max_minutes" and again["steps"] == 1 and again["wall_s"] >= saved_elapsed > 0
+
+
+def run(run_dir, evaluate="default", **overrides):
+    trainer = make_trainer(run_dir, base_config(**overrides), evaluate=evaluate)
+    return trainer, trainer.fit()
+
+
+def test_best_checkpoint_and_early_stopping(tmp_path):
+    values = iter([3.0, 2.0, 2.5, 2.1, 2.2, 1.0])
+
+    def evaluate(model):
+        assert not model.training and not torch.is_grad_enabled()
+        return {"val_loss": next(values), "val_bleu": 1.0}
+
+    trainer, summary = run(tmp_path, evaluate=evaluate, max_steps=40, eval_every=2, patience=3, keep_last=1)
+    assert summary["stopped"] == "early_stopping" and summary["steps"] == 10  # 3 evals without a new best
+    assert summary["best_step"] == 4 and summary["best_metric"] == 2.0
+    assert trainer.model.training  # train mode restored after evaluation
+    assert summary["best_checkpoint"].endswith("step_00000004")
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "best.json", "step_00000004", "step_00000010"]  # keep_last=1 plus the best
+    val = [r for r in read_metrics(tmp_path) if r["split"] == "val"]
+    assert [(r["step"], r["val_loss"]) for r in val] == [(2, 3.0), (4, 2.0), (6, 2.5), (8, 2.1), (10, 2.2)]
+
+    scores = iter([10.0, 30.0, 20.0])
+    _, summary = run(tmp_path / "max", evaluate=lambda m: {"val_bleu": next(scores)}, max_steps=6, eval_every=2,
+                     best_metric="val_bleu", best_mode="max")
+    assert summary["best_step"] == 4 and summary["best_metric"] == 30.0 and summary["stopped"] == "max_steps"
+
+
+def test_metrics_jsonl_has_each_step_once_across_a_resume(tmp_path):
+    run(tmp_path, max_steps=6, save_every=4, keep_last=5)
+    # Lose the final checkpoint, as if the process died after logging step 6 but before saving it.
+    ckpt = tmp_path / "checkpoints" / "step_00000006"
+    for f in ckpt.iterdir():
+        f.unlink()
+    ckpt.rmdir()
+    _, summary = run(tmp_path, max_steps=8, save_every=4, keep_last=5, resume=True)
+    rows = read_metrics(tmp_path)
+    train = [r["step"] for r in rows if r["split"] == "train"]
+    assert train == list(range(1, 9))
+    assert [r["step"] for r in rows if r["split"] == "val"] == [4, 8]
+    first = rows[0]
+    assert set(first) == {"step", "split", "loss", "lr", "tokens_per_s", "elapsed_s", "epoch", "grad_norm"}
+    assert summary["train_tokens_per_s"] > 0 and summary["steps"] == 8
+    assert all(json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines())
+
+
+def test_sigterm_saves_at_step_boundary_and_restores_handlers(tmp_path):
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def hook(call):
+        if call == 3:  # inside step 2: the step must still finish before the checkpoint
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    trainer = make_trainer(tmp_path, base_config(max_steps=10, save_every=None), loss_fn=Recorder(hook=hook))
+    with pytest.raises(Interrupted) as err:
+        trainer.fit()
+    assert err.value.signum == signal.SIGTERM and err.value.exit_code == 143 and err.value.step == 2
+    assert signal.getsignal(signal.SIGTERM) is previous
+    ckpt = latest_checkpoint(tmp_path)
+    assert ckpt.name == "step_00000002" and load_state(ckpt)["data"] == {"epoch": 0, "index": 4}
+
+
+def test_second_signal_exits_at_once(monkeypatch):
+    exits = []
+    monkeypatch.setattr(os, "_exit", exits.append)
+    previous = signal.getsignal(signal.SIGINT)
+    with SignalGuard() as guard:
+        assert signal.getsignal(signal.SIGINT) == guard._handle
+        guard._handle(signal.SIGINT, None)
+        assert guard.signum == signal.SIGINT and exits == []
+        guard._handle(signal.SIGTERM, None)
+        assert exits == [128 + signal.SIGTERM]
+    assert signal.getsignal(signal.SIGINT) is previous
+
+
+def test_evaluate_without_best_metric_is_a_clear_error(tmp_path):
+    trainer = make_trainer(tmp_path, base_config(max_steps=2, eval_every=1), evaluate=lambda m: {"loss": 1.0})
+    with pytest.raises(TrainingError, match="without a number for best_metric 'val_loss'"):
+        trainer.fit()
