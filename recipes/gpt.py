@@ -1,0 +1,325 @@
+#!/usr/bin/env python
+"""GPT recipe: train a decoder-only language model on text, evaluate it, sample from it.
+
+    python recipes/gpt.py --preset nanogpt-cpu            # train (Tiny Shakespeare by default)
+    python recipes/gpt.py --text my.txt --tokenizer bpe   # any text file
+    python recipes/gpt.py sample --checkpoint RUN_DIR --prompt "ROMEO:" --max-new-tokens 500
+    python recipes/gpt.py --eval-only --checkpoint RUN_DIR
+
+Evaluation covers the whole validation and test splits (every token scored once, in non-overlapping
+blocks), reporting loss, perplexity and bits per character. The run directory gets config.json, the
+tokenizer, checkpoints/, metrics.jsonl, samples.md, report.json, report.md and PNG plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+from transformers_zoo import DecoderOnly, ModelConfig  # noqa: E402
+from transformers_zoo.cli import (  # noqa: E402
+    add_common_args,
+    main_guard,
+    new_run_dir,
+    read_run_config,
+    resolve_device,
+    resolve_preset,
+    run_dir_of,
+    write_json,
+)
+from transformers_zoo.corpora import load_tinyshakespeare, read_text, resolve_data_dir  # noqa: E402
+from transformers_zoo.generation import iter_tokens, sampler  # noqa: E402
+from transformers_zoo.modules import record_attention  # noqa: E402
+from transformers_zoo.tasks.lm import evaluate_lm, lm_loss, prepare_lm_data, train_stream  # noqa: E402
+from transformers_zoo.tokenizers import load_tokenizer  # noqa: E402
+from transformers_zoo.training import (  # noqa: E402
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+    plot_curves,
+    write_report,
+)
+from transformers_zoo.training.distributed import is_main  # noqa: E402
+from transformers_zoo.viz import plot_attention  # noqa: E402
+
+# nanoGPT's train_shakespeare_char on a laptop CPU: 4 layers, 4 heads, 128 dims, block 64, batch 12,
+# 2000 iterations, no dropout, lr 1e-3 cosine-decayed to 1e-4 after 100 warm-up steps, AdamW
+# betas (0.9, 0.99), weight decay 0.1, gradient clipping 1.0, learned positions, GELU, pre-LN, no biases.
+NANOGPT_MODEL = dict(d_model=128, n_heads=4, n_layers=4, max_len=64, dropout=0.0, positional="learned",
+                     norm="layernorm", norm_first=True, ffn="gelu", bias=False, tie_embeddings=True)
+NANOGPT_TRAIN = dict(lr=1e-3, schedule="cosine", warmup_steps=100, min_lr_ratio=0.1, max_steps=2000,
+                     betas=[0.9, 0.99], eps=1e-8, weight_decay=0.1, grad_clip=1.0, eval_every=500, log_every=100,
+                     save_every=500)
+NANOGPT_DATA = dict(tokenizer="char", block_size=64, batch_size=12, split=[0.9, 0.1, 0.0], eval_batch_size=64)
+
+PRESETS = {
+    # seconds: a smoke test of every stage
+    "tiny": {"model": dict(NANOGPT_MODEL, d_model=32, n_heads=2, n_layers=2, max_len=32),
+             "train": dict(NANOGPT_TRAIN, max_steps=40, warmup_steps=5, eval_every=20, log_every=10, save_every=20),
+             "data": dict(NANOGPT_DATA, block_size=32, batch_size=8, split=[0.8, 0.1, 0.1], eval_batch_size=256,
+                          max_eval_tokens=20000)},
+    # the nanoGPT CPU configuration, evaluated on the same held-out characters (the last 10%)
+    "nanogpt-cpu": {"model": NANOGPT_MODEL, "train": NANOGPT_TRAIN, "data": NANOGPT_DATA},
+    # the same shape, size and steps with today's choices: rotary positions, RMSNorm, SwiGLU
+    "modern-cpu": {"model": dict(NANOGPT_MODEL, positional="rope", norm="rmsnorm", ffn="swiglu"),
+                   "train": NANOGPT_TRAIN, "data": NANOGPT_DATA},
+    # a larger char model for about 20 minutes on 2 cores, 80/10/10 split
+    "cpu": {"model": dict(NANOGPT_MODEL, d_model=192, n_heads=6, n_layers=6, max_len=128, dropout=0.1,
+                          positional="rope", norm="rmsnorm", ffn="swiglu"),
+            "train": dict(NANOGPT_TRAIN, max_steps=4000, lr=2e-3, warmup_steps=200, eval_every=500, save_every=500),
+            "data": dict(NANOGPT_DATA, block_size=128, batch_size=32, split=[0.8, 0.1, 0.1])},
+    # nanoGPT's GPU configuration (6 layers, 6 heads, 384 dims, block 256, batch 64, dropout 0.2, 5000 iters)
+    "gpu": {"model": dict(NANOGPT_MODEL, d_model=384, n_heads=6, n_layers=6, max_len=256, dropout=0.2),
+            "train": dict(NANOGPT_TRAIN, max_steps=5000, eval_every=250, save_every=500),
+            "data": dict(NANOGPT_DATA, block_size=256, batch_size=64)},
+}
+
+SAMPLE_PROMPT = "\n"
+
+
+def parse_train_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="recipes/gpt.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser, PRESETS, default_preset="cpu")
+    data = parser.add_argument_group("data")
+    data.add_argument("--text", default=None, help="train on this text file instead of Tiny Shakespeare")
+    data.add_argument("--tokenizer", choices=["char", "bpe", "unigram"], default=None,
+                      help="char (default of the presets) or a sentencepiece vocabulary")
+    data.add_argument("--vocab", type=int, default=None, help="sentencepiece vocabulary size (default 2000)")
+    data.add_argument("--block-size", type=int, default=None, help="context length of training blocks")
+    data.add_argument("--batch-size", type=int, default=None, help="blocks per batch")
+    data.add_argument("--split", default=None,
+                      help="train,val,test fractions of the text in order, e.g. 0.9,0.1,0 (nanoGPT) or 0.8,0.1,0.1")
+    return parser.parse_args(argv)
+
+
+def data_settings(preset: dict, args: argparse.Namespace) -> dict:
+    data = dict(preset["data"])
+    for key, value in (("tokenizer", args.tokenizer), ("vocab", args.vocab), ("block_size", args.block_size),
+                       ("batch_size", args.batch_size), ("text", args.text)):
+        if value is not None:
+            data[key] = value
+    if args.split is not None:
+        try:
+            data["split"] = [float(x) for x in args.split.split(",")]
+        except ValueError:
+            raise ValueError(f"--split {args.split!r}: expected comma-separated fractions like 0.9,0.1,0") from None
+    data.setdefault("vocab", 2000)
+    return data
+
+
+def load_text(data: dict, data_dir: str | None) -> str:
+    return read_text(data["text"]) if data.get("text") else load_tinyshakespeare(resolve_data_dir(data_dir))
+
+
+def build_lm_data(data: dict, data_dir: str | None, tokenizer=None):
+    text = load_text(data, data_dir)
+    cache = resolve_data_dir(data_dir) / "tokenizers" if tokenizer is None else None
+    if cache is not None and not _writable(cache):
+        cache = None  # a read-only data folder (a shared copy): train without caching
+    return prepare_lm_data(text, tuple(data["split"]), tokenizer or data["tokenizer"], data["vocab"], cache)
+
+
+def _writable(path: Path) -> bool:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+        return True
+    except OSError:
+        return False
+
+
+def generate_text(model, tokenizer, prompt: str, max_new_tokens: int, temperature: float = 0.8,
+                  top_k: int | None = None, top_p: float | None = None, seed: int = 0, stream=None) -> str:
+    """Sample a continuation of `prompt` with the KV cache; `stream(text)` receives each piece as it comes."""
+    device = next(model.parameters()).device
+    ids = tokenizer.encode(prompt) or [tokenizer.bos_id]
+    limit = model.config.max_len if model.config.positional == "learned" else None
+    if limit is not None:
+        max_new_tokens = min(max_new_tokens, max(limit - len(ids), 0))
+        if len(ids) > limit:
+            raise ValueError(f"--prompt is {len(ids)} tokens, longer than the model's max_len={limit}")
+    generator = torch.Generator(device=device).manual_seed(seed)
+    choose = sampler(temperature, top_k, top_p, generator)
+    was_training = model.training
+    model.eval()
+    out: list[int] = []
+    with torch.no_grad():
+        prompt_t = torch.tensor([ids], device=device)
+        for token in iter_tokens(model, model.init_cache(1), prompt_t, choose, max_new_tokens, tokenizer.eos_id):
+            out.append(int(token[0]))
+            if stream is not None:
+                stream(tokenizer.decode([out[-1]]))
+    model.train(was_training)
+    return tokenizer.decode(out)
+
+
+def train(args: argparse.Namespace) -> int:
+    preset = resolve_preset(PRESETS, args)
+    data = data_settings(preset, args)
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    if args.resume:
+        run_dir = run_dir_of(args.resume)
+        saved = read_run_config(run_dir)
+        preset["model"], data = saved["model"], saved["data"]
+        preset["train"] = dict(saved["train"], resume=True, **{k: v for k, v in preset["train"].items()
+                                                              if k in ("max_steps", "max_minutes")})
+        tokenizer = load_tokenizer(run_dir / "tokenizer")
+        lm = build_lm_data(data, args.data_dir, tokenizer)
+    else:
+        run_dir = new_run_dir(args.out, "gpt", args.preset, create=False)
+        lm = build_lm_data(data, args.data_dir)  # bad input fails here, before the run dir exists
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lm.tokenizer.save(run_dir / "tokenizer")
+    tok = lm.tokenizer
+    cfg = ModelConfig.from_dict(dict(preset["model"], vocab_size=tok.vocab_size, pad_id=tok.pad_id))
+    if cfg.positional == "learned" and data["block_size"] > cfg.max_len:
+        raise ValueError(f"--block-size {data['block_size']} exceeds the model's max_len={cfg.max_len}")
+    train_cfg = TrainConfig.from_dict(preset["train"])
+    config = {"recipe": "gpt", "preset": args.preset, "model": cfg.to_dict(), "train": train_cfg.to_dict(),
+              "data": data, "tokenizer_fingerprint": tok.fingerprint}
+    if is_main():
+        write_json(run_dir / "config.json", config)
+    print(f"data: {', '.join(f'{k} {len(v):,} tokens' for k, v in lm.tokens.items())}; vocabulary {tok.vocab_size}",
+          file=sys.stderr)
+
+    model = DecoderOnly(cfg)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"model: DecoderOnly, {params:,} parameters", file=sys.stderr)
+    stream = train_stream(lm.tokens["train"], data["block_size"], data["batch_size"], args.seed, tok.pad_id)
+    max_eval_tokens = data.get("max_eval_tokens")
+
+    def evaluate(m) -> dict[str, float]:
+        tokens = lm.tokens["val"] if not max_eval_tokens else lm.tokens["val"][:max_eval_tokens]
+        chars = lm.chars["val"] if not max_eval_tokens else None
+        res = evaluate_lm(m, tokens, data["block_size"], data["eval_batch_size"], device, tok.pad_id, chars)
+        sample = generate_text(m, tok, SAMPLE_PROMPT, 200, seed=args.seed)
+        with open(run_dir / "samples.md", "a", encoding="utf-8") as f:
+            f.write(f"\n### step {trainer.step}, val loss {res['loss']:.4f}\n\n```\n{sample}\n```\n")
+        return {f"val_{k}": v for k, v in res.items() if k != "tokens"}
+
+    trainer = Trainer(model, stream, lm_loss, train_cfg, run_dir, evaluate=evaluate,
+                      fingerprint={"model": cfg.to_dict(), "tokenizer": tok.fingerprint})
+    summary = trainer.fit()
+    if not is_main():
+        return 0
+    model = DecoderOnly(cfg).to(device)
+    load_checkpoint(run_dir, model)  # the best checkpoint
+    final = final_report(model, lm, data, device, run_dir, config, params, summary)
+    print(f"done: {run_dir}  " + "  ".join(f"{split} loss {m['loss']:.4f}" for split, m in final["eval"].items()),
+          file=sys.stderr)
+    return 0
+
+
+def final_report(model, lm, data, device, run_dir: Path, config: dict, params: int, summary: dict) -> dict:
+    """Evaluate the best checkpoint on every held-out split; write report.json/.md, plots, a sample."""
+    tok = lm.tokenizer
+    evals = {}
+    for split in ("val", "test"):
+        if split in lm.tokens:
+            tokens = lm.tokens[split]
+            chars = lm.chars[split]
+            if data.get("max_eval_tokens"):
+                tokens, chars = tokens[: data["max_eval_tokens"]], None
+            res = evaluate_lm(model, tokens, data["block_size"], data["eval_batch_size"], device, tok.pad_id, chars)
+            evals[split] = {k: v for k, v in res.items()}
+    sample = generate_text(model, tok, "ROMEO:", 300, seed=config["train"]["seed"])
+    images = plot_curves(run_dir)
+    attention_png = run_dir / "attention.png"
+    prompt = "ROMEO:\nWhat say you, my lord?"
+    ids = torch.tensor([tok.encode(prompt)[: model.config.max_len]], device=device)
+    model.eval()
+    with torch.no_grad(), record_attention(model) as attn:
+        model(ids)
+    last = attn[f"stack.layers.{len(model.stack.layers) - 1}.self_attn"].weights[0]
+    plot_attention(last, [tok.id_to_piece(i) for i in ids[0].tolist()], attention_png,
+                   title=f"last layer self-attention on {prompt!r}")
+    report = {
+        "recipe": "gpt", "config": config, "params": params, "wall_s": summary.get("wall_s"),
+        "train_tokens_per_s": summary.get("train_tokens_per_s"), "best_step": summary.get("best_step"),
+        "steps": summary.get("steps"), "stopped": summary.get("stopped"), "eval": evals,
+    }
+    samples_md = (run_dir / "samples.md").read_text(encoding="utf-8") if (run_dir / "samples.md").exists() else ""
+    sections = [
+        ("Sample from the best checkpoint (prompt 'ROMEO:', temperature 0.8)", f"```\n{sample}\n```"),
+        ("Samples during training", samples_md[-6000:]),
+    ]
+    write_report(run_dir, report, sections=sections, images=[*images, attention_png.name])
+    return report
+
+
+def eval_only(args: argparse.Namespace) -> int:
+    if not args.checkpoint:
+        raise ValueError("--eval-only needs --checkpoint RUN_DIR")
+    run_dir = run_dir_of(args.checkpoint)
+    saved = read_run_config(run_dir)
+    device = resolve_device(args.device)
+    tok = load_tokenizer(run_dir / "tokenizer")
+    lm = build_lm_data(saved["data"], args.data_dir, tok)
+    model = DecoderOnly(ModelConfig.from_dict(saved["model"])).to(device)
+    load_checkpoint(args.checkpoint, model)
+    data = saved["data"]
+    results = {}
+    for split in ("val", "test"):
+        if split in lm.tokens:
+            results[split] = evaluate_lm(model, lm.tokens[split], data["block_size"], data["eval_batch_size"],
+                                         device, tok.pad_id, lm.chars[split])
+            print(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in results[split].items()))
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        write_json(Path(args.out) / "eval.json", {"checkpoint": str(args.checkpoint), "eval": results})
+    return 0
+
+
+def sample_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="recipes/gpt.py sample",
+                                     description="Stream a sample from a trained GPT run (KV-cached).")
+    parser.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="run directory or checkpoint")
+    parser.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    parser.add_argument("--max-new-tokens", type=int, default=500)
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    args = parser.parse_args(argv)
+    run_dir = run_dir_of(args.checkpoint)
+    saved = read_run_config(run_dir)
+    tok = load_tokenizer(run_dir / "tokenizer")
+    model = DecoderOnly(ModelConfig.from_dict(saved["model"])).to(resolve_device(args.device))
+    load_checkpoint(args.checkpoint, model)
+    sys.stdout.write(args.prompt)
+    start = time.perf_counter()
+    text = generate_text(model, tok, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
+                         args.seed, stream=lambda piece: (sys.stdout.write(piece), sys.stdout.flush()))
+    elapsed = time.perf_counter() - start
+    n = len(tok.encode(text))
+    print(f"\n[{n} tokens in {elapsed:.2f}s, {n / max(elapsed, 1e-9):.0f} tokens/s]", file=sys.stderr)
+    return 0
+
+
+def main() -> int:
+    argv = sys.argv[1:]
+    if argv and argv[0] == "sample":
+        return sample_main(argv[1:])
+    if argv and argv[0] == "train":
+        argv = argv[1:]
+    args = parse_train_args(argv)
+    return eval_only(args) if args.eval_only else train(args)
+
+
+if __name__ == "__main__":
+    main_guard(main)

@@ -1,0 +1,83 @@
+"""recipes/gpt.py end to end on --preset tiny with the real Tiny Shakespeare file."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "recipes" / "gpt.py"
+
+
+def run(*args, check=True, stdin=None):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, str(RECIPE), *map(str, args)], capture_output=True, text=True, env=env,
+                          input=stdin, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def tiny_run(shared_data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gpt") / "run"
+    run("--preset", "tiny", "--data-dir", shared_data_dir, "--out", out, "--threads", "1")
+    return out
+
+
+def test_tiny_run_dir_is_complete(tiny_run):
+    for name in ("config.json", "metrics.jsonl", "report.json", "report.md", "loss.png", "lr.png", "attention.png",
+                 "samples.md", "tokenizer/tokenizer.json"):
+        assert (tiny_run / name).is_file(), name
+    assert any((tiny_run / "checkpoints").glob("step_*/manifest.json"))
+    report = json.loads((tiny_run / "report.json").read_text())
+    assert report["recipe"] == "gpt" and report["params"] > 0 and report["train_tokens_per_s"] > 0
+    for split in ("val", "test"):
+        loss = report["eval"][split]["loss"]
+        assert math.isfinite(loss) and 0 < loss < math.log(report["config"]["model"]["vocab_size"]) + 0.5
+        assert abs(report["eval"][split]["ppl"] - math.exp(loss)) < 1e-3 * math.exp(loss)
+    rows = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in rows} >= {"train", "val"}
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["model"]["vocab_size"] == 72  # 65 characters + 7 specials
+
+
+def test_sampling_streams_and_is_reproducible(tiny_run):
+    a = run("sample", "--checkpoint", tiny_run, "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "3")
+    b = run("sample", "--checkpoint", tiny_run, "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "3")
+    c = run("sample", "--checkpoint", tiny_run, "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "4")
+    assert a.stdout == b.stdout and a.stdout.startswith("ROMEO:") and len(a.stdout) > len("ROMEO:")
+    assert a.stdout != c.stdout
+    assert "tokens/s" in a.stderr
+
+
+def test_eval_only_matches_report(tiny_run, shared_data_dir, tmp_path):
+    proc = run("--eval-only", "--checkpoint", tiny_run, "--data-dir", shared_data_dir, "--out", tmp_path / "eval")
+    result = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert "val: loss" in proc.stdout and math.isfinite(result["eval"]["val"]["loss"])
+
+
+def test_resume_continues_to_a_larger_budget(tiny_run, shared_data_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    run("--resume", copy, "--data-dir", shared_data_dir, "--max-steps", "50", "--threads", "1")
+    report = json.loads((copy / "report.json").read_text())
+    assert report["steps"] == 50
+
+
+def test_bad_input_gives_one_line(tmp_path, shared_data_dir):
+    proc = run("--preset", "tiny", "--text", tmp_path / "missing.txt", "--out", tmp_path / "r", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error:") and "missing.txt" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # nothing written for a run that could not start
+    proc = run("sample", "--checkpoint", tmp_path / "nowhere", check=False)
+    assert proc.returncode == 2 and "nowhere" in proc.stderr
+    proc = run("--preset", "tiny", "--split", "0.9,x", "--data-dir", shared_data_dir, "--out", tmp_path / "s",
+               check=False)
+    assert proc.returncode == 2 and "--split" in proc.stderr

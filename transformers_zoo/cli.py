@@ -1,0 +1,203 @@
+"""Recipe plumbing: the flags of the recipe contract, presets, devices, run directories and error exits.
+
+Every recipe (`recipes/*.py`) takes the same flags (see DESIGN.md, "Recipe contract"):
+`--data-dir --preset --out --device --seed --max-steps --max-minutes --resume --eval-only --checkpoint`,
+training overrides (`--lr --warmup-steps ...`) and an override for every `ModelConfig` field
+(`--positional rope --norm rmsnorm ...`), generated from the dataclass so the two never drift apart.
+A preset is a dict `{"model": {...}, "train": {...}, "data": {...}}`; flags given on the command line
+win over the preset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import json
+import os
+import sys
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import FFNS, NORMS, POOLINGS, POSITIONALS, ModelConfig
+
+# Fields the recipe derives from its data (vocabulary, classes) rather than from flags.
+DERIVED_FIELDS = {"vocab_size", "src_vocab_size", "pad_id", "n_classes", "extra"}
+CHOICES = {"positional": POSITIONALS, "norm": NORMS, "ffn": FFNS, "pooling": POOLINGS}
+MODEL_HELP = {
+    "d_model": "width of the residual stream", "n_heads": "attention heads",
+    "n_kv_heads": "key/value heads (1 = MQA, < n_heads = GQA; default: n_heads)",
+    "n_layers": "layers per stack", "n_encoder_layers": "encoder layers (encoder-decoder)",
+    "n_decoder_layers": "decoder layers (encoder-decoder)", "d_ff": "FFN hidden width",
+    "max_len": "longest sequence (learned positions need it)", "dropout": "dropout on residual branches",
+    "attention_dropout": "dropout on attention weights", "norm_first": "pre-norm (true) or post-norm (false)",
+    "bias": "biases in linear layers and norms", "tie_embeddings": "tie output projection to the embedding",
+    "scale_embeddings": "multiply embeddings by sqrt(d_model)",
+    "share_src_tgt_embeddings": "one embedding for source and target (joint vocabulary)",
+}
+
+# TrainConfig fields a recipe exposes as flags (name -> type, help).
+TRAIN_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "lr": (float, "peak learning rate"),
+    "warmup_steps": (int, "linear warm-up steps"),
+    "schedule": (str, "inverse_sqrt | cosine | constant"),
+    "min_lr_ratio": (float, "cosine floor as a fraction of lr"),
+    "weight_decay": (float, "AdamW decoupled weight decay (not on biases, norms, embeddings)"),
+    "accum_steps": (int, "micro-batches per optimizer step"),
+    "grad_clip": (float, "clip the gradient norm (0 = off)"),
+    "label_smoothing": (float, "label smoothing of the cross-entropy"),
+    "eval_every": (int, "evaluate every N steps"),
+    "save_every": (int, "checkpoint every N steps"),
+    "log_every": (int, "log every N steps"),
+    "keep_last": (int, "checkpoints kept besides the best"),
+    "patience": (int, "stop after N evaluations without improvement"),
+    "max_epochs": (int, "stop after N epochs"),
+}
+
+
+def str2bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _field_type(annotation: Any) -> Callable[[str], Any]:
+    hints = typing.get_type_hints(ModelConfig)
+    tp = hints.get(annotation, annotation)
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    return str2bool if tp is bool else tp
+
+
+def add_common_args(parser: argparse.ArgumentParser, presets: dict[str, dict], default_preset: str) -> None:
+    """The recipe contract's flags, training overrides and one flag per ModelConfig field."""
+    run = parser.add_argument_group("run")
+    run.add_argument("--data-dir", default=None,
+                     help="data sets folder (default: env TZOO_DATA_DIR, else data/ in the repo, downloading "
+                          "there when missing)")
+    run.add_argument("--preset", default=default_preset, choices=sorted(presets),
+                     help=f"model/training size (default: {default_preset}); 'tiny' is a seconds-long smoke test")
+    run.add_argument("--out", default=None, help="run directory (default: runs/<recipe>-<preset>-<time>)")
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                     help="auto = cuda when available")
+    run.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
+    run.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps")
+    run.add_argument("--max-minutes", type=float, default=None, help="stop after N minutes of training")
+    run.add_argument("--resume", metavar="RUN_DIR", default=None,
+                     help="continue the run in RUN_DIR from its newest complete checkpoint")
+    run.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint, no training")
+    run.add_argument("--checkpoint", metavar="RUN_DIR", default=None,
+                     help="run directory (or checkpoint folder) to evaluate or use")
+    run.add_argument("--compile", action="store_true", help="torch.compile the model")
+    run.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    train = parser.add_argument_group("training (override the preset)")
+    for name, (tp, help_) in TRAIN_FLAGS.items():
+        train.add_argument("--" + name.replace("_", "-"), dest="train_" + name, type=tp, default=None, help=help_)
+    model = parser.add_argument_group("model (override the preset; every ModelConfig field)")
+    for f in dataclasses.fields(ModelConfig):
+        if f.name in DERIVED_FIELDS:
+            continue
+        kwargs: dict[str, Any] = {"dest": "model_" + f.name, "default": None, "type": _field_type(f.name)}
+        if f.name in CHOICES:
+            kwargs["choices"] = CHOICES[f.name]
+        kwargs["help"] = MODEL_HELP.get(f.name, f.name.replace("_", " "))
+        model.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+
+def overrides(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
+    """Flags given on the command line for one group (`model_` or `train_`), without the prefix."""
+    return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix) and v is not None}
+
+
+def resolve_preset(presets: dict[str, dict], args: argparse.Namespace) -> dict[str, dict]:
+    """The preset with the command line's overrides applied (model, train; budgets and seed too)."""
+    preset = json.loads(json.dumps(presets[args.preset]))  # a deep copy
+    preset.setdefault("model", {}).update(overrides(args, "model_"))
+    train = preset.setdefault("train", {})
+    train.update(overrides(args, "train_"))
+    if args.max_steps is not None:
+        train["max_steps"] = args.max_steps
+    if args.max_minutes is not None:
+        train["max_minutes"] = args.max_minutes
+    train["seed"] = args.seed
+    train["device"] = args.device
+    if args.compile:
+        train["compile"] = True
+    return preset
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return torch.device(name)
+
+
+def new_run_dir(out: str | None, recipe: str, preset: str, create: bool = True) -> Path:
+    """A fresh run directory; an existing one that already holds checkpoints is refused (use --resume).
+    With `create=False` only the checks run: create it once the inputs are known to be good."""
+    if out is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = os.path.join("runs", f"{recipe}-{preset}-{stamp}")
+    path = Path(out)
+    if (path / "checkpoints").exists() and any((path / "checkpoints").iterdir()):
+        raise ValueError(f"--out {path}: already holds a run; continue it with --resume {path} or choose "
+                         "another --out")
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (temp file in the same folder, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The `config.json` of a run directory (or of the run holding a checkpoint folder)."""
+    path = Path(run_dir)
+    for candidate in (path, path.parent, path.parent.parent):
+        if (candidate / "config.json").is_file():
+            return json.loads((candidate / "config.json").read_text())
+    raise FileNotFoundError(f"{run_dir}: no config.json found (is it a run directory of this recipe?)")
+
+
+def run_dir_of(path: str | os.PathLike) -> Path:
+    """The run directory containing `path` (a run directory or one of its checkpoint folders)."""
+    p = Path(path)
+    for candidate in (p, p.parent, p.parent.parent):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise FileNotFoundError(f"{path}: not a run directory (no config.json)")
+
+
+def main_guard(main: Callable[[], int | None]) -> None:
+    """Run a recipe's main: a bad input exits with one clear line (code 2), a signal with 128 + signum.
+    Set TZOO_DEBUG=1 to see the traceback instead."""
+    from .corpora import DataError
+    from .training import Interrupted, TrainingError
+
+    try:
+        code = main()
+    except Interrupted as stop:
+        print(f"interrupted by signal {stop.signum}: checkpoint saved; continue with --resume", file=sys.stderr)
+        sys.exit(128 + stop.signum)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except (DataError, TrainingError, ValueError, FileNotFoundError) as err:
+        if os.environ.get("TZOO_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code or 0)

@@ -1,0 +1,49 @@
+"""Plots a person looks at: attention heat maps (curves live in training/reporting)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+
+def plot_attention(weights: torch.Tensor, query_labels: list[str], path: str | Path,
+                   key_labels: list[str] | None = None, title: str = "") -> Path:
+    """Save a grid of heat maps, one per head, of `weights (H, Tq, Tk)` (rows: queries, columns: keys)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    weights = weights.detach().float().cpu()
+    if weights.dim() == 2:
+        weights = weights[None]
+    key_labels = query_labels if key_labels is None else key_labels
+    n_heads = weights.shape[0]
+    cols = min(n_heads, 4)
+    rows = math.ceil(n_heads / cols)
+    size = max(3.0, 0.22 * max(weights.shape[1], weights.shape[2]))
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    for h in range(rows * cols):
+        ax = axes[h // cols][h % cols]
+        if h >= n_heads:
+            ax.axis("off")
+            continue
+        ax.imshow(weights[h].numpy(), cmap="viridis", vmin=0.0, aspect="auto")
+        ax.set_title(f"head {h}", fontsize=9)
+        ax.set_xticks(range(len(key_labels)))
+        ax.set_xticklabels([_show(t) for t in key_labels], rotation=90, fontsize=7)
+        ax.set_yticks(range(len(query_labels)))
+        ax.set_yticklabels([_show(t) for t in query_labels], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _show(piece: str) -> str:
+    return {"\n": "\\n", " ": "␣"}.get(piece, piece)
