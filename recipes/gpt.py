@@ -47,7 +47,7 @@ from transformers_zoo.training import (  # noqa: E402
     plot_curves,
     write_report,
 )
-from transformers_zoo.training.distributed import is_main  # noqa: E402
+from transformers_zoo.training.distributed import broadcast_object, init_distributed, is_main  # noqa: E402
 from transformers_zoo.viz import plot_attention  # noqa: E402
 
 # nanoGPT's train_shakespeare_char on a laptop CPU: 4 layers, 4 heads, 128 dims, block 64, batch 12,
@@ -167,6 +167,7 @@ def generate_text(model, tokenizer, prompt: str, max_new_tokens: int, temperatur
 def train(args: argparse.Namespace) -> int:
     preset = resolve_preset(PRESETS, args)
     data = data_settings(preset, args)
+    init_distributed(args.device)  # a no-op unless launched by torchrun
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -180,10 +181,12 @@ def train(args: argparse.Namespace) -> int:
         tokenizer = load_tokenizer(run_dir / "tokenizer")
         lm = build_lm_data(data, args.data_dir, tokenizer)
     else:
-        run_dir = new_run_dir(args.out, "gpt", args.preset, create=False)
+        # every rank must agree on the directory (its default name has a time stamp)
+        run_dir = Path(broadcast_object(str(new_run_dir(args.out, "gpt", args.preset, create=False))))
         lm = build_lm_data(data, args.data_dir)  # bad input fails here, before the run dir exists
-        run_dir.mkdir(parents=True, exist_ok=True)
-        lm.tokenizer.save(run_dir / "tokenizer")
+        if is_main():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            lm.tokenizer.save(run_dir / "tokenizer")
     tok = lm.tokenizer
     cfg = ModelConfig.from_dict(dict(preset["model"], vocab_size=tok.vocab_size, pad_id=tok.pad_id))
     if cfg.positional == "learned" and data["block_size"] > cfg.max_len:
@@ -193,12 +196,14 @@ def train(args: argparse.Namespace) -> int:
               "data": data, "tokenizer_fingerprint": tok.fingerprint}
     if is_main():
         write_json(run_dir / "config.json", config)
-    print(f"data: {', '.join(f'{k} {len(v):,} tokens' for k, v in lm.tokens.items())}; vocabulary {tok.vocab_size}",
-          file=sys.stderr)
+    if is_main():
+        print(f"data: {', '.join(f'{k} {len(v):,} tokens' for k, v in lm.tokens.items())}; "
+              f"vocabulary {tok.vocab_size}", file=sys.stderr)
 
     model = DecoderOnly(cfg)
     params = sum(p.numel() for p in model.parameters())
-    print(f"model: DecoderOnly, {params:,} parameters", file=sys.stderr)
+    if is_main():
+        print(f"model: DecoderOnly, {params:,} parameters", file=sys.stderr)
     stream = train_stream(lm.tokens["train"], data["block_size"], data["batch_size"], args.seed, tok.pad_id)
     max_eval_tokens = data.get("max_eval_tokens")
 
