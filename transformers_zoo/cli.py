@@ -99,12 +99,12 @@ def add_common_args(parser: argparse.ArgumentParser, presets: dict[str, dict], d
     run.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     train = parser.add_argument_group("training (override the preset)")
     for name, (tp, help_) in TRAIN_FLAGS.items():
-        train.add_argument("--" + name.replace("_", "-"), dest="train_" + name, type=tp, default=None, help=help_)
+        train.add_argument("--" + name.replace("_", "-"), dest="train__" + name, type=tp, default=None, help=help_)
     model = parser.add_argument_group("model (override the preset; every ModelConfig field)")
     for f in dataclasses.fields(ModelConfig):
         if f.name in DERIVED_FIELDS:
             continue
-        kwargs: dict[str, Any] = {"dest": "model_" + f.name, "default": None, "type": _field_type(f.name)}
+        kwargs: dict[str, Any] = {"dest": "model__" + f.name, "default": None, "type": _field_type(f.name)}
         if f.name in CHOICES:
             kwargs["choices"] = CHOICES[f.name]
         kwargs["help"] = MODEL_HELP.get(f.name, f.name.replace("_", " "))
@@ -112,16 +112,17 @@ def add_common_args(parser: argparse.ArgumentParser, presets: dict[str, dict], d
 
 
 def overrides(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
-    """Flags given on the command line for one group (`model_` or `train_`), without the prefix."""
+    """Flags given on the command line for one group (`model__` or `train__`: a double underscore, so a
+    recipe's own flags such as `--train-tsv` never collide), without the prefix."""
     return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix) and v is not None}
 
 
 def resolve_preset(presets: dict[str, dict], args: argparse.Namespace) -> dict[str, dict]:
     """The preset with the command line's overrides applied (model, train; budgets and seed too)."""
     preset = json.loads(json.dumps(presets[args.preset]))  # a deep copy
-    preset.setdefault("model", {}).update(overrides(args, "model_"))
+    preset.setdefault("model", {}).update(overrides(args, "model__"))
     train = preset.setdefault("train", {})
-    train.update(overrides(args, "train_"))
+    train.update(overrides(args, "train__"))
     if args.max_steps is not None:
         train["max_steps"] = args.max_steps
     if args.max_minutes is not None:

@@ -1,0 +1,226 @@
+"""recipes/mlm.py end to end on `--preset tiny` (seconds per run) with the shared data, plus the pieces the
+recipe's promises rest on: the encoder of a fine-tuning run is the pre-trained one, `[MASK]` in text is the
+mask id, and bad input fails with one clear line before a run directory is created."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from transformers_zoo import EncoderOnly, ModelConfig
+from transformers_zoo.tasks.classification import HEAD_PREFIX, classifier_from_pretrained
+from transformers_zoo.tasks.mlm import encode_masked_text
+from transformers_zoo.tokenizers import MASK, SentencePieceTokenizer, load_tokenizer
+from transformers_zoo.training.checkpoint import MODEL_FILE, resolve_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = REPO / "recipes" / "mlm.py"
+
+
+def run_recipe(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.pop("TZOO_DEBUG", None)
+    proc = subprocess.run([sys.executable, str(RECIPE), *map(str, args)], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"recipe failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, shared_data_dir: Path) -> Path:
+    """pretrain -> finetune -> scratch in one run directory (the recipe without subcommand)."""
+    out = tmp_path_factory.mktemp("mlm") / "run"
+    run_recipe("--preset", "tiny", "--data-dir", shared_data_dir, "--out", out)
+    return out
+
+
+def read_report(run_dir: Path) -> dict:
+    return json.loads((run_dir / "report.json").read_text())
+
+
+def test_all_in_one_run_writes_sane_reports(tiny_run: Path) -> None:
+    for stage in ("pretrain", "finetune", "scratch"):
+        sub = tiny_run / stage
+        for name in ("config.json", "metrics.jsonl", "report.json", "report.md", "loss.png", "tokenizer/spm.model"):
+            assert (sub / name).is_file(), f"{stage}/{name} missing"
+        assert any((sub / "checkpoints").glob("step_*/model.safetensors"))
+    pre = read_report(tiny_run / "pretrain")["eval"]["val"]
+    assert 0.0 <= pre["masked_accuracy"] <= 1.0 and math.isfinite(pre["ppl"]) and pre["ppl"] > 1.0
+    assert pre["masked_tokens"] > 0
+    for stage in ("finetune", "scratch"):
+        report = read_report(tiny_run / stage)
+        assert report["labels"] == ["negative", "positive"]
+        for split in ("val", "test"):
+            assert 0.0 <= report["eval"][split]["accuracy"] <= 1.0
+            assert "macro_f1" not in report["eval"][split]  # two classes: accuracy is the number
+    assert read_report(tiny_run / "finetune")["init_checkpoint"].startswith(str(tiny_run / "pretrain"))
+    assert read_report(tiny_run / "scratch")["init_checkpoint"] is None
+
+    top = read_report(tiny_run)
+    comparison = top["comparison"]
+    assert comparison["split"] == "test" and comparison["metric"] == "accuracy"
+    assert comparison["gain"] == pytest.approx(comparison["pretrained"] - comparison["scratch"])
+    assert top["eval"]["test"]["accuracy"] == comparison["pretrained"]
+    assert top["eval"]["scratch_test"]["accuracy"] == comparison["scratch"]
+    assert 0.0 <= top["eval"]["pretrain_val"]["masked_accuracy"] <= 1.0
+    assert "Pre-trained against from scratch" in (tiny_run / "report.md").read_text()
+    # the pre-training and the fine-tuning use one tokenizer; the scratch run trained its own
+    assert (load_tokenizer(tiny_run / "finetune" / "tokenizer").fingerprint
+            == load_tokenizer(tiny_run / "pretrain" / "tokenizer").fingerprint)
+
+
+def test_predict_prints_label_and_probability(tiny_run: Path) -> None:
+    texts = ["a gorgeous , witty film", "dull and lifeless"]
+    lines = run_recipe("predict", "--checkpoint", tiny_run / "finetune", *texts).stdout.splitlines()
+    assert len(lines) == 2
+    for line, text in zip(lines, texts, strict=True):
+        label, prob, echoed = line.split("\t")
+        assert label in ("negative", "positive") and 0.5 <= float(prob) <= 1.0 and echoed == text
+
+
+def test_fill_prints_top_k_per_mask(tiny_run: Path) -> None:
+    out = run_recipe("fill", "--checkpoint", tiny_run, "--top-k", "3", "the movie was [MASK] and [MASK] .").stdout
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert [(r[1], r[2]) for r in rows] == [(m, f"{k}.") for m in "12" for k in (1, 2, 3)]
+    probs = [float(r[-1]) for r in rows]
+    assert all(0.0 <= p <= 1.0 for p in probs) and probs[:3] == sorted(probs[:3], reverse=True)
+
+
+def test_mask_text_becomes_the_mask_id(tiny_run: Path) -> None:
+    tokenizer = load_tokenizer(tiny_run / "pretrain" / "tokenizer")
+    ids = encode_masked_text(tokenizer, "the movie was [MASK] .")
+    assert ids.count(MASK) == 1 and ids == [*tokenizer.encode("the movie was"), MASK, *tokenizer.encode(".")]
+    # sentencepiece itself never produces the id from text: [MASK] is a control symbol, spelled out if encoded
+    assert MASK not in tokenizer.encode("the movie was [MASK] .")
+
+
+def test_finetune_from_init_loads_every_encoder_weight(tiny_run: Path) -> None:
+    pretrain = tiny_run / "pretrain"
+    ckpt = resolve_checkpoint(pretrain)
+    saved = load_file(str(ckpt / MODEL_FILE))
+    config = json.loads((pretrain / "config.json").read_text())["model"]
+    cfg = ModelConfig.from_dict(dict(config, n_classes=3))
+    torch.manual_seed(123)
+    fresh = EncoderOnly(cfg)
+    torch.manual_seed(123)
+    model = classifier_from_pretrained(cfg, ckpt)
+    state = model.state_dict()
+    assert not any(name.startswith(HEAD_PREFIX) for name in saved)
+    encoder_names = [name for name in state if not name.startswith(HEAD_PREFIX)]
+    for name in encoder_names:
+        # tied weights are stored once (under one of their names)
+        tensor = saved.get(name, saved.get("embed.weight") if name == "mlm_head.weight" else None)
+        assert tensor is not None, f"{name} not in the checkpoint"
+        assert torch.equal(state[name], tensor), f"{name} was not loaded"
+    assert any(not torch.equal(state[n], fresh.state_dict()[n]) for n in encoder_names)
+    assert torch.equal(model.classifier.weight, fresh.classifier.weight)  # untouched fresh initialisation
+    assert torch.equal(model.classifier.bias, torch.zeros(3))
+    assert model.classifier.weight.std() > 0
+
+
+def write_tsv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("review\tfeeling\n" + "".join(f"{text}\t{label}\n" for text, label in rows))
+    return path
+
+
+def four_class_rows(n: int, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    subjects = ["the film", "this movie", "the plot", "the acting", "the ending"]
+    phrases = {"joy": ["was delightful", "made me smile"], "anger": ["made me furious", "was an insult"],
+               "fear": ["was terrifying", "kept me scared"], "boredom": ["was dull", "put me to sleep"]}
+    rows = []
+    for _ in range(n):
+        label = rng.choice(sorted(phrases))
+        rows.append((f"{rng.choice(subjects)} {rng.choice(phrases[label])}", label))
+    return rows
+
+
+@pytest.fixture
+def four_class(tmp_path: Path) -> dict[str, Path]:
+    return {split: write_tsv(tmp_path / f"{split}.tsv", four_class_rows(n, seed))
+            for split, n, seed in (("train", 200, 0), ("valid", 40, 1), ("test", 40, 2))}
+
+
+def tsv_args(files: dict[str, Path]) -> list[str | Path]:
+    return ["--train-tsv", files["train"], "--valid-tsv", files["valid"], "--test-tsv", files["test"],
+            "--text-column", "review", "--label-column", "feeling"]
+
+
+def test_string_labels_four_classes_report_macro_f1(tiny_run: Path, four_class: dict[str, Path], tmp_path: Path):
+    out = tmp_path / "ft4"
+    run_recipe("finetune", "--preset", "tiny", "--init", tiny_run / "pretrain", *tsv_args(four_class), "--out", out)
+    report = read_report(out)
+    assert report["labels"] == ["anger", "boredom", "fear", "joy"]
+    assert json.loads((out / "labels.json").read_text()) == report["labels"]
+    for split in ("val", "test"):
+        assert 0.0 <= report["eval"][split]["accuracy"] <= 1.0
+        assert 0.0 <= report["eval"][split]["macro_f1"] <= 1.0
+    label = run_recipe("predict", "--checkpoint", out, "the plot was dull").stdout.split("\t")[0]
+    assert label in report["labels"]
+
+
+def assert_one_error_line(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+def test_unknown_label_in_test_file(tiny_run: Path, four_class: dict[str, Path], tmp_path: Path) -> None:
+    rows = four_class_rows(10, 3)
+    rows[4] = ("the film was odd", "surprise")
+    four_class["test"] = write_tsv(tmp_path / "bad_test.tsv", rows)
+    out = tmp_path / "never"
+    proc = run_recipe("finetune", "--preset", "tiny", "--init", tiny_run, *tsv_args(four_class), "--out", out,
+                      check=False)
+    assert_one_error_line(proc, f"{four_class['test']}:6:", "unknown label 'surprise'")
+    assert not out.exists()
+
+
+def test_empty_text_fails_before_pretraining(shared_data_dir: Path, four_class: dict[str, Path], tmp_path: Path):
+    rows = four_class_rows(10, 4)
+    rows[2] = ("  ", "joy")
+    four_class["valid"] = write_tsv(tmp_path / "bad_valid.tsv", rows)
+    out = tmp_path / "never"
+    proc = run_recipe("--preset", "tiny", "--data-dir", shared_data_dir, *tsv_args(four_class), "--out", out,
+                      check=False)
+    assert_one_error_line(proc, f"{four_class['valid']}:4:", "empty text in column 'review'")
+    assert not out.exists()
+
+
+@pytest.fixture
+def other_tokenizer(tmp_path: Path) -> Path:
+    """A tokenizer folder that is not the pre-training run's."""
+    texts = [text for text, _ in four_class_rows(200, 5)]
+    return SentencePieceTokenizer.train(texts, vocab_size=300, model_type="bpe", hard_vocab_limit=False).save(
+        tmp_path / "other-tokenizer")
+
+
+def test_tokenizer_from_another_run_is_refused(tiny_run: Path, shared_data_dir: Path, other_tokenizer: Path,
+                                               tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    proc = run_recipe("finetune", "--preset", "tiny", "--data-dir", shared_data_dir, "--init", tiny_run / "pretrain",
+                      "--tokenizer-from", other_tokenizer, "--out", out, check=False)
+    assert_one_error_line(proc, "--tokenizer-from", str(other_tokenizer))
+    assert not out.exists()
+
+
+def test_checkpoint_with_another_tokenizer_is_refused(tiny_run: Path, other_tokenizer: Path, tmp_path: Path) -> None:
+    run = tmp_path / "swapped"
+    shutil.copytree(tiny_run / "finetune", run)
+    shutil.rmtree(run / "tokenizer")
+    shutil.copytree(other_tokenizer, run / "tokenizer")
+    proc = run_recipe("predict", "--checkpoint", run, "a fine film", check=False)
+    assert_one_error_line(proc, "another tokenizer", str(run / "tokenizer"))

@@ -1,0 +1,227 @@
+"""Sequence classification (fine-tuning an encoder): labelled data, batches, loss, evaluation, and loading
+a pre-trained encoder under a fresh classification head.
+
+An example is ``(text, label_id)``; ``label_id`` indexes the label names, which come from the training file
+(SST-2: ``negative``, ``positive``) and are stored with the run, so predictions print names. Inputs are
+``[CLS] ids [SEP]`` (:class:`~transformers_zoo.batching.ClassificationCollator`); the model pools them
+(`cls` or `mean`) and a linear layer gives ``(B, n_classes)`` logits. Loss and metrics count examples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_model
+from torch import nn
+
+from ..batching import ClassificationCollator, EpochBatches, token_budget_batches
+from ..config import ModelConfig
+from ..corpora import SST2_LABELS, DataError, load_sst2, read_labelled_tsv
+from ..metrics import accuracy, macro_f1
+from ..models.encoder_only import EncoderOnly
+from ..tokenizers import Tokenizer
+from ..training.checkpoint import MODEL_FILE
+from ..training.losses import cross_entropy_sum
+
+__all__ = [
+    "HEAD_PREFIX",
+    "LabelledData",
+    "classifier_from_pretrained",
+    "classify_loss",
+    "classification_stream",
+    "encode_examples",
+    "evaluate_classifier",
+    "holdout_examples",
+    "load_encoder",
+    "load_labelled_data",
+    "predict_proba",
+]
+
+Example = tuple[str, int]
+#: Parameters of the classification head: everything else is the encoder (and the unused MLM head).
+HEAD_PREFIX = "classifier."
+EVAL_MAX_SENTENCES = 512
+
+
+@dataclass
+class LabelledData:
+    """Splits of ``(text, label_id)`` examples (``train``, ``val``, and ``test`` when there is one), the label
+    names the ids index, and where each split came from (for reports and error messages)."""
+
+    splits: dict[str, list[Example]]
+    label_names: list[str]
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.label_names)
+
+
+def holdout_examples(examples: Sequence[Example], fraction: float) -> tuple[list[Example], list[Example]]:
+    """``(train, heldout)``: a deterministic ``fraction`` (at least one) of the distinct texts held out.
+
+    The texts with the smallest sha256 are held out, with every copy of them, so the choice depends only on
+    the data and no held-out text is trained on.
+    """
+    distinct = sorted({text for text, _ in examples}, key=lambda t: hashlib.sha256(t.encode()).digest())
+    if len(distinct) < 2:
+        raise DataError(f"need at least 2 distinct texts to hold some out for validation, got {len(distinct)}")
+    heldout = set(distinct[: min(len(distinct) - 1, max(1, math.ceil(fraction * len(distinct))))])
+    return [e for e in examples if e[0] not in heldout], [e for e in examples if e[0] in heldout]
+
+
+def load_labelled_data(
+    data_dir: str | os.PathLike | None,
+    train_tsv: str | None = None,
+    valid_tsv: str | None = None,
+    test_tsv: str | None = None,
+    text_column: str = "sentence",
+    label_column: str = "label",
+    val_fraction: float = 0.1,
+    max_examples: int | None = None,
+    max_eval_examples: int | None = None,
+    label_names: Sequence[str] | None = None,
+) -> LabelledData:
+    """The fine-tuning data: SST-2 (train less its held-out ``val`` / val / test = dev.tsv) by default, or
+    the user's tab-separated files.
+
+    TSV files need a header naming ``text_column`` and ``label_column``; labels may be integers or strings,
+    any number of classes. The label names are the training file's distinct labels, sorted (numerically
+    when they are integers), unless ``label_names`` is given (a resumed or evaluated run passes its saved
+    names, so the ids keep their meaning); the validation and test files are read against those names, so
+    a label the training file lacks is a DataError naming ``file:line``, as is an empty text or label.
+    Without ``valid_tsv``, ``val_fraction`` of the training texts is held out for validation; without
+    ``test_tsv`` there is no test split. ``max_examples`` / ``max_eval_examples`` keep only the first rows
+    (the smoke-test preset).
+    """
+    if train_tsv is None:
+        if valid_tsv or test_tsv:
+            raise ValueError("--valid-tsv/--test-tsv need --train-tsv (without it the data is SST-2)")
+        sst2 = load_sst2(data_dir)
+        data = LabelledData(dict(sst2), list(SST2_LABELS),
+                            {"train": "sst2/train.tsv less val", "val": "sst2/train.tsv (872 held out)",
+                             "test": "sst2/dev.tsv"})
+    else:
+        train, names = read_labelled_tsv(train_tsv, text_column, label_column, labels=label_names)
+        if len(names) < 2:
+            raise DataError(f"only one label ({names[0]!r}) in column {label_column!r}; classification needs 2 "
+                            "or more", train_tsv)
+        splits = {"train": train}
+        sources = {"train": str(train_tsv)}
+        if valid_tsv:
+            splits["val"], _ = read_labelled_tsv(valid_tsv, text_column, label_column, labels=names)
+            sources["val"] = str(valid_tsv)
+        else:
+            splits["train"], splits["val"] = holdout_examples(train, val_fraction)
+            sources["val"] = f"{train_tsv} ({val_fraction:.0%} of the texts held out)"
+        if test_tsv:
+            splits["test"], _ = read_labelled_tsv(test_tsv, text_column, label_column, labels=names)
+            sources["test"] = str(test_tsv)
+        data = LabelledData(splits, names, sources)
+    for name in data.splits:
+        limit = max_examples if name == "train" else max_eval_examples
+        if limit:
+            data.splits[name] = data.splits[name][:limit]
+    return data
+
+
+def encode_examples(tokenizer: Tokenizer, examples: Sequence[Example], max_tokens: int) -> tuple[list, int]:
+    """``[(ids, label)]`` with ids cut to ``max_tokens`` (the model's ``max_len`` less CLS and SEP), and how
+    many were cut. A text that encodes to nothing keeps an empty id list (the model still sees CLS SEP)."""
+    encoded, n_cut = [], 0
+    for ids, (_, label) in zip(tokenizer.encode_batch([text for text, _ in examples]), examples, strict=True):
+        n_cut += len(ids) > max_tokens
+        encoded.append((ids[:max_tokens], label))
+    return encoded, n_cut
+
+
+def classification_stream(examples: Sequence[tuple[list[int], int]], max_tokens: int, seed: int,
+                          max_sentences: int | None = None) -> EpochBatches:
+    """Endless, resumable batches ``{"input_ids": (B, T), "labels": (B,)}``: length-bucketed token-budget
+    batches (``B * T <= max_tokens``, at most ``max_sentences`` rows), reshuffled every epoch."""
+    lengths = [len(ids) + 2 for ids, _ in examples]
+    return EpochBatches(examples, lambda epoch: token_budget_batches(
+        lengths, max_tokens, seed=seed, epoch=epoch, max_sentences=max_sentences), ClassificationCollator())
+
+
+def classify_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy over the batch's examples and their count (the trainer divides)."""
+    logits = model(batch["input_ids"], head="classify")  # (B, C)
+    return cross_entropy_sum(logits, batch["labels"])
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, examples: Sequence[tuple[list[int], int]], max_tokens: int,
+                  device: torch.device) -> torch.Tensor:
+    """Class probabilities ``(N, C)`` of encoded examples, in their order (batched by length)."""
+    lengths = [len(ids) + 2 for ids, _ in examples]
+    batches = token_budget_batches(lengths, max_tokens, seed=0, epoch=0, shuffle=False,
+                                   max_sentences=EVAL_MAX_SENTENCES)
+    collate = ClassificationCollator()
+    was_training = model.training
+    model.eval()
+    probs = torch.empty(len(examples), model.config.n_classes)
+    for indices in batches:
+        batch = collate([examples[i] for i in indices])
+        logits = model(batch["input_ids"].to(device), head="classify").float()
+        probs[indices] = logits.softmax(-1).cpu()
+    model.train(was_training)
+    return probs
+
+
+def evaluate_classifier(model: nn.Module, examples: Sequence[tuple[list[int], int]], max_tokens: int,
+                        device: torch.device) -> dict[str, float]:
+    """``loss`` (mean cross-entropy), ``accuracy``, ``macro_f1`` (more than two classes only; with two,
+    accuracy is the usual number) and ``examples``, over encoded ``(ids, label)`` examples."""
+    if not examples:
+        raise DataError("no examples to evaluate")
+    probs = predict_proba(model, examples, max_tokens, device)
+    labels = torch.tensor([label for _, label in examples])
+    preds = probs.argmax(-1)
+    n_classes = probs.size(-1)
+    out = {"loss": float(F.nll_loss(probs.clamp_min(1e-12).log(), labels)), "accuracy": accuracy(preds, labels)}
+    if n_classes > 2:
+        out["macro_f1"] = macro_f1(preds, labels, n_classes)
+    out["examples"] = len(examples)
+    return out
+
+
+def load_encoder(model: nn.Module, ckpt_dir: str | os.PathLike) -> list[str]:
+    """Load a pre-trained checkpoint's weights into ``model``: every parameter but the classification head,
+    which keeps its fresh initialisation. Returns the names of the parameters it left alone.
+
+    The checkpoint must hold exactly this model's encoder (same architecture and vocabulary) and no head:
+    anything else is a ValueError naming the file and the first differing names.
+    """
+    path = Path(ckpt_dir) / MODEL_FILE
+    try:
+        missing, unexpected = load_model(model, str(path), strict=False)
+    except (SafetensorError, FileNotFoundError) as err:
+        raise ValueError(f"{path}: cannot read the pre-trained weights ({err})") from None
+    except RuntimeError as err:  # shape mismatch
+        raise ValueError(f"{path} does not fit this model: {str(err).strip().splitlines()[-1]}") from None
+    not_head = sorted(name for name in missing if not name.startswith(HEAD_PREFIX))
+    if not_head or unexpected:
+        raise ValueError(f"{path} does not fit this model: missing {not_head[:5]}, unexpected {sorted(unexpected)[:5]}")
+    head = [name for name, _ in model.named_parameters() if name.startswith(HEAD_PREFIX)]
+    if head and not set(head) <= set(missing):
+        raise ValueError(f"{path} already has a classification head (a fine-tuned run?); pass a pre-training run")
+    return sorted(missing)
+
+
+def classifier_from_pretrained(config: ModelConfig, ckpt_dir: str | os.PathLike) -> EncoderOnly:
+    """An :class:`EncoderOnly` with a classification head (``config.n_classes > 0``) whose encoder is the
+    pre-trained one in ``ckpt_dir`` and whose head is freshly initialised (from the current torch seed)."""
+    if config.n_classes < 1:
+        raise ValueError("classifier_from_pretrained needs config.n_classes > 0")
+    model = EncoderOnly(config)
+    load_encoder(model, ckpt_dir)
+    return model
