@@ -1,0 +1,274 @@
+"""recipes/translate.py end to end on the real Multi30k files (tiny preset: seconds), plus unit tests of the
+translation task: batched search equals one-by-one search, beam 1 equals greedy, checkpoint averaging."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sacrebleu
+import torch
+
+from transformers_zoo import EncoderDecoder, ModelConfig
+from transformers_zoo.corpora import load_multi30k
+from transformers_zoo.generation import beam_search, greedy, strip_special
+from transformers_zoo.tasks.translation import average_checkpoints, generate_ids, translate
+from transformers_zoo.tokenizers import BOS, EOS, CharTokenizer
+from transformers_zoo.training.checkpoint import save_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = REPO / "recipes" / "translate.py"
+TESTS = ("test_2016_flickr", "test_2017_flickr", "test_2017_mscoco")
+
+
+def run_recipe(*args: object, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "TZOO_DEBUG"}
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.run([sys.executable, str(RECIPE), *map(str, args)], capture_output=True, text=True,
+                          input=stdin, env=env, cwd=REPO, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    """recipes/translate.py imported as a module, for in-process runs (no interpreter start-up per call)."""
+    spec = importlib.util.spec_from_file_location("translate_recipe", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def call(recipe, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    """`call(*argv, stdin=None) -> (exit code, stdout, stderr)` of the recipe's main, as main_guard exits."""
+
+    def run(*argv: object, stdin: str | None = None) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["recipes/translate.py", *map(str, argv)])
+        monkeypatch.delenv("TZOO_DEBUG", raising=False)
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            recipe.main_guard(recipe.main)
+        out, err = capsys.readouterr()
+        return exit_info.value.code or 0, out, err
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def tiny_run(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("translate") / "run"
+    proc = run_recipe("--preset", "tiny", "--data-dir", shared_data_dir, "--out", out)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").split("\n")[:-1]  # every line ends with "\n"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The recipe
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_tiny_run_dir_is_complete_and_scores_reproduce(tiny_run: Path) -> None:
+    for name in ("config.json", "metrics.jsonl", "report.json", "report.md", "loss.png", "lr.png", "attention.png",
+                 "tokenizer/tokenizer.json", "checkpoints/best.json", "averaged/model.safetensors"):
+        assert (tiny_run / name).is_file(), name
+    assert list((tiny_run / "checkpoints").glob("step_*/manifest.json"))
+    report = json.loads((tiny_run / "report.json").read_text())
+    assert report["recipe"] == "translate" and report["params"] > 0 and report["steps"] == 40
+    assert report["selected"]["checkpoint"] in ("best", "averaged")
+    assert set(report["candidates"]) == {"best", "averaged"}
+    assert report["eval"]["val"]["loss"] > 0
+    for split in TESTS:
+        m = report["eval"][split]
+        hyp, greedy_hyp, ref = (tiny_run / m[k] for k in ("hypotheses", "hypotheses_greedy", "references"))
+        assert hyp == tiny_run / "hyp" / f"{split}.de" and ref == tiny_run / "hyp" / f"{split}.ref.de"
+        assert greedy_hyp == tiny_run / "hyp" / f"{split}.greedy.de"
+        refs = lines(ref)
+        assert len(refs) == len(lines(hyp)) == len(lines(greedy_hyp)) == m["sentences"] == 50
+        assert m["bleu"] == pytest.approx(sacrebleu.corpus_bleu(lines(hyp), [refs]).score, abs=1e-9)
+        assert m["chrf"] == pytest.approx(sacrebleu.corpus_chrf(lines(hyp), [refs]).score, abs=1e-9)
+        assert m["bleu_greedy"] == pytest.approx(sacrebleu.corpus_bleu(lines(greedy_hyp), [refs]).score, abs=1e-9)
+        assert m["chrf_greedy"] == pytest.approx(sacrebleu.corpus_chrf(lines(greedy_hyp), [refs]).score, abs=1e-9)
+        assert m["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
+        assert "nc:6" in m["chrf_signature"] and m["loss"] > 0 and m["chrf"] > 0
+    md = (tiny_run / "report.md").read_text()
+    assert "Test scores" in md and "![attention](attention.png)" in md and "| source | reference |" in md
+
+
+def test_sacrebleu_cli_reproduces_the_report(tiny_run: Path) -> None:
+    m = json.loads((tiny_run / "report.json").read_text())["eval"]["test_2016_flickr"]
+    for metric, key in (("bleu", "bleu"), ("chrf", "chrf")):
+        proc = subprocess.run([sys.executable, "-m", "sacrebleu", str(tiny_run / m["references"]), "-i",
+                               str(tiny_run / m["hypotheses"]), "-m", metric, "-b", "-w", "4"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert float(proc.stdout.strip()) == pytest.approx(m[key], abs=1e-4)
+
+
+def test_translate_subcommand_args(tiny_run: Path) -> None:
+    proc = run_recipe("translate", "--checkpoint", tiny_run, "A man rides a bike.", "Two dogs play in the snow.",
+                      "--beam", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.split("\n")[:-1]) == 2
+
+
+def test_translate_subcommand_stdin_and_attention(call, tiny_run: Path, tmp_path: Path) -> None:
+    png = tmp_path / "attn.png"
+    code, out, err = call("translate", "--checkpoint", tiny_run, "--show-attention", png, "--heads", "all",
+                          stdin="A girl sings.\nA dog runs.\nAn old man reads a newspaper.\n")
+    assert code == 0, err
+    assert len(out.split("\n")[:-1]) == 3
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "attn-2.png").is_file() and (tmp_path / "attn-3.png").is_file()
+
+
+def test_eval_only_writes_to_out(call, tiny_run: Path, shared_data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    code, stdout, err = call("--eval-only", "--checkpoint", tiny_run, "--data-dir", shared_data_dir, "--out", out,
+                             "--beam", "1", "--eval-limit", "20")
+    assert code == 0, err
+    assert "test_2016_flickr: BLEU" in stdout
+    result = json.loads((out / "eval.json").read_text())
+    m = result["eval"]["test_2016_flickr"]
+    assert m["sentences"] == 20 and m["bleu"] == m["bleu_greedy"]  # beam 1 is greedy
+    assert len(lines(out / m["hypotheses"])) == 20
+
+
+def test_own_files_separate_vocab_select_bleu_and_resume(call, shared_data_dir: Path, tmp_path: Path) -> None:
+    pairs = load_multi30k(shared_data_dir, "en", "de")
+    for name, split, n in (("tr", "train", 400), ("va", "val", 20), ("te", "test_2016_flickr", 10)):
+        for side, lang in ((0, "en"), (1, "de")):
+            (tmp_path / f"{name}.{lang}").write_text("".join(p[side] + "\n" for p in pairs[split][:n]))
+    out = tmp_path / "run"
+    code, _, err = call("--preset", "tiny", "--train-src", tmp_path / "tr.en", "--train-tgt", tmp_path / "tr.de",
+                        "--valid-src", tmp_path / "va.en", "--valid-tgt", tmp_path / "va.de",
+                        "--test", f"mine={tmp_path / 'te.en'},{tmp_path / 'te.de'}", "--separate-vocab",
+                        "--vocab", "400", "--select", "bleu", "--max-steps", "10", "--out", out)
+    assert code == 0, err
+    assert (out / "tokenizer-src" / "tokenizer.json").is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["share_src_tgt_embeddings"] is False and config["model"]["src_vocab_size"] == 400
+    assert config["train"]["best_metric"] == "val_bleu" and config["train"]["best_mode"] == "max"
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["eval"]) == {"val", "mine"} and report["steps"] == 10
+    assert (out / "hyp" / "mine.de").is_file() and (out / "hyp" / "mine.ref.de").is_file()
+    evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_bleu" in row for row in evals if row.get("split") == "val")
+
+    code, _, err = call("--resume", out, "--max-steps", "15")
+    assert code == 0, err
+    assert json.loads((out / "report.json").read_text())["steps"] == 15
+
+
+def _assert_one_line_error(result: tuple[int, str, str], *needles: str) -> None:
+    code, _, err = result
+    assert code != 0
+    err = err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_mismatched_parallel_files(call, tmp_path: Path) -> None:
+    (tmp_path / "a.en").write_text("one\ntwo\nthree\n")
+    (tmp_path / "a.de").write_text("eins\nzwei\n")
+    out = tmp_path / "run"
+    result = call("--preset", "tiny", "--train-src", tmp_path / "a.en", "--train-tgt", tmp_path / "a.de",
+                  "--valid-src", tmp_path / "a.en", "--valid-tgt", tmp_path / "a.de", "--out", out)
+    _assert_one_line_error(result, "a.en", "a.de", "3 lines", "2 lines")
+    assert not out.exists()
+
+
+def test_partial_file_flags(call, tmp_path: Path) -> None:
+    (tmp_path / "a.en").write_text("one\n")
+    result = call("--preset", "tiny", "--train-src", tmp_path / "a.en", "--out", tmp_path / "run")
+    _assert_one_line_error(result, "--train-tgt", "--valid-src")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_language(call, shared_data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = call("--preset", "tiny", "--data-dir", shared_data_dir, "--src", "xx", "--out", out)
+    _assert_one_line_error(result, "'xx'", "en")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv", [["translate", "--checkpoint", "{missing}", "Hello."],
+                                  ["--eval-only", "--checkpoint", "{missing}", "--out", "{out}"]])
+def test_missing_checkpoint(call, argv: list[str], tmp_path: Path) -> None:
+    missing, out = tmp_path / "no-such-run", tmp_path / "eval"
+    result = call(*[a.format(missing=missing, out=out) for a in argv])
+    _assert_one_line_error(result, str(missing))
+    assert not out.exists() and not missing.exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The task module
+# ---------------------------------------------------------------------------------------------------------
+
+SENTENCES = ["a b c", "hello world", "x", "the quick brown fox", "ab", "a much longer sentence than the others",
+             "cab", "zzz top", ""]
+
+
+@pytest.fixture(scope="module")
+def toy() -> tuple[EncoderDecoder, CharTokenizer]:
+    """A random tiny model whose outputs depend strongly on the input (large weights, float64: padding and
+    batching must not change any argmax)."""
+    tok = CharTokenizer.train("".join(SENTENCES))
+    torch.manual_seed(0)
+    model = EncoderDecoder(ModelConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, n_layers=1, d_ff=64,
+                                       dropout=0.0)).double().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.3)
+    return model, tok
+
+
+def test_translate_restores_order_and_beam_one_is_greedy(toy: tuple[EncoderDecoder, CharTokenizer]) -> None:
+    model, tok = toy
+    sources = [[*tok.encode(s), EOS] for s in SENTENCES]
+    alone_greedy, alone_beam1, alone_beam3 = [], [], []
+    for src in sources:
+        src_t = torch.tensor([src])
+        prompt = torch.tensor([[BOS]])
+        g = greedy(model, model.init_cache(src_t), prompt, 12, EOS)[0].tolist()
+        alone_greedy.append(strip_special(g, EOS, 0))
+        alone_beam1.append(strip_special(beam_search(model, model.init_cache(src_t), prompt, 12, EOS,
+                                                     beam_size=1)[0][0].tokens, EOS, 0))
+        alone_beam3.append(strip_special(beam_search(model, model.init_cache(src_t), prompt, 12, EOS,
+                                                     beam_size=3)[0][0].tokens, EOS, 0))
+    assert alone_beam1 == alone_greedy
+    assert len({tuple(x) for x in alone_greedy}) > 3  # outputs differ, so a wrong order would show
+    # several length-sorted batches (small token budget), budget 12 tokens each: same results, input order
+    batched = generate_ids(model, sources, beam_size=1, max_len_a=0, max_len_b=12, max_tokens=40)
+    assert batched == alone_greedy
+    assert generate_ids(model, sources, beam_size=3, max_len_a=0, max_len_b=12, max_tokens=90) == alone_beam3
+    texts = translate(model, tok, SENTENCES, beam_size=1, max_len_a=0, max_len_b=12, max_tokens=40)
+    assert texts == [tok.decode(ids) for ids in alone_greedy]
+
+
+def test_average_checkpoints(tmp_path: Path) -> None:
+    cfg = ModelConfig(vocab_size=20, d_model=8, n_heads=2, n_layers=1, d_ff=16)
+    weights = []
+    for step in (1, 2, 3):
+        torch.manual_seed(step)
+        model = EncoderDecoder(cfg)
+        save_checkpoint(tmp_path, step, model, {"step": step})
+        weights.append({k: v.clone() for k, v in model.state_dict().items()})
+    target = EncoderDecoder(cfg)
+    used = average_checkpoints(tmp_path, 2, target)
+    assert [d.name for d in used] == ["step_00000002", "step_00000003"]
+    for name, value in target.state_dict().items():
+        torch.testing.assert_close(value, (weights[1][name] + weights[2][name]) / 2)
+    assert target.lm_head.weight is target.tgt_embed.weight  # still tied
