@@ -99,7 +99,8 @@ def add_common_args(parser: argparse.ArgumentParser, presets: dict[str, dict], d
     run.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     train = parser.add_argument_group("training (override the preset)")
     for name, (tp, help_) in TRAIN_FLAGS.items():
-        train.add_argument("--" + name.replace("_", "-"), dest="train__" + name, type=tp, default=None, help=help_)
+        train.add_argument("--" + name.replace("_", "-"), dest="train__" + name, metavar=name.upper(), type=tp,
+                           default=None, help=help_)
     model = parser.add_argument_group("model (override the preset; every ModelConfig field)")
     for f in dataclasses.fields(ModelConfig):
         if f.name in DERIVED_FIELDS:
@@ -107,6 +108,8 @@ def add_common_args(parser: argparse.ArgumentParser, presets: dict[str, dict], d
         kwargs: dict[str, Any] = {"dest": "model__" + f.name, "default": None, "type": _field_type(f.name)}
         if f.name in CHOICES:
             kwargs["choices"] = CHOICES[f.name]
+        else:
+            kwargs["metavar"] = f.name.upper()
         kwargs["help"] = MODEL_HELP.get(f.name, f.name.replace("_", " "))
         model.add_argument("--" + f.name.replace("_", "-"), **kwargs)
 
