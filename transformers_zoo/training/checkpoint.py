@@ -189,6 +189,8 @@ def verify_checkpoint(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
     """The manifest of a complete, intact checkpoint; CheckpointError (naming the file) otherwise."""
     d = Path(ckpt_dir)
     mpath = d / MANIFEST
+    if not d.is_dir():
+        raise CheckpointError(f"{d}: no such checkpoint directory")
     if not mpath.exists():
         raise CheckpointError(f"{d}: incomplete checkpoint (no {MANIFEST}; the save was interrupted)")
     try:
