@@ -1,0 +1,107 @@
+"""`benchmarks/run.py --quick` produces the table with every expected row; it never asserts a speed."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# (row prefix, needs Hugging Face transformers)
+EXPECTED_ROWS = [
+    ("gpt-d512 train tokens/s vs HF GPT2LMHeadModel", True),
+    ("gpt-d512 train GFLOP/s vs float32 matmul", False),
+    ("gpt-d512 train MFU % vs HF GPT2LMHeadModel", True),
+    ("gpt-d512 train peak MiB vs HF GPT2LMHeadModel", True),
+    ("gpt-small train tokens/s vs HF GPT2LMHeadModel", True),
+    ("gpt-small train peak MiB vs HF GPT2LMHeadModel", True),
+    ("bert-small train tokens/s vs HF BertForMaskedLM", True),
+    ("bert-small train tokens/s, ours with MLM head at masked positions only (select=) vs HF BertForMaskedLM", True),
+    ("bert-small train peak MiB vs HF BertForMaskedLM", True),
+    ("bert-small train peak MiB, ours with select= vs HF BertForMaskedLM", True),
+    ("seq2seq-small train tokens/s vs HF BartForConditionalGeneration", True),
+    ("seq2seq-small train tokens/s vs torch.nn.Transformer", False),
+    ("seq2seq-small train peak MiB vs HF BartForConditionalGeneration", True),
+    ("seq2seq-small train peak MiB vs torch.nn.Transformer", False),
+    ("gen-gpt greedy new tokens/s vs HF GPT2 generate", True),
+    ("gen-gpt top-50 sample new tokens/s vs HF GPT2 generate", True),
+    ("gen-gpt beam 5 new tokens/s vs HF GPT2 generate", True),
+    ("gen-seq2seq greedy new tokens/s vs HF Bart generate", True),
+    ("gen-seq2seq beam 5 new tokens/s vs HF Bart generate", True),
+]
+
+
+def parse_table(text: str) -> dict[str, list[str]]:
+    """The markdown table's rows keyed by their benchmark cell: `[config, ours, peer, ratio]`."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    assert lines[0].replace(" ", "") == "|benchmark|config|ours|peer|ratio|", lines[0]
+    rows = {}
+    for line in lines[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert len(cells) == 5, line
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    out = tmp_path_factory.mktemp("bench") / "quick.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout, out
+
+
+def _find(rows: dict[str, list[str]], prefix: str) -> list[str]:
+    matches = [cells for name, cells in rows.items() if name.startswith(prefix)]
+    assert len(matches) == 1, f"expected one row starting with {prefix!r}, found {len(matches)} in {list(rows)}"
+    return matches[0]
+
+
+def _check_numeric(cells: list[str]) -> None:
+    _config, ours, peer, ratio = cells
+    for value in (ours, peer, ratio):
+        assert math.isfinite(float(value)), cells
+    assert float(ours) > 0 and float(peer) > 0 and float(ratio) > 0, cells
+
+
+def test_rows_without_hf_peers(quick_run: tuple[str, Path]) -> None:
+    rows = parse_table(quick_run[0])
+    for prefix, needs_hf in EXPECTED_ROWS:
+        if not needs_hf:
+            _check_numeric(_find(rows, prefix))
+
+
+def test_hf_rows(quick_run: tuple[str, Path]) -> None:
+    pytest.importorskip("transformers")
+    rows = parse_table(quick_run[0])
+    for prefix, needs_hf in EXPECTED_ROWS:
+        if needs_hf:
+            _check_numeric(_find(rows, prefix))
+    assert len(rows) == len(EXPECTED_ROWS), sorted(rows)
+
+
+def test_report_file(quick_run: tuple[str, Path]) -> None:
+    stdout, out = quick_run
+    report = out.read_text()
+    assert "machine: CPU:" in report and "torch " in report and "benchmarks/run.py --quick" in report
+    assert parse_table(report) == parse_table(stdout)
+
+
+def test_without_transformers_hf_rows_are_skipped_with_a_message(tmp_path: Path) -> None:
+    # `sys.modules["transformers"] = None` makes the package unimportable, as if it were not installed.
+    argv = ["run.py", "--quick", "--only", "gpt-d512,seq2seq-small", "--out", str(tmp_path / "r.md")]
+    script = (f"import runpy, sys; sys.modules['transformers'] = None; sys.argv = {argv!r}; "
+              f"runpy.run_path({str(ROOT / 'benchmarks' / 'run.py')!r}, run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "transformers is not installed" in proc.stderr
+    rows = parse_table(proc.stdout)
+    assert not any("HF" in name for name in rows), list(rows)
+    for prefix in ("gpt-d512 train GFLOP/s vs float32 matmul", "seq2seq-small train tokens/s vs torch.nn.Transformer",
+                   "seq2seq-small train peak MiB vs torch.nn.Transformer"):
+        _check_numeric(_find(rows, prefix))
