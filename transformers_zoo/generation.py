@@ -167,7 +167,7 @@ def beam_search(model, cache, prompt: torch.Tensor, max_new_tokens: int, eos_id:
         beam_rows = (offsets + top_beam.gather(1, keep)).view(-1)
         scores = top_scores.gather(1, keep).masked_fill(is_eos.gather(1, keep), float("-inf"))
         tokens = torch.cat((tokens[beam_rows], top_token.gather(1, keep).view(-1, 1)), dim=1)
-        cache.reorder(beam_rows)
+        cache.reorder(beam_rows, cross=False)  # beams never leave their source: its cross keys stay put
         done = torch.tensor([len(f) >= K for f in finished], device=device)
         if bool(done.all()):
             break

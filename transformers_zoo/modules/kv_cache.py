@@ -40,8 +40,8 @@ class LayerCache:
         self.length = needed
         return self.k[:, :, :needed], self.v[:, :, :needed]
 
-    def reorder(self, index: torch.Tensor) -> None:
-        for name in ("k", "v", "cross_k", "cross_v"):
+    def reorder(self, index: torch.Tensor, cross: bool = True) -> None:
+        for name in ("k", "v", "cross_k", "cross_v") if cross else ("k", "v"):
             t = getattr(self, name)
             if t is not None:
                 setattr(self, name, t.index_select(0, index))
@@ -50,52 +50,78 @@ class LayerCache:
 class KVCache:
     """Everything a model needs to decode the next token without recomputing the past.
 
-    `key_mask (B, L)`: which cached self-attention positions are real tokens (left padding is not).
-    `next_position (B,)`: the position the next real token of each row will have.
-    `memory_mask (B, S)`: for encoder-decoder models, which source positions are real.
+    While every cached token is real (the usual case) the cache only counts them: positions are
+    `length, length + 1, ...` for every row and no mask is needed. Once a left-padded prompt arrives
+    (`advance` with a mask that has False), it keeps per-row tensors instead:
+    `key_mask (B, L)` (which cached positions are real tokens), `key_positions (B, L)` and the next
+    position of each row. `memory_mask (B, S)`: for encoder-decoder models, which source positions
+    are real.
     """
 
     def __init__(self, n_layers: int, batch_size: int, device: torch.device | str = "cpu",
                  memory_mask: torch.Tensor | None = None):
         self.layers = [LayerCache() for _ in range(n_layers)]
-        self.key_mask = torch.ones(batch_size, 0, dtype=torch.bool, device=device)
-        self.key_positions = torch.zeros(batch_size, 0, dtype=torch.long, device=device)
-        self.next_position = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.length = 0
         self.memory_mask = memory_mask
-        self.padded = False  # any False in key_mask: then every step needs an explicit mask
+        self.padded = False  # any padding cached: every step then needs an explicit mask
+        self._key_mask: torch.Tensor | None = None  # (B, L), only when padded
+        self._key_positions: torch.Tensor | None = None  # (B, L), only when padded
+        self._next_position: torch.Tensor | None = None  # (B,), only when padded
 
     @property
-    def batch_size(self) -> int:
-        return self.key_mask.shape[0]
+    def key_mask(self) -> torch.Tensor:
+        """`(B, L)`: True where the cached token is real."""
+        if self.padded:
+            return self._key_mask
+        return torch.ones(self.batch_size, self.length, dtype=torch.bool, device=self.device)
 
     @property
-    def length(self) -> int:
-        return self.key_mask.shape[1]
+    def key_positions(self) -> torch.Tensor:
+        """`(1|B, L)`: the position of each cached token."""
+        if self.padded:
+            return self._key_positions
+        return torch.arange(self.length, device=self.device)[None]
 
     def advance(self, t: int, new_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Record `t` new tokens, `new_mask (B, t)` True for real ones (None: all real); return their
-        positions `(B, t)`.
+        positions `(1|B, t)`.
 
         Positions count real tokens only, so a left-padded prompt starts at position 0 like an
         unpadded one; pad slots get the position of the next real token (they are masked anyway).
         """
-        if new_mask is None:
-            new_mask = torch.ones(self.batch_size, t, dtype=torch.bool, device=self.key_mask.device)
-        elif not self.padded and not bool(new_mask.all()):
+        if not self.padded and (new_mask is None or bool(new_mask.all())):
+            positions = torch.arange(self.length, self.length + t, device=self.device)[None]
+            self.length += t
+            return positions
+        if not self.padded:  # switch to per-row bookkeeping, the past being all real
+            self._key_mask = self.key_mask
+            self._key_positions = self.key_positions.expand(self.batch_size, -1)
+            self._next_position = torch.full((self.batch_size,), self.length, dtype=torch.long, device=self.device)
             self.padded = True
+        if new_mask is None:
+            new_mask = torch.ones(self.batch_size, t, dtype=torch.bool, device=self.device)
         steps = new_mask.long()
-        positions = self.next_position[:, None] + steps.cumsum(-1) - steps
-        self.next_position = self.next_position + steps.sum(-1)
-        self.key_mask = torch.cat((self.key_mask, new_mask), dim=1)
-        self.key_positions = torch.cat((self.key_positions, positions), dim=1)
+        positions = self._next_position[:, None] + steps.cumsum(-1) - steps
+        self._next_position = self._next_position + steps.sum(-1)
+        self._key_mask = torch.cat((self._key_mask, new_mask), dim=1)
+        self._key_positions = torch.cat((self._key_positions, positions), dim=1)
+        self.length += t
         return positions
 
-    def reorder(self, index: torch.Tensor) -> None:
-        """Keep rows `index (B',)` of the batch, in that order (repeats allowed: beam expansion)."""
+    def reorder(self, index: torch.Tensor, cross: bool = True) -> None:
+        """Keep rows `index (B',)` of the batch, in that order (repeats allowed: beam expansion).
+
+        `cross=False` leaves the cross-attention keys/values alone: beam search passes it once the
+        beams are expanded, since every beam of a source then holds the same ones.
+        """
         for layer in self.layers:
-            layer.reorder(index)
-        self.key_mask = self.key_mask.index_select(0, index)
-        self.key_positions = self.key_positions.index_select(0, index)
-        self.next_position = self.next_position.index_select(0, index)
-        if self.memory_mask is not None:
+            layer.reorder(index, cross)
+        self.batch_size = index.shape[0]
+        if self.padded:
+            self._key_mask = self._key_mask.index_select(0, index)
+            self._key_positions = self._key_positions.index_select(0, index)
+            self._next_position = self._next_position.index_select(0, index)
+        if self.memory_mask is not None and cross:
             self.memory_mask = self.memory_mask.index_select(0, index)
