@@ -599,7 +599,7 @@ def split_text(text: str, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> dict[
     splits, start, total = {}, 0, 0.0
     for name, fraction in zip(names, fractions, strict=False):
         total += fraction
-        end = len(text) if abs(total - 1) <= 1e-6 else round(len(text) * total)
+        end = len(text) if abs(total - 1) <= 1e-6 else int(len(text) * total)  # floor, as nanoGPT
         if fraction > 0:
             if end <= start:
                 raise DataError(f"split {name!r} ({fraction:g} of {len(text)} characters) would be empty")
