@@ -3,6 +3,8 @@
 
     python recipes/compare.py --grid variants --preset cpu --seeds 3      # one-factor ablation of a GPT
     python recipes/compare.py --grid extrapolation --preset cpu           # train at L, evaluate at L, 2L, 4L
+    python recipes/compare.py --grid families --preset cpu                # translation: encoder-decoder vs
+                                                                          # decoder-only with a source prefix
     python recipes/compare.py --grid my_grid.toml --budget flops          # a grid of your own
 
 A grid is a base model config plus named cells, each a few ModelConfig overrides. Every cell is trained
@@ -15,7 +17,7 @@ of validation loss against steps, wall time and FLOPs (`loss_vs_*.png`).
 
 Grid files (TOML, or JSON with the same keys):
 
-    task = "lm"                      # language modelling on Tiny Shakespeare (or data.text = "file.txt")
+    task = "lm"                      # "lm": Tiny Shakespeare (or --text FILE); "translation": Multi30k en->de
     [base]                           # ModelConfig fields shared by every cell
     d_model = 128
     n_layers = 4
@@ -23,11 +25,16 @@ Grid files (TOML, or JSON with the same keys):
     positional = "rope"
     [cells.swiglu]
     ffn = "swiglu"
+
+In translation grids a cell may set `family = "encoder_decoder"` or `"decoder_only"` (the source then is a
+prefix of one causal stream and only the target is scored); both use the same beam search and report
+sacreBLEU on test_2016_flickr (the first `eval_limit` sentences at small presets).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -44,10 +51,24 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from transformers_zoo import DecoderOnly, ModelConfig  # noqa: E402
+from transformers_zoo import DecoderOnly, EncoderDecoder, ModelConfig  # noqa: E402
 from transformers_zoo.cli import main_guard, resolve_device, write_json  # noqa: E402
-from transformers_zoo.corpora import load_tinyshakespeare, read_text, resolve_data_dir  # noqa: E402
+from transformers_zoo.corpora import load_multi30k, load_tinyshakespeare, read_text, resolve_data_dir  # noqa: E402
 from transformers_zoo.tasks.lm import evaluate_lm, lm_loss, prepare_lm_data, train_stream  # noqa: E402
+from transformers_zoo.tasks.prefix_lm import (  # noqa: E402
+    evaluate_prefix_loss,
+    generate_prefix_ids,
+    prefix_lm_loss,
+    prefix_train_stream,
+)
+from transformers_zoo.tasks.translation import (  # noqa: E402
+    evaluate_loss,
+    generate_ids,
+    prepare_translation_data,
+    score,
+    translation_loss,
+)
+from transformers_zoo.tasks.translation import train_stream as mt_train_stream  # noqa: E402
 from transformers_zoo.training import TrainConfig, Trainer, load_checkpoint  # noqa: E402
 from transformers_zoo.training.metrics_log import read_metrics  # noqa: E402
 
@@ -73,24 +94,52 @@ VARIANT_CELLS: dict[str, dict[str, Any]] = {
 }
 EXTRAPOLATION_CELLS = {p: {"positional": p} for p in ("sinusoidal", "learned", "rope", "alibi", "relative")}
 
+# Translation (Multi30k en->de) by the two generative families at (nearly) matched size: the decoder-only
+# model reads the source as a prefix and has as many layers as the encoder and decoder together.
+MT_BASE = dict(n_heads=4, dropout=0.1, positional="sinusoidal", scale_embeddings=True, ffn="relu", max_len=256)
+FAMILY_CELLS = {
+    "encoder-decoder (2+2 layers)": {"family": "encoder_decoder", "n_layers": 2},
+    "decoder-only (4 layers, source prefix)": {"family": "decoder_only", "n_layers": 4},
+}
+FAMILIES = {"encoder_decoder": EncoderDecoder, "decoder_only": DecoderOnly}
+
 GRIDS: dict[str, dict[str, Any]] = {
     "variants": {"task": "lm", "base": LM_BASE, "cells": VARIANT_CELLS},
+    "families": {"task": "translation", "base": MT_BASE, "cells": FAMILY_CELLS},
     "extrapolation": {"task": "lm", "base": LM_BASE, "cells": EXTRAPOLATION_CELLS, "eval_lengths": [1, 2, 4]},
 }
 
-# Sizes per preset; the model overrides apply on top of the grid's base.
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {"model": dict(d_model=32, n_heads=4, n_layers=1, max_len=32),
-             "data": dict(block_size=32, batch_size=8, max_eval_tokens=4000),
-             "train": dict(lr=2e-3, warmup_steps=3, eval_every=5), "budget": {"steps": 10, "tokens": 2560,
-                                                                               "time": 0.1, "flops": 2e9}},
-    "cpu": {"model": dict(max_len=128), "data": dict(block_size=128, batch_size=16, max_eval_tokens=None),
-            "train": dict(lr=2e-3, warmup_steps=50, eval_every=100),
-            "budget": {"steps": 600, "tokens": 600 * 16 * 128, "time": 3.0, "flops": 1.2e14}},
-    "gpu": {"model": dict(d_model=384, n_heads=6, n_layers=6, max_len=256),
-            "data": dict(block_size=256, batch_size=64, max_eval_tokens=None),
-            "train": dict(lr=1e-3, warmup_steps=100, eval_every=250),
-            "budget": {"steps": 3000, "tokens": 3000 * 64 * 256, "time": 10.0, "flops": 5e16}},
+# Sizes per preset and task; the model overrides apply on top of the grid's base.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {
+        "lm": {"model": dict(d_model=32, n_heads=4, n_layers=1, max_len=32),
+               "data": dict(block_size=32, batch_size=8, max_eval_tokens=4000),
+               "train": dict(lr=2e-3, warmup_steps=3, eval_every=5),
+               "budget": {"steps": 10, "tokens": 2560, "time": 0.1, "flops": 2e9}},
+        "translation": {"model": dict(d_model=32, n_heads=4, d_ff=64),
+                        "data": dict(vocab=1000, max_tokens=1500, eval_limit=30, beam=2),
+                        "train": dict(lr=3e-3, warmup_steps=3, eval_every=5),
+                        "budget": {"steps": 10, "tokens": 15000, "time": 0.1, "flops": 2e10}},
+    },
+    "cpu": {
+        "lm": {"model": dict(max_len=64), "data": dict(block_size=64, batch_size=16, max_eval_tokens=None),
+               "train": dict(lr=2e-3, warmup_steps=40, eval_every=100),
+               "budget": {"steps": 400, "tokens": 400 * 16 * 64, "time": 1.5, "flops": 3e13}},
+        "translation": {"model": dict(d_model=128, n_heads=4, d_ff=512),
+                        "data": dict(vocab=4000, max_tokens=2000, eval_limit=300, beam=5),
+                        "train": dict(lr=2e-3, warmup_steps=100, eval_every=100),
+                        "budget": {"steps": 600, "tokens": 600 * 2000, "time": 5.0, "flops": 1e14}},
+    },
+    "gpu": {
+        "lm": {"model": dict(d_model=384, n_heads=6, n_layers=6, max_len=256),
+               "data": dict(block_size=256, batch_size=64, max_eval_tokens=None),
+               "train": dict(lr=1e-3, warmup_steps=100, eval_every=250),
+               "budget": {"steps": 3000, "tokens": 3000 * 64 * 256, "time": 10.0, "flops": 5e16}},
+        "translation": {"model": dict(d_model=512, n_heads=8, d_ff=2048),
+                        "data": dict(vocab=8000, max_tokens=8000, eval_limit=None, beam=5),
+                        "train": dict(lr=1e-3, warmup_steps=1000, eval_every=500),
+                        "budget": {"steps": 8000, "tokens": 8000 * 8000, "time": 30.0, "flops": 5e17}},
+    },
 }
 TRAIN_BASE = dict(schedule="cosine", min_lr_ratio=0.1, betas=[0.9, 0.99], eps=1e-8, weight_decay=0.1, grad_clip=1.0,
                   log_every=50, save_every=100, keep_last=1)
@@ -115,13 +164,16 @@ def load_grid(name: str) -> dict[str, Any]:
             grid = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as err:
             raise ValueError(f"{path}: not valid TOML ({err})") from None
-    if grid.get("task", "lm") != "lm":
-        raise ValueError(f"{path}: task {grid.get('task')!r} is not supported by grid files yet; use task = \"lm\"")
+    if grid.get("task", "lm") not in TASKS:
+        raise ValueError(f"{path}: task {grid.get('task')!r} is not one of {', '.join(TASKS)}")
     if not grid.get("cells"):
         raise ValueError(f"{path}: the grid has no [cells.<name>] tables")
     for cell, overrides in grid["cells"].items():
         try:  # validate every cell before anything runs
-            ModelConfig.from_dict({**grid.get("base", {}), **overrides})
+            model = {**grid.get("base", {}), **overrides}
+            if model.pop("family", "decoder_only") not in FAMILIES:
+                raise ValueError(f"family must be one of {', '.join(FAMILIES)}")
+            ModelConfig.from_dict(model)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path}: cell {cell!r}: {err}") from None
     grid.setdefault("task", "lm")
@@ -149,10 +201,42 @@ def cell_slug(name: str) -> str:
 def run_cell(cell_dir: Path) -> None:
     """Train and evaluate one (cell, seed) as described by `cell_dir/cell.json`; write `result.json`."""
     spec = json.loads((cell_dir / "cell.json").read_text())
-    data, seed = spec["data"], spec["seed"]
-    torch.manual_seed(seed)
+    torch.manual_seed(spec["seed"])
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
+    TASKS[spec["task"]](spec, cell_dir)
+
+
+def budget_steps(spec: dict[str, Any], train: dict[str, Any], tokens_per_step: float, fpt: float) -> None:
+    """Turn the grid's budget into the TrainConfig's: steps, or minutes for an equal-wall-time budget."""
+    kind, budget = spec["budget_kind"], spec["budget"]
+    if kind == "steps":
+        train["max_steps"] = int(budget)
+    elif kind == "tokens":
+        train["max_steps"] = max(1, int(budget // tokens_per_step))
+    elif kind == "flops":
+        train["max_steps"] = max(1, int(budget // (fpt * tokens_per_step)))
+    else:  # equal wall time: the schedule cannot know the step count, so decay by inverse sqrt instead of cosine
+        train.update(max_minutes=float(budget), schedule="inverse_sqrt", max_steps=None)
+
+
+def finish_cell(cell_dir: Path, spec: dict[str, Any], summary: dict[str, Any], device: torch.device,
+                **fields: Any) -> None:
+    rows = read_metrics(cell_dir)
+    curve = [{"step": r["step"], "elapsed_s": r.get("elapsed_s"), "val_loss": r["val_loss"]}
+             for r in rows if r.get("split") == "val" and r.get("val_loss") is not None]
+    peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    write_json(cell_dir / "result.json", {
+        "cell": spec["cell"], "seed": spec["seed"], "steps": summary["steps"], "wall_s": summary["wall_s"],
+        "tokens_per_s": summary["train_tokens_per_s"], "best_val_loss": summary["best_metric"],
+        "final_val_loss": curve[-1]["val_loss"] if curve else None, "peak_memory_mb": peak_mb, "curve": curve,
+        "extrapolation": {}, **fields})
+
+
+def run_lm_cell(spec: dict[str, Any], cell_dir: Path) -> None:
+    """A decoder-only LM on characters; optionally evaluated at longer contexts (extrapolation)."""
+    data, seed = spec["data"], spec["seed"]
     device = resolve_device(spec["device"])
     text = read_text(data["text"]) if data.get("text") else load_tinyshakespeare(resolve_data_dir(spec["data_dir"]))
     lm = prepare_lm_data(text, (0.9, 0.1, 0.0), "char")
@@ -163,15 +247,7 @@ def run_cell(cell_dir: Path) -> None:
     fpt = flops_per_token(cfg, non_embedding_params(model), data["block_size"])
     tokens_per_step = data["block_size"] * data["batch_size"]
     train = dict(spec["train"], seed=seed, device=spec["device"], resume=(cell_dir / "checkpoints").exists())
-    budget_kind, budget = spec["budget_kind"], spec["budget"]
-    if budget_kind == "steps":
-        train["max_steps"] = int(budget)
-    elif budget_kind == "tokens":
-        train["max_steps"] = max(1, int(budget // tokens_per_step))
-    elif budget_kind == "flops":
-        train["max_steps"] = max(1, int(budget // (fpt * tokens_per_step)))
-    else:  # equal wall time: the schedule cannot know the step count, so decay by inverse sqrt instead of cosine
-        train.update(max_minutes=float(budget), schedule="inverse_sqrt", max_steps=None)
+    budget_steps(spec, train, tokens_per_step, fpt)
     val = lm.tokens["val"] if not data.get("max_eval_tokens") else lm.tokens["val"][: data["max_eval_tokens"]]
 
     def evaluate(m) -> dict[str, float]:
@@ -190,18 +266,61 @@ def run_cell(cell_dir: Path) -> None:
             extrapolation[str(factor)] = None  # learned positions stop at max_len
             continue
         extrapolation[str(factor)] = evaluate_lm(best, val, length, max(1, 64 // factor), device, tok.pad_id)["loss"]
-    rows = read_metrics(cell_dir)
-    curve = [{"step": r["step"], "elapsed_s": r.get("elapsed_s"), "val_loss": r["val_loss"]}
-             for r in rows if r.get("split") == "val" and r.get("val_loss") is not None]
-    peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    write_json(cell_dir / "result.json", {
-        "cell": spec["cell"], "seed": seed, "params": params, "flops_per_token": fpt,
-        "tokens_per_step": tokens_per_step, "steps": summary["steps"], "wall_s": summary["wall_s"],
-        "tokens_per_s": summary["train_tokens_per_s"], "best_val_loss": summary["best_metric"],
-        "final_val_loss": curve[-1]["val_loss"] if curve else None, "peak_memory_mb": peak_mb,
-        "curve": curve, "extrapolation": extrapolation,
-    })
+    finish_cell(cell_dir, spec, summary, device, params=params, flops_per_token=fpt, tokens_per_step=tokens_per_step,
+                extrapolation=extrapolation)
+
+
+def run_translation_cell(spec: dict[str, Any], cell_dir: Path) -> None:
+    """Multi30k en->de by an encoder-decoder or a decoder-only model (source as a prefix): the same data,
+    vocabulary, batches (by padded tokens), loss on target tokens, and beam search; BLEU on test_2016_flickr."""
+    data, seed = spec["data"], spec["seed"]
+    device = resolve_device(spec["device"])
+    model_fields = dict(spec["model"])
+    family = model_fields.pop("family", "encoder_decoder")
+    pairs = load_multi30k(resolve_data_dir(spec["data_dir"]), "en", "de")
+    pairs = {k: v for k, v in pairs.items() if k in ("train", "val", "test_2016_flickr")}
+    mt = prepare_translation_data(pairs, vocab_size=data["vocab"], joint=True,
+                                  max_len=ModelConfig.from_dict(model_fields).max_len)
+    tok = mt.src_tokenizer
+    cfg = ModelConfig.from_dict({**model_fields, "vocab_size": tok.vocab_size, "pad_id": tok.pad_id})
+    model = FAMILIES[family](cfg)
+    params = sum(p.numel() for p in model.parameters())
+    # training FLOPs per scored target token: 6 x (non-embedding) parameters x the tokens each reads
+    train_ex = mt.examples["train"]
+    src_len = statistics.fmean(len(s) for s, _ in train_ex)  # source + EOS (or + SEP as a prefix)
+    tgt_len = statistics.fmean(len(t) + 1 for _, t in train_ex)  # target + EOS
+    if family == "encoder_decoder":
+        enc = non_embedding_params(model.encoder)
+        dec = non_embedding_params(model) - enc
+        fpt = 6.0 * (enc * src_len + dec * tgt_len) / tgt_len
+        stream = mt_train_stream(train_ex, data["max_tokens"], seed, tok.pad_id)
+        loss_fn, eval_loss, generate = translation_loss, evaluate_loss, generate_ids
+    else:
+        fpt = 6.0 * non_embedding_params(model) * (src_len + tgt_len) / tgt_len
+        stream = prefix_train_stream(train_ex, data["max_tokens"], seed, tok.pad_id)
+        loss_fn, eval_loss, generate = prefix_lm_loss, evaluate_prefix_loss, generate_prefix_ids
+    train = dict(spec["train"], seed=seed, device=spec["device"], label_smoothing=0.1,
+                 resume=(cell_dir / "checkpoints").exists())
+    budget_steps(spec, train, data["max_tokens"], fpt)
+
+    def evaluate(m) -> dict[str, float]:
+        return {"val_loss": eval_loss(m, mt.examples["val"], 6000, device, tok.pad_id)["loss"]}
+
+    trainer = Trainer(model, stream, functools.partial(loss_fn, label_smoothing=0.1), TrainConfig.from_dict(train),
+                      cell_dir, evaluate=evaluate, fingerprint={"model": cfg.to_dict(), "family": family})
+    summary = trainer.fit()
+    best = FAMILIES[family](cfg).to(device)
+    load_checkpoint(cell_dir, best)
+    limit = data.get("eval_limit")
+    test = mt.examples["test_2016_flickr"][:limit]
+    refs = [t for _, t in mt.pairs["test_2016_flickr"][:limit]]
+    hyps = [tok.decode(ids) for ids in generate(best, [s for s, _ in test], beam_size=data["beam"])]
+    (cell_dir / "hyp.de").write_text("\n".join(hyps) + "\n", encoding="utf-8")
+    finish_cell(cell_dir, spec, summary, device, params=params, flops_per_token=fpt,
+                tokens_per_step=data["max_tokens"], bleu=score(hyps, refs)["bleu"], bleu_sentences=len(hyps))
+
+
+TASKS = {"lm": run_lm_cell, "translation": run_translation_cell}
 
 
 # ------------------------------------------------------------------------------------------- the grid
@@ -213,7 +332,8 @@ def plan_cells(grid: dict[str, Any], preset: dict[str, Any], args: argparse.Name
     for name, overrides in grid["cells"].items():
         for seed in range(args.seed, args.seed + args.seeds):
             cells.append({
-                "cell": name, "seed": seed, "model": {**grid["base"], **preset["model"], **overrides},
+                "task": grid["task"], "cell": name, "seed": seed,
+                "model": {**grid["base"], **preset["model"], **overrides},
                 "train": {**TRAIN_BASE, **preset["train"]}, "data": {**preset["data"], "text": args.text},
                 "budget_kind": args.budget, "budget": budget, "eval_lengths": grid.get("eval_lengths", []),
                 "device": args.device, "data_dir": args.data_dir, "threads": args.threads,
@@ -236,6 +356,7 @@ def aggregate(results: list[dict[str, Any]], base_name: str) -> list[dict[str, A
             "steps": statistics.median(r["steps"] for r in runs),
             "val_loss": statistics.fmean(losses), "val_loss_std": statistics.stdev(losses) if len(losses) > 1 else 0.0,
             "peak_memory_mb": max(r["peak_memory_mb"] for r in runs),
+            "bleu": _mean_or_none([r.get("bleu") for r in runs]),
             "extrapolation": {k: _mean_or_none([r["extrapolation"].get(k) for r in runs])
                               for k in runs[0]["extrapolation"]},
         })
@@ -246,7 +367,7 @@ def aggregate(results: list[dict[str, Any]], base_name: str) -> list[dict[str, A
             continue
         r["delta"] = r["val_loss"] - base["val_loss"]
         spread = r["val_loss_std"] + base["val_loss_std"]
-        r["beyond_spread"] = r["seeds"] > 1 and abs(r["delta"]) > spread
+        r["beyond_spread"] = abs(r["delta"]) > spread if r["seeds"] > 1 and base["seeds"] > 1 else None
     return rows
 
 
@@ -256,16 +377,19 @@ def _mean_or_none(values: list[float | None]) -> float | None:
 
 
 def write_table(rows: list[dict[str, Any]], out: Path, header: str) -> str:
+    with_bleu = any(r.get("bleu") is not None for r in rows)
+    bleu_head, bleu_rule = (" BLEU (beam) |", " ---: |") if with_bleu else ("", "")
     lines = [header, "",
              "| cell | params | FLOPs/token | tokens/s | steps | val loss (mean ± std) | Δ vs base | beyond spread |"
-             " peak mem (MB) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | :---: | ---: |"]
+             " peak mem (MB) |" + bleu_head,
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | :---: | ---: |" + bleu_rule]
     for r in sorted(rows, key=lambda r: r["val_loss"]):
         delta = "" if r["delta"] is None else f"{r['delta']:+.4f}"
         beyond = "" if r["beyond_spread"] is None else ("yes" if r["beyond_spread"] else "no")
+        bleu = f" {r['bleu']:.2f} |" if with_bleu and r.get("bleu") is not None else (" |" if with_bleu else "")
         lines.append(f"| {r['cell']} | {r['params']:,} | {r['flops_per_token']:.3g} | {r['tokens_per_s']:,.0f} | "
                      f"{r['steps']:.0f} | {r['val_loss']:.4f} ± {r['val_loss_std']:.4f} | {delta} | {beyond} | "
-                     f"{r['peak_memory_mb']:.0f} |")
+                     f"{r['peak_memory_mb']:.0f} |" + bleu)
     factors = sorted({k for r in rows for k in r["extrapolation"]}, key=float)
     if factors:
         lines += ["", "Validation loss when evaluated at longer contexts than trained (× training block size):", "",
@@ -340,7 +464,7 @@ def main() -> int:
         return 0
     args = parse_args(sys.argv[1:])
     grid = load_grid(args.grid)
-    preset = PRESETS[args.preset]
+    preset = PRESETS[args.preset][grid["task"]]
     if args.text and not Path(args.text).is_file():
         raise FileNotFoundError(f"--text {args.text}: no such file")
     out = Path(args.out or f"runs/compare-{Path(args.grid).stem}-{args.preset}")

@@ -73,3 +73,14 @@ def test_other_budgets(shared_data_dir, tmp_path, budget):
     run("--grid", grid, "--preset", "tiny", "--budget", budget, "--data-dir", shared_data_dir,
         "--out", tmp_path / budget)
     check_outputs(tmp_path / budget, 1)
+
+
+def test_families_grid_tiny(shared_data_dir, tmp_path):
+    out = tmp_path / "families"
+    run("--grid", "families", "--preset", "tiny", "--data-dir", shared_data_dir, "--out", out)
+    rows = {r["cell"]: r for r in check_outputs(out, 2)}
+    assert all(0 <= r["bleu"] <= 100 for r in rows.values())
+    assert "BLEU (beam)" in (out / "table.md").read_text()
+    for cell in ("encoder-decoder__2_2_layers-s0", "decoder-only__4_layers__source_prefix-s0"):
+        hyps = (out / "cells" / cell / "hyp.de").read_text().splitlines()
+        assert len(hyps) == 30

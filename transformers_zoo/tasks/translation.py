@@ -41,6 +41,7 @@ __all__ = [
     "evaluate_loss",
     "example_width",
     "generate_ids",
+    "length_sorted_batches",
     "prepare_translation_data",
     "score",
     "train_stream",
@@ -183,7 +184,7 @@ def evaluate_loss(model: nn.Module, examples: Sequence[Pair], max_tokens: int, d
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _length_sorted_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+def length_sorted_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
     """Indices grouped longest first so that `len(batch) * longest <= max_tokens` (at least one each)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
@@ -214,7 +215,7 @@ def generate_ids(model: nn.Module, sources: Sequence[Sequence[int]], *, beam_siz
     was_training = model.training
     model.eval()
     out: list[list[int]] = [[] for _ in sources]
-    for batch in _length_sorted_batches(lengths, max(max_tokens // beam_size, 1)):
+    for batch in length_sorted_batches(lengths, max(max_tokens // beam_size, 1)):
         src = pad([list(sources[i]) or [eos_id] for i in batch], pad_id).to(device)  # (B, S)
         budget = int(max_len_a * src.shape[1] + max_len_b)
         if limit is not None:
@@ -227,8 +228,8 @@ def generate_ids(model: nn.Module, sources: Sequence[Sequence[int]], *, beam_siz
             hyps = beam_search(model, cache, prompt, budget, eos_id, beam_size=beam_size,
                                length_penalty=length_penalty)
             rows = [h[0].tokens for h in hyps]
-        for i, row in zip(batch, rows, strict=True):
-            out[i] = strip_special(row, eos_id, pad_id)
+        for i, row in zip(batch, rows, strict=True):  # each row within its own length budget
+            out[i] = strip_special(row[: int(max_len_a * lengths[i] + max_len_b)], eos_id, pad_id)
     model.train(was_training)
     return out
 
