@@ -65,3 +65,15 @@ def test_adamw_decay_is_decoupled_and_group_specific():
     torch.testing.assert_close(net.embed.weight, before["embed.weight"], rtol=0, atol=0)
     torch.testing.assert_close(net.norm.weight, before["norm.weight"], rtol=0, atol=0)
     assert isinstance(opt, torch.optim.AdamW)
+
+
+def test_our_models_decay_only_matrices_of_linear_layers():
+    from transformers_zoo import DecoderOnly, EncoderDecoder, ModelConfig
+
+    cfg = ModelConfig(vocab_size=50, d_model=16, n_heads=2, n_layers=1, positional="learned")
+    for model in (DecoderOnly(cfg), EncoderDecoder(cfg)):
+        decay, no_decay = split_decay(model)
+        params = dict(model.named_parameters())
+        assert all(params[n].ndim == 2 and "embed" not in n and "positional" not in n for n in decay)
+        assert any("embed" in n for n in no_decay) and any("positional.weight" in n for n in no_decay)
+        assert not any("lm_head" in n for n in decay)  # tied to the embedding: listed once, not decayed

@@ -20,6 +20,8 @@ from torch import nn
 class TokenEmbedding(nn.Module):
     """Token ids `(B, T)` -> vectors `(B, T, d_model)`, optionally times sqrt(d_model) (Vaswani et al.)."""
 
+    no_weight_decay = True  # an embedding table: the optimizer leaves it out of weight decay
+
     def __init__(self, vocab_size: int, d_model: int, scale: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(vocab_size, d_model))
@@ -61,6 +63,8 @@ class SinusoidalPositional(Positional):
 
 class LearnedPositional(Positional):
     """A trained vector per position (BERT, GPT-2); positions must stay below max_len."""
+
+    no_weight_decay = True
 
     def __init__(self, max_len: int, d_model: int):
         super().__init__()

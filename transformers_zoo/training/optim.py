@@ -25,7 +25,10 @@ NO_DECAY_MODULES: tuple[type[nn.Module], ...] = (
 
 
 def _is_no_decay_module(module: nn.Module) -> bool:
-    return isinstance(module, NO_DECAY_MODULES) or type(module).__name__.endswith("Norm")
+    # `no_weight_decay = True` marks a module of ours that is an embedding table without being nn.Embedding
+    # (the token embedding, learned positions).
+    return (isinstance(module, NO_DECAY_MODULES) or type(module).__name__.endswith("Norm")
+            or getattr(module, "no_weight_decay", False))
 
 
 def split_decay(model: nn.Module) -> tuple[list[str], list[str]]:
