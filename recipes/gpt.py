@@ -36,7 +36,7 @@ from transformers_zoo.cli import (  # noqa: E402
     write_json,
 )
 from transformers_zoo.corpora import load_tinyshakespeare, read_text, resolve_data_dir  # noqa: E402
-from transformers_zoo.generation import iter_tokens, sampler  # noqa: E402
+from transformers_zoo.generation import Recompute, iter_tokens, sampler  # noqa: E402
 from transformers_zoo.modules import record_attention  # noqa: E402
 from transformers_zoo.tasks.lm import evaluate_lm, lm_loss, prepare_lm_data, train_stream  # noqa: E402
 from transformers_zoo.tokenizers import load_tokenizer  # noqa: E402
@@ -140,26 +140,34 @@ def _writable(path: Path) -> bool:
 
 
 def generate_text(model, tokenizer, prompt: str, max_new_tokens: int, temperature: float = 0.8,
-                  top_k: int | None = None, top_p: float | None = None, seed: int = 0, stream=None) -> str:
-    """Sample a continuation of `prompt` with the KV cache; `stream(text)` receives each piece as it comes."""
+                  top_k: int | None = None, top_p: float | None = None, seed: int = 0, stream=None,
+                  use_cache: bool = True) -> str:
+    """Sample a continuation of `prompt` with the KV cache (or, `use_cache=False`, recomputing the whole
+    sequence every step); `stream(text)` receives each piece as it comes.
+
+    The context never exceeds the model's `max_len` (what it was trained on): when the cache is full,
+    decoding restarts from the last `max_len // 2` tokens (one re-encoded prompt, then cached steps again),
+    so any length can be generated at a cost amortised over `max_len // 2` tokens.
+    """
     device = next(model.parameters()).device
-    ids = tokenizer.encode(prompt) or [tokenizer.bos_id]
-    limit = model.config.max_len if model.config.positional == "learned" else None
-    if limit is not None:
-        max_new_tokens = min(max_new_tokens, max(limit - len(ids), 0))
-        if len(ids) > limit:
-            raise ValueError(f"--prompt is {len(ids)} tokens, longer than the model's max_len={limit}")
+    window = model.config.max_len
+    ids = (tokenizer.encode(prompt) or [tokenizer.bos_id])[-window:]
     generator = torch.Generator(device=device).manual_seed(seed)
     choose = sampler(temperature, top_k, top_p, generator)
+    decoder = model if use_cache else Recompute(model)
     was_training = model.training
     model.eval()
     out: list[int] = []
     with torch.no_grad():
-        prompt_t = torch.tensor([ids], device=device)
-        for token in iter_tokens(model, model.init_cache(1), prompt_t, choose, max_new_tokens, tokenizer.eos_id):
-            out.append(int(token[0]))
-            if stream is not None:
-                stream(tokenizer.decode([out[-1]]))
+        while len(out) < max_new_tokens:
+            context = (ids + out)[-window:] if not out else (ids + out)[-max(window // 2, 1):]
+            budget = min(max_new_tokens - len(out), window - len(context) + 1)
+            prompt_t = torch.tensor([context], device=device)
+            # no EOS: the model learned running text, in which no sequence ever ends
+            for token in iter_tokens(decoder, decoder.init_cache(1), prompt_t, choose, budget, eos_id=None):
+                out.append(int(token[0]))
+                if stream is not None:
+                    stream(tokenizer.decode([out[-1]]))
     model.train(was_training)
     return tokenizer.decode(out)
 
@@ -300,7 +308,12 @@ def sample_main(argv: list[str]) -> int:
     parser.add_argument("--top-p", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--no-cache", action="store_true",
+                        help="recompute the whole sequence every step instead of using the KV cache (to compare)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     run_dir = run_dir_of(args.checkpoint)
     saved = read_run_config(run_dir)
     tok = load_tokenizer(run_dir / "tokenizer")
@@ -308,11 +321,13 @@ def sample_main(argv: list[str]) -> int:
     load_checkpoint(args.checkpoint, model)
     sys.stdout.write(args.prompt)
     start = time.perf_counter()
-    text = generate_text(model, tok, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
-                         args.seed, stream=lambda piece: (sys.stdout.write(piece), sys.stdout.flush()))
+    generate_text(model, tok, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
+                         args.seed, stream=lambda piece: (sys.stdout.write(piece), sys.stdout.flush()),
+                         use_cache=not args.no_cache)
     elapsed = time.perf_counter() - start
-    n = len(tok.encode(text))
-    print(f"\n[{n} tokens in {elapsed:.2f}s, {n / max(elapsed, 1e-9):.0f} tokens/s]", file=sys.stderr)
+    n = args.max_new_tokens  # sampling never stops early (running text has no end token)
+    mode = "no cache" if args.no_cache else "KV cache"
+    print(f"\n[{n} tokens in {elapsed:.2f}s, {n / max(elapsed, 1e-9):.0f} tokens/s, {mode}]", file=sys.stderr)
     return 0
 
 

@@ -144,3 +144,15 @@ def test_iter_tokens_streams():
     make_cache, prompt = start(model)
     streamed = torch.stack(list(iter_tokens(model, make_cache(), prompt, lambda logits: logits.argmax(-1), 6)), 1)
     assert torch.equal(streamed, greedy(model, make_cache(), prompt, 6))
+
+
+def test_recompute_reference_equals_cached_decoding():
+    from transformers_zoo.generation import Recompute
+
+    model = sharp(DecoderOnly, 5)
+    make_cache, prompt = start(model, 5)
+    ref = Recompute(model)
+    assert torch.equal(greedy(model, make_cache(), prompt, 12), greedy(ref, ref.init_cache(3), prompt, 12))
+    g = torch.Generator().manual_seed(0)
+    cached = sample(model, make_cache(), prompt, 12, top_p=0.9, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(cached, sample(ref, ref.init_cache(3), prompt, 12, top_p=0.9, generator=g))

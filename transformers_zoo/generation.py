@@ -181,6 +181,27 @@ def beam_search(model, cache, prompt: torch.Tensor, max_new_tokens: int, eos_id:
     return [f[:n_best] for f in finished]
 
 
+class Recompute:
+    """A decoder-only model behind the generation interface without a KV cache: every step runs the whole
+    sequence again. The reference that cached decoding is checked and timed against (greedy and sampling;
+    beam search needs a real cache to reorder)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.config = model.config
+
+    def init_cache(self, batch_size: int) -> dict[str, torch.Tensor | None]:
+        return {"ids": None, "mask": None}
+
+    def decode_step(self, tokens: torch.Tensor, cache: dict, attention_mask: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+        mask = torch.ones_like(tokens, dtype=torch.bool) if attention_mask is None else attention_mask
+        cache["ids"] = tokens if cache["ids"] is None else torch.cat((cache["ids"], tokens), dim=1)
+        cache["mask"] = mask if cache["mask"] is None else torch.cat((cache["mask"], mask), dim=1)
+        full_mask = None if bool(cache["mask"].all()) else cache["mask"]
+        return self.model(cache["ids"], full_mask)[:, -1]
+
+
 def strip_special(ids: list[int], eos_id: int | None, pad_id: int) -> list[int]:
     """Tokens up to (not including) the first EOS, without padding: what a tokenizer should decode."""
     out = []

@@ -53,6 +53,12 @@ def test_sampling_streams_and_is_reproducible(tiny_run):
     assert a.stdout == b.stdout and a.stdout.startswith("ROMEO:") and len(a.stdout) > len("ROMEO:")
     assert a.stdout != c.stdout
     assert "tokens/s" in a.stderr
+    # past the model's max_len (32 in tiny) the context slides; with and without the cache alike
+    long = run("sample", "--checkpoint", tiny_run, "--prompt", "ROMEO:", "--max-new-tokens", "90", "--seed", "3")
+    plain = run("sample", "--checkpoint", tiny_run, "--prompt", "ROMEO:", "--max-new-tokens", "90", "--seed", "3",
+                "--no-cache")
+    assert len(long.stdout) >= len("ROMEO:") + 90 and long.stdout.startswith(a.stdout.rstrip("\n")[:40])
+    assert plain.stdout == long.stdout and "no cache" in plain.stderr
 
 
 def test_eval_only_matches_report(tiny_run, shared_data_dir, tmp_path):
