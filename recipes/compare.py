@@ -80,7 +80,9 @@ LM_BASE = dict(d_model=128, n_heads=4, n_layers=4, max_len=128, dropout=0.0, pos
 
 VARIANT_CELLS: dict[str, dict[str, Any]] = {
     "base (learned, pre-LN, gelu, MHA)": {},
-    "sinusoidal": {"positional": "sinusoidal"},
+    # fixed sinusoids have unit amplitude: without the sqrt(d_model) scale (Vaswani et al.) they drown
+    # the N(0, 0.02) token embeddings and the model barely sees which token it reads
+    "sinusoidal": {"positional": "sinusoidal", "scale_embeddings": True},
     "rope": {"positional": "rope"},
     "alibi": {"positional": "alibi"},
     "relative": {"positional": "relative"},
@@ -92,7 +94,8 @@ VARIANT_CELLS: dict[str, dict[str, Any]] = {
     "GQA (2 kv heads)": {"n_kv_heads": 2},
     "MQA (1 kv head)": {"n_kv_heads": 1},
 }
-EXTRAPOLATION_CELLS = {p: {"positional": p} for p in ("sinusoidal", "learned", "rope", "alibi", "relative")}
+EXTRAPOLATION_CELLS = {p: {"positional": p} for p in ("learned", "rope", "alibi", "relative")}
+EXTRAPOLATION_CELLS["sinusoidal (x sqrt(d) embeddings)"] = VARIANT_CELLS["sinusoidal"]
 
 # Translation (Multi30k en->de) by the two generative families at (nearly) matched size: the decoder-only
 # model reads the source as a prefix and has as many layers as the encoder and decoder together.

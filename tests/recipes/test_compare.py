@@ -45,7 +45,8 @@ def test_extrapolation_grid_tiny_and_resume(shared_data_dir, tmp_path):
     run("--grid", "extrapolation", "--preset", "tiny", "--seeds", "2", "--data-dir", shared_data_dir, "--out", out)
     rows = {r["cell"]: r for r in check_outputs(out, 5)}
     assert rows["learned"]["extrapolation"]["2"] is None  # learned positions cannot go past max_len
-    assert all(rows[p]["extrapolation"]["4"] is not None for p in ("sinusoidal", "rope", "alibi", "relative"))
+    assert all(rows[p]["extrapolation"]["4"] is not None
+               for p in ("sinusoidal (x sqrt(d) embeddings)", "rope", "alibi", "relative"))
     assert all(r["seeds"] == 2 and r["val_loss_std"] >= 0 for r in rows.values())
     # an interrupted grid continues: only the cell without a result runs again
     (out / "cells" / "rope-s1" / "result.json").unlink()
