@@ -33,6 +33,7 @@ from transformers_zoo.cli import (  # noqa: E402
     resolve_device,
     resolve_preset,
     run_dir_of,
+    tokenizer_cache_dir,
     write_json,
 )
 from transformers_zoo.corpora import load_tinyshakespeare, read_text, resolve_data_dir  # noqa: E402
@@ -122,21 +123,9 @@ def load_text(data: dict, data_dir: str | None) -> str:
 
 def build_lm_data(data: dict, data_dir: str | None, tokenizer=None):
     text = load_text(data, data_dir)
-    cache = resolve_data_dir(data_dir) / "tokenizers" if tokenizer is None else None
-    if cache is not None and not _writable(cache):
-        cache = None  # a read-only data folder (a shared copy): train without caching
+    cache = tokenizer_cache_dir(data_dir) if tokenizer is None else None  # None: read-only data folder
     return prepare_lm_data(text, tuple(data["split"]), tokenizer or data["tokenizer"], data["vocab"], cache)
 
-
-def _writable(path: Path) -> bool:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-        return True
-    except OSError:
-        return False
 
 
 def generate_text(model, tokenizer, prompt: str, max_new_tokens: int, temperature: float = 0.8,

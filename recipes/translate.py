@@ -49,6 +49,7 @@ from transformers_zoo.cli import (  # noqa: E402
     resolve_device,
     resolve_preset,
     run_dir_of,
+    tokenizer_cache_dir,
     write_json,
 )
 from transformers_zoo.corpora import DataError, load_multi30k, read_parallel, resolve_data_dir  # noqa: E402
@@ -260,22 +261,10 @@ def build_data(data: dict[str, Any], data_dir: str | None, max_len: int,
     limit = data.get("eval_limit")
     if limit:
         pairs = {split: p if split == "train" else p[:limit] for split, p in pairs.items()}
-    cache = resolve_data_dir(data_dir) / "tokenizers" if tokenizers is None else None
-    if cache is not None and not _writable(cache):
-        cache = None  # a read-only data folder: train in memory (a second or two)
+    cache = tokenizer_cache_dir(data_dir) if tokenizers is None else None  # None: read-only data folder
     return prepare_translation_data(pairs, data["vocab"], data["joint"], data["tokenizer"], cache, max_len,
                                     tokenizers)
 
-
-def _writable(path: Path) -> bool:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-        return True
-    except OSError:
-        return False
 
 
 def save_tokenizers(td: TranslationData, run_dir: Path) -> None:

@@ -22,9 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .config import FFNS, NORMS, POOLINGS, POSITIONALS, ModelConfig
+from .corpora import resolve_data_dir
+from .training.atomic import atomic_write_text
+from .training.trainer import resolve_device  # noqa: F401  (recipes import it from here; one definition)
 
 # Fields the recipe derives from its data (vocabulary, classes) rather than from flags.
 DERIVED_FIELDS = {"vocab_size", "src_vocab_size", "pad_id", "n_classes", "extra"}
@@ -137,12 +138,17 @@ def resolve_preset(presets: dict[str, dict], args: argparse.Namespace) -> dict[s
     return preset
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    return torch.device(name)
+def tokenizer_cache_dir(data_dir: str | os.PathLike | None) -> Path | None:
+    """`DATA_DIR/tokenizers` when it can be written, else None (a read-only shared copy: train in memory)."""
+    path = resolve_data_dir(data_dir) / "tokenizers"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test.{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+        return path
+    except OSError:
+        return None
 
 
 def new_run_dir(out: str | None, recipe: str, preset: str, create: bool = True) -> Path:
@@ -161,10 +167,8 @@ def new_run_dir(out: str | None, recipe: str, preset: str, create: bool = True) 
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temp file in the same folder, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    """Write JSON atomically (temp file in the same folder, fsynced, then renamed)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
