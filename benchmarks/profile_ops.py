@@ -44,9 +44,9 @@ def contenders(ctx: Context, target: str, mode: str) -> dict[str, Callable[[], o
     plan = ctx.plan
     if target.startswith("gen-"):
         if target == "gen-gpt":
-            generators = gpt_generators(ctx, plan.gen_gpt, plan.new_tokens)
+            generators, _ = gpt_generators(ctx, plan.gen_gpt, plan.new_tokens)
         else:
-            generators = seq2seq_generators(ctx, plan.gen_seq2seq, plan.new_tokens)
+            generators, _ = seq2seq_generators(ctx, plan.gen_seq2seq, plan.new_tokens)
         return {name: lambda g=generate: g(mode) for name, generate in generators.items()}
     build, dims = {"gpt-d512": (gpt_trainers, plan.gpt_large), "gpt-small": (gpt_trainers, plan.gpt_small),
                    "bert-small": (bert_trainers, plan.bert), "seq2seq-small": (seq2seq_trainers, plan.seq2seq)}[target]

@@ -236,8 +236,9 @@ def _ours_generate(mode: str, model: nn.Module, make_cache: Callable[[], object]
     return min(len(h[0].tokens) for h in hypotheses)
 
 
-def gpt_generators(ctx: Context, dims: Dims, new_tokens: int) -> dict[str, Callable[[str], int]]:
-    """`mode -> new tokens per row` for DecoderOnly + our search and GPT2LMHeadModel.generate (KV cache on both)."""
+def gpt_generators(ctx: Context, dims: Dims, new_tokens: int) -> tuple[dict[str, Callable[[str], int]], nn.Module]:
+    """`mode -> new tokens per row` for DecoderOnly + our search and GPT2LMHeadModel.generate (KV cache on both),
+    and our model."""
     max_len = dims.seq + new_tokens
     ours = ctx.build(lambda: ours_gpt(dims, max_len)).eval()
     prompt = ctx.randint(dims.batch, dims.seq, vocab=dims.vocab)
@@ -253,10 +254,11 @@ def gpt_generators(ctx: Context, dims: Dims, new_tokens: int) -> dict[str, Calla
             return out.shape[1] - prompt.shape[1]
 
         generators["HF GPT2 generate"] = theirs
-    return generators
+    return generators, ours
 
 
-def seq2seq_generators(ctx: Context, dims: Dims, new_tokens: int) -> dict[str, Callable[[str], int]]:
+def seq2seq_generators(ctx: Context, dims: Dims, new_tokens: int
+                       ) -> tuple[dict[str, Callable[[str], int]], nn.Module]:
     """`mode -> new tokens per row` for EncoderDecoder + our search and BartForConditionalGeneration.generate;
     both encode the source inside the timed call."""
     max_len = max(dims.src_seq, new_tokens + 1)
@@ -275,7 +277,7 @@ def seq2seq_generators(ctx: Context, dims: Dims, new_tokens: int) -> dict[str, C
             return out.shape[1] - 1  # the decoder start token
 
         generators["HF Bart generate"] = theirs
-    return generators
+    return generators, ours
 
 
 # -- suites: contenders timed and measured -> table rows -------------------------------------------------------
@@ -353,8 +355,34 @@ def seq2seq_small(ctx: Context) -> list[Row]:
                           dims.batch * (dims.src_seq + dims.seq))
 
 
+def step_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The weight matrices a cached decoding step multiplies by: every `nn.Linear` (the tied output projection
+    included) but the cross-attention key/value projections, which run once per source."""
+    return [m.weight for name, m in model.named_modules() if isinstance(m, nn.Linear) and not name.endswith(".kv")]
+
+
+def decode_matmuls(weights: list[torch.Tensor], rows: int, new_tokens: int) -> Callable[[], None]:
+    """The floor of cached decoding: per new token, each of `weights` multiplied by `rows` input vectors,
+    and nothing else - no attention, norms, search or Python around it. At small batches this streams every
+    weight from memory once per token, which bounds any implementation of the same model on this machine."""
+    inputs = {n: torch.randn(rows, n, device=weights[0].device) for n in {w.shape[1] for w in weights}}
+
+    @torch.no_grad()
+    def run() -> None:
+        for _ in range(new_tokens):
+            for w in weights:
+                F.linear(inputs[w.shape[1]], w)
+
+    return run
+
+
+FLOOR = "decode-step matmuls alone"
+
+
 def _generation_rows(ctx: Context, label: str, config: str, generators: dict[str, Callable[[str], int]],
-                     modes: tuple[str, ...], batch: int, new_tokens: int) -> list[Row]:
+                     modes: tuple[str, ...], batch: int, new_tokens: int, model: nn.Module) -> list[Row]:
+    """Per mode: ours against each peer, and ours against `decode_matmuls` at the mode's batch rows (ratio =
+    the fraction of the floor's speed reached; peer / floor = ratio of the two rows)."""
     rows = []
     peers = [name for name in generators if name != "ours"]
     for mode in modes:
@@ -362,28 +390,32 @@ def _generation_rows(ctx: Context, label: str, config: str, generators: dict[str
         if set(got.values()) != {new_tokens}:
             raise RuntimeError(f"{label} {mode}: expected {new_tokens} new tokens per row on every side, got {got}")
         torch.manual_seed(0)
-        timings = ctx.time({name: lambda g=generate, m=mode: g(m) for name, generate in generators.items()})
+        calls: dict[str, Callable[[], object]] = {name: lambda g=generate, m=mode: g(m)
+                                                  for name, generate in generators.items()}
+        beams = BEAMS if mode.startswith("beam") else 1
+        calls[FLOOR] = decode_matmuls(step_weights(model), batch * beams, new_tokens)
+        timings = ctx.time(calls)
         rows += _speed_rows(label, f"{mode} new tokens/s", config, timings, batch * new_tokens, peers)
+        rows.append(Row(f"{label} {mode} new tokens/s vs {FLOOR} (ratio = fraction of the floor)", config,
+                        timings.rate("ours", batch * new_tokens), timings.rate(FLOOR, batch * new_tokens),
+                        timings.ratio("ours", FLOOR)))
     return rows
 
 
 def gen_gpt(ctx: Context) -> list[Row]:
-    if not ctx.hf:
-        return []
     dims, n = ctx.plan.gen_gpt, ctx.plan.new_tokens
     config = (f"d{dims.d_model} L{dims.n_layers} H{dims.n_heads} V{dims.vocab}, prompts B{dims.batch}x{dims.seq} "
               f"+{n} new")
-    return _generation_rows(ctx, "gen-gpt", config, gpt_generators(ctx, dims, n), GENERATION_MODES, dims.batch, n)
+    generators, model = gpt_generators(ctx, dims, n)
+    return _generation_rows(ctx, "gen-gpt", config, generators, GENERATION_MODES, dims.batch, n, model)
 
 
 def gen_seq2seq(ctx: Context) -> list[Row]:
-    if not ctx.hf:
-        return []
     dims, n = ctx.plan.gen_seq2seq, ctx.plan.new_tokens
     config = (f"d{dims.d_model} L{dims.n_layers}+{dims.n_layers} H{dims.n_heads} V{dims.vocab}, sources "
               f"B{dims.batch}x{dims.src_seq} +{n} new")
-    return _generation_rows(ctx, "gen-seq2seq", config, seq2seq_generators(ctx, dims, n), ("greedy", f"beam {BEAMS}"),
-                            dims.batch, n)
+    generators, model = seq2seq_generators(ctx, dims, n)
+    return _generation_rows(ctx, "gen-seq2seq", config, generators, ("greedy", f"beam {BEAMS}"), dims.batch, n, model)
 
 
 SUITES: dict[str, Callable[[Context], list[Row]]] = {

@@ -32,6 +32,11 @@ EXPECTED_ROWS = [
     ("gen-gpt beam 5 new tokens/s vs HF GPT2 generate", True),
     ("gen-seq2seq greedy new tokens/s vs HF Bart generate", True),
     ("gen-seq2seq beam 5 new tokens/s vs HF Bart generate", True),
+    ("gen-gpt greedy new tokens/s vs decode-step matmuls alone", False),
+    ("gen-gpt top-50 sample new tokens/s vs decode-step matmuls alone", False),
+    ("gen-gpt beam 5 new tokens/s vs decode-step matmuls alone", False),
+    ("gen-seq2seq greedy new tokens/s vs decode-step matmuls alone", False),
+    ("gen-seq2seq beam 5 new tokens/s vs decode-step matmuls alone", False),
 ]
 
 
