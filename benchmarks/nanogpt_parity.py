@@ -1,6 +1,6 @@
 """Our `nanogpt-cpu` recipe against nanoGPT's own procedure, rewritten plainly, on the same data and machine.
 
-    python benchmarks/nanogpt_parity.py [--seeds 3] [--steps 2000] [--data-dir DIR] [--out PATH]
+    python benchmarks/nanogpt_parity.py [--seeds 3] [--steps 2000] [--data-dir DIR] [--out PATH] [--keep DIR]
 
 nanoGPT's README quotes "a loss of 1.88" in "about 3 minutes" for its laptop-CPU command (4 layers, 4 heads,
 128 dims, block 64, batch 12, 2000 iterations, no dropout); project issue #6 asks our preset for the same.
@@ -161,8 +161,9 @@ def train_reference(text: str, seed: int, steps: int) -> dict[str, float]:
             "tokens_per_s": steps * BATCH * BLOCK / seconds}
 
 
-def run_ours(seed: int, steps: int, data_dir: Path) -> dict[str, float]:
-    """The recipe as a user runs it, then its checkpoint scored by nanoGPT's estimate too."""
+def run_ours(seed: int, steps: int, data_dir: Path, keep: Path | None = None) -> dict[str, float]:
+    """The recipe as a user runs it, then its checkpoint scored by nanoGPT's estimate too; the run directory
+    goes to `keep/seed<S>` when `keep` is given (else a temporary one)."""
     from transformers_zoo import DecoderOnly, ModelConfig
     from transformers_zoo.cli import read_run_config
     from transformers_zoo.tasks.lm import encode_text
@@ -170,7 +171,7 @@ def run_ours(seed: int, steps: int, data_dir: Path) -> dict[str, float]:
     from transformers_zoo.training import load_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
+        out = keep / f"seed{seed}" if keep else Path(tmp) / "run"
         command = [sys.executable, str(ROOT / "recipes" / "gpt.py"), "--preset", "nanogpt-cpu", "--seed", str(seed),
                    "--max-steps", str(steps), "--data-dir", str(data_dir), "--out", str(out)]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -192,13 +193,15 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--steps", type=int, default=2000, help="training steps of both (default nanoGPT's 2000)")
     parser.add_argument("--data-dir", default=None, help="a local copy of the data (default: $TZOO_DATA_DIR)")
     parser.add_argument("--out", default=None, help="also write the table here")
+    parser.add_argument("--keep", default=None, help="keep our run directories as KEEP/seed<S> (default: discarded)")
     args = parser.parse_args(argv)
     data_dir = resolve_data_dir(args.data_dir)
     text = load_tinyshakespeare(data_dir)
     results: dict[str, list[dict[str, float]]] = {"ours (recipes/gpt.py)": [], "reference (nanoGPT's loop)": []}
     for seed in range(args.seeds):
         print(f"seed {seed}: ours", file=sys.stderr, flush=True)
-        results["ours (recipes/gpt.py)"].append(run_ours(seed, args.steps, data_dir))
+        results["ours (recipes/gpt.py)"].append(run_ours(seed, args.steps, data_dir,
+                                                                Path(args.keep) if args.keep else None))
         print(f"seed {seed}: reference", file=sys.stderr, flush=True)
         results["reference (nanoGPT's loop)"].append(train_reference(text, seed, args.steps))
     lines = [f"nanoGPT laptop configuration, {args.steps} steps, {args.seeds} seed(s), torch threads "
