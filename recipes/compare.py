@@ -420,14 +420,16 @@ def plot(results: list[dict[str, Any]], out: Path) -> list[Path]:
         fig = Figure(figsize=(8, 5), dpi=110)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot(1, 1, 1)
-        for cell in cells:
+        for i, cell in enumerate(cells):
             runs = [r for r in results if r["cell"] == cell and r["curve"]]
             if not runs:
                 continue
             n = min(len(r["curve"]) for r in runs)
             xs = [statistics.fmean(x_of(r["curve"][i], r) for r in runs) for i in range(n)]
             ys = [statistics.fmean(r["curve"][i]["val_loss"] for r in runs) for i in range(n)]
-            ax.plot(xs, ys, marker="o", markersize=2, linewidth=1.2, label=cell)
+            # matplotlib's cycle has 10 colours: past them a new line style, so no two cells look alike
+            ax.plot(xs, ys, color=f"C{i % 10}", linestyle=("-", "--", ":")[i // 10 % 3], marker="o", markersize=2,
+                    linewidth=1.2, label=cell)
         ax.set_xlabel(label)
         ax.set_ylabel("validation loss (nats/token)")
         ax.grid(alpha=0.3)
