@@ -193,15 +193,15 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--steps", type=int, default=2000, help="training steps of both (default nanoGPT's 2000)")
     parser.add_argument("--data-dir", default=None, help="a local copy of the data (default: $TZOO_DATA_DIR)")
     parser.add_argument("--out", default=None, help="also write the table here")
-    parser.add_argument("--keep", default=None, help="keep our run directories as KEEP/seed<S> (default: discarded)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep our run directories as KEEP/seed<S> (default: discarded)")
     args = parser.parse_args(argv)
     data_dir = resolve_data_dir(args.data_dir)
     text = load_tinyshakespeare(data_dir)
     results: dict[str, list[dict[str, float]]] = {"ours (recipes/gpt.py)": [], "reference (nanoGPT's loop)": []}
     for seed in range(args.seeds):
         print(f"seed {seed}: ours", file=sys.stderr, flush=True)
-        results["ours (recipes/gpt.py)"].append(run_ours(seed, args.steps, data_dir,
-                                                                Path(args.keep) if args.keep else None))
+        results["ours (recipes/gpt.py)"].append(run_ours(seed, args.steps, data_dir, args.keep))
         print(f"seed {seed}: reference", file=sys.stderr, flush=True)
         results["reference (nanoGPT's loop)"].append(train_reference(text, seed, args.steps))
     lines = [f"nanoGPT laptop configuration, {args.steps} steps, {args.seeds} seed(s), torch threads "

@@ -420,7 +420,7 @@ def plot(results: list[dict[str, Any]], out: Path) -> list[Path]:
         fig = Figure(figsize=(8, 5), dpi=110)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot(1, 1, 1)
-        for i, cell in enumerate(cells):
+        for n_cell, cell in enumerate(cells):
             runs = [r for r in results if r["cell"] == cell and r["curve"]]
             if not runs:
                 continue
@@ -428,8 +428,8 @@ def plot(results: list[dict[str, Any]], out: Path) -> list[Path]:
             xs = [statistics.fmean(x_of(r["curve"][i], r) for r in runs) for i in range(n)]
             ys = [statistics.fmean(r["curve"][i]["val_loss"] for r in runs) for i in range(n)]
             # matplotlib's cycle has 10 colours: past them a new line style, so no two cells look alike
-            ax.plot(xs, ys, color=f"C{i % 10}", linestyle=("-", "--", ":")[i // 10 % 3], marker="o", markersize=2,
-                    linewidth=1.2, label=cell)
+            ax.plot(xs, ys, color=f"C{n_cell % 10}", linestyle=("-", "--", ":")[n_cell // 10 % 3], marker="o",
+                    markersize=2, linewidth=1.2, label=cell)
         ax.set_xlabel(label)
         ax.set_ylabel("validation loss (nats/token)")
         ax.grid(alpha=0.3)

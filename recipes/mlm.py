@@ -26,17 +26,17 @@ With no subcommand the three runs go into one directory (pretrain/, finetune/, s
 report.md there compare pre-trained and from-scratch test accuracy. There, training flags (--lr,
 --max-steps, --max-minutes, ...) shape both fine-tuning runs, --pretrain-* flags the pre-training.
 
-Choices of the cpu preset (2 cores, all three runs within an hour): 4 layers, d_model 256, 4 heads, FFN
-1024 (BERT-mini's shape, 5.3M parameters with an 8k vocabulary), rotary positions (relative: a phrase
-looks the same wherever it sits, which helps with little data), pre-norm, a unigram vocabulary of 8k
-trained on the ~66k SST-2 training phrases (0.76M tokens), pre-training with lr 1e-3 (cosine, 4% warm-up)
-on batches of ~2k tokens for 2400 steps or 28 minutes (~6.5 passes over the text; 1200 steps reached a
-held-out masked accuracy of 0.22, 2400 steps 0.26), fine-tuning for 1200 steps or 13 minutes (about one
-pass over SST-2's phrases, so a fairly high lr: 4e-4 from pre-trained weights, 5e-4 from scratch, cosine
-to 0; at 2e-4 the pre-trained encoder learned more slowly than the fresh one at 5e-4), mean pooling: MLM pre-training never trains the [CLS] vector (BERT's
-next-sentence task did), while every token vector is pre-trained, so their mean is a useful sentence vector
-from the first step. Time budgets are wall-clock and include evaluation; on a busy machine they end a run
-before its step budget (and before the learning rate has decayed).
+Choices of the cpu preset (2 cores, all three runs within an hour): 4 layers, d_model 256, 4 heads, FFN 1024
+(BERT-mini's shape, 5.3M parameters with an 8k vocabulary), rotary positions (relative: a phrase looks the
+same wherever it sits, which helps with little data), pre-norm, a unigram vocabulary of 8k trained on the ~66k
+SST-2 training phrases (0.76M tokens), pre-training with lr 1e-3 (cosine, 4% warm-up) on batches of ~2k tokens
+for 2400 steps or 28 minutes (~6.5 passes over the text; 1200 steps reached a held-out masked accuracy of
+0.22, 2400 steps 0.26), fine-tuning for 1200 steps or 13 minutes (about one pass over SST-2's phrases, so a
+fairly high lr: 4e-4 from pre-trained weights, 5e-4 from scratch, cosine to 0; at 2e-4 the pre-trained encoder
+learned more slowly than the fresh one at 5e-4), mean pooling: MLM pre-training never trains the [CLS] vector
+(BERT's next-sentence task did), while every token vector is pre-trained, so their mean is a useful sentence
+vector from the first step. Time budgets are wall-clock and include evaluation; on a busy machine they end a
+run before its step budget (and before the learning rate has decayed).
 """
 
 from __future__ import annotations
