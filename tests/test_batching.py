@@ -15,6 +15,7 @@ from transformers_zoo.batching import (
     LMBlocks,
     LMCollator,
     MLMCollator,
+    TokenMaskingCollator,
     TranslationCollator,
     collate_batches,
     mask_tokens,
@@ -23,6 +24,7 @@ from transformers_zoo.batching import (
     token_budget_batches,
 )
 from transformers_zoo.corpora import DataError
+from transformers_zoo.tokenizers import CLS, MASK, N_SPECIAL, PAD, SEP
 
 
 def random_lengths(n: int, seed: int = 0) -> list[int]:
@@ -120,6 +122,28 @@ def test_classification_collator():
     assert batch["input_ids"].tolist() == [[5, 10, 11, 6], [5, 12, 6, 0]]
     assert batch["labels"].tolist() == [1, 0]
     assert ClassificationCollator(sep_id=None)([([10], 1)])["input_ids"].tolist() == [[5, 10]]
+
+
+def test_token_masking_collator_hides_only_real_tokens_reproducibly():
+    rng = random.Random(0)
+    examples = [([rng.randrange(N_SPECIAL, 500) for _ in range(rng.randint(1, 40))], i % 2) for i in range(64)]
+    plain = ClassificationCollator()(examples)
+    collate = TokenMaskingCollator(seed=3, probability=0.25)
+    batch = collate(examples, epoch=0, index=0)
+    assert batch["labels"].equal(plain["labels"])
+    changed = batch["input_ids"] != plain["input_ids"]
+    real = plain["input_ids"] >= N_SPECIAL
+    assert not (changed & ~real).any()  # CLS, SEP and padding untouched
+    assert (batch["input_ids"][changed] == MASK).all()
+    assert {CLS, SEP, PAD} <= set(batch["input_ids"].unique().tolist())
+    assert abs(changed.sum().item() / real.sum().item() - 0.25) < 0.05
+    # a pure function of (seed, epoch, index): reproducible on resume, fresh for every batch
+    assert collate(examples, epoch=0, index=0)["input_ids"].equal(batch["input_ids"])
+    assert not collate(examples, epoch=0, index=1)["input_ids"].equal(batch["input_ids"])
+    assert not collate(examples, epoch=1, index=0)["input_ids"].equal(batch["input_ids"])
+    assert TokenMaskingCollator(seed=3, probability=0.0)(examples)["input_ids"].equal(plain["input_ids"])
+    with pytest.raises(ValueError, match="token-mask"):
+        TokenMaskingCollator(seed=0, probability=1.0)
 
 
 def test_lm_blocks_train_and_eval():

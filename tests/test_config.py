@@ -16,7 +16,7 @@ def test_json_round_trip():
     ("positional", "absolute", ["positional", "sinusoidal, learned, rope, alibi, relative"]),
     ("norm", "batchnorm", ["norm", "layernorm, rmsnorm"]),
     ("ffn", "tanh", ["ffn", "relu, gelu, swiglu, geglu"]),
-    ("pooling", "max", ["pooling", "cls, mean"]),
+    ("pooling", "sum", ["pooling", "cls, mean, max"]),
 ])
 def test_invalid_choices_name_field_and_choices(field, value, words):
     with pytest.raises(ValueError) as err:

@@ -6,8 +6,10 @@ import gzip
 import hashlib
 import http.server
 import random
+import statistics
 import threading
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -111,17 +113,42 @@ def test_tinyshakespeare_and_split_text(data_copy):
 def test_sst2_counts_disjoint_deterministic(data_copy):
     data = data_copy("sst2")
     splits = load_sst2(data)
-    assert {k: len(v) for k, v in splits.items()} == {"train": 67_349 - 872, "val": 872, "test": 872}
+    assert {k: len(v) for k, v in splits.items()} == {"train": 58_548, "val": 872, "test": 872}
     rows, names = read_labelled_tsv(data / "sst2" / "train.tsv")
     assert names == ["0", "1"]
-    # train and val partition train.tsv's rows (as a multiset: a few phrases occur twice)
-    assert sorted(splits["train"] + splits["val"]) == sorted(rows)
-    assert len({s for s, _ in splits["val"]} & {s for s, _ in splits["train"]}) <= 1
-    assert not {s for s, _ in splits["test"]} & {s for s, _ in splits["train"] + splits["val"]}
+    # train and val come from train.tsv, disjoint; the test sentences are in neither
+    remaining = Counter(rows)
+    remaining.subtract(splits["train"] + splits["val"])
+    assert min(remaining.values()) >= 0
+    assert not {s for s, _ in splits["val"]} & {s for s, _ in splits["train"]}
+    assert not {s for s, _ in splits["test"]} & {s for s, _ in rows}
     assert load_sst2(data, seed=0) == splits
     other = load_sst2(data, val_size=100, seed=1)
     assert len(other["val"]) == 100 and other["val"] != splits["val"][:100]
     assert {label for _, label in splits["train"]} == {0, 1}
+    assert sorted(load_sst2(data, val_size=0)["train"]) == sorted(rows)
+
+
+def test_sst2_validation_is_whole_sentences_never_trained_on(data_copy):
+    """val holds sentences like dev's (long, contained in no other phrase), and training keeps none of their
+    phrases but the shortest, and those only when another training phrase holds them too."""
+    data = data_copy("sst2")
+    splits = load_sst2(data)
+    rows, _ = read_labelled_tsv(data / "sst2" / "train.tsv")
+    padded_rows = "\n".join(f" {t} " for t, _ in rows)
+    val = [t for t, _ in splits["val"]]
+    assert min(len(t.split()) for t in val) >= 8
+    assert statistics.median(len(t.split()) for t in val) >= 15  # dev.tsv's median is 19 words
+    for text in val[:50]:  # maximal: in no row but its own
+        assert padded_rows.count(f" {text} ") == sum(t == text for t, _ in rows)
+    padded_val = "\n".join(f" {t} " for t in val)
+    train_texts = {t for t, _ in splits["train"]}
+    inside = {t for t in train_texts if f" {t} " in padded_val}
+    assert inside and all(len(t.split()) <= 2 for t in inside)
+    others = "\n".join(f" {t} " for t in train_texts - inside)
+    assert all(f" {t} " in others for t in list(inside)[:200])
+    # the positive share of val is close to dev's
+    assert abs(sum(y for _, y in splits["val"]) / 872 - sum(y for _, y in splits["test"]) / 872) < 0.05
 
 
 def test_sst2_split_ignores_row_order(data_copy):

@@ -15,7 +15,7 @@ from typing import Any
 POSITIONALS = ("sinusoidal", "learned", "rope", "alibi", "relative")
 NORMS = ("layernorm", "rmsnorm")
 FFNS = ("relu", "gelu", "swiglu", "geglu")
-POOLINGS = ("cls", "mean")
+POOLINGS = ("cls", "mean", "max")
 
 
 @dataclass(frozen=True)

@@ -211,6 +211,24 @@ def test_encoder_only_select_and_mean_pooling():
         EncoderOnly(tiny_config())(x, head="classify")
 
 
+@pytest.mark.parametrize("pooling", ["cls", "mean", "max"])
+def test_encoder_only_pooling_matches_a_by_hand_reduction(pooling):
+    """Each pooling reduces the encoder's real positions as its name says; padding changes nothing."""
+    torch.manual_seed(0)
+    model = build("encoder_only", tiny_config(n_classes=3, pooling=pooling)).eval()
+    x = ids(2, 7)
+    x[1, 5:] = 0  # row 1: two padding positions
+    mask = x != 0
+    hidden = model.encode(x)
+    by_hand = {"cls": lambda h, m: h[0],
+               "mean": lambda h, m: h[m].mean(0),
+               "max": lambda h, m: h[m].amax(0)}[pooling]
+    pooled = torch.stack([by_hand(hidden[b], mask[b]) for b in range(2)])
+    assert torch.allclose(model.pool(hidden, mask), pooled, atol=1e-6)
+    assert torch.allclose(model.classify(x), model.classifier(pooled), atol=1e-5)
+    assert torch.allclose(model.classify(x[1:, :5]), model.classify(x)[1:], atol=1e-5)
+
+
 def test_learned_positions_beyond_max_len_error():
     model = build("decoder_only", tiny_config(positional="learned", max_len=8))
     with pytest.raises(ValueError, match="max_len=8"):

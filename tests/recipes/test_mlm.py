@@ -224,3 +224,15 @@ def test_checkpoint_with_another_tokenizer_is_refused(tiny_run: Path, other_toke
     shutil.copytree(other_tokenizer, run / "tokenizer")
     proc = run_recipe("predict", "--checkpoint", run, "a fine film", check=False)
     assert_one_error_line(proc, "another tokenizer", str(run / "tokenizer"))
+
+
+def test_token_mask_flag_is_recorded_and_checked(tiny_run: Path, four_class: dict[str, Path], tmp_path: Path):
+    out = tmp_path / "masked"
+    run_recipe("finetune", "--preset", "tiny", "--init", tiny_run / "pretrain", *tsv_args(four_class),
+               "--token-mask", "0.2", "--out", out)
+    assert json.loads((out / "config.json").read_text())["data"]["token_mask"] == 0.2
+    assert 0.0 <= read_report(out)["eval"]["test"]["accuracy"] <= 1.0
+    proc = run_recipe("finetune", "--preset", "tiny", "--init", tiny_run / "pretrain", *tsv_args(four_class),
+                      "--token-mask", "1.5", "--out", tmp_path / "never", check=False)
+    assert_one_error_line(proc, "--token-mask", "1.5")
+    assert not (tmp_path / "never").exists()

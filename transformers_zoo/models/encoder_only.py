@@ -17,7 +17,8 @@ class EncoderOnly(nn.Module):
     MLM head (BERT): dense + GELU + norm, then the input embedding matrix (tied) plus a bias.
     Classification head: the sequence is pooled into one vector, then dropout and a linear layer.
     Pooling (`config.pooling`): `cls` takes the first position (the batching puts [CLS] there; BERT's
-    extra tanh "pooler" layer is left out), `mean` averages the real (non-padding) positions.
+    extra tanh "pooler" layer is left out), `mean` averages the real (non-padding) positions, `max` takes
+    each feature's maximum over them (as in InferSent and Kim's CNN: a strong word anywhere decides).
     """
 
     def __init__(self, config: ModelConfig):
@@ -47,6 +48,10 @@ class EncoderOnly(nn.Module):
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         if self.config.pooling == "cls":
             return hidden[:, 0]
+        if self.config.pooling == "max":
+            if attention_mask is None:
+                return hidden.amax(dim=1)
+            return hidden.masked_fill(~attention_mask[..., None], float("-inf")).amax(dim=1)
         if attention_mask is None:
             return hidden.mean(dim=1)
         weights = attention_mask.to(hidden.dtype)[..., None]

@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model
 from torch import nn
 
-from ..batching import ClassificationCollator, EpochBatches, token_budget_batches
+from ..batching import ClassificationCollator, EpochBatches, TokenMaskingCollator, token_budget_batches
 from ..config import ModelConfig
 from ..corpora import SST2_LABELS, DataError, load_sst2, read_labelled_tsv
 from ..metrics import accuracy, macro_f1
@@ -107,7 +107,8 @@ def load_labelled_data(
             raise ValueError("--valid-tsv/--test-tsv need --train-tsv (without it the data is SST-2)")
         sst2 = load_sst2(data_dir)
         data = LabelledData(dict(sst2), list(SST2_LABELS),
-                            {"train": "sst2/train.tsv less val", "val": "sst2/train.tsv (872 held out)",
+                            {"train": "sst2/train.tsv less the val sentences and their phrases",
+                             "val": "sst2/train.tsv: 872 whole sentences held out",
                              "test": "sst2/dev.tsv"})
     else:
         train, names = read_labelled_tsv(train_tsv, text_column, label_column, labels=label_names)
@@ -144,12 +145,15 @@ def encode_examples(tokenizer: Tokenizer, examples: Sequence[Example], max_token
 
 
 def classification_stream(examples: Sequence[tuple[list[int], int]], max_tokens: int, seed: int,
-                          max_sentences: int | None = None) -> EpochBatches:
+                          max_sentences: int | None = None, token_mask: float = 0.0) -> EpochBatches:
     """Endless, resumable batches ``{"input_ids": (B, T), "labels": (B,)}``: length-bucketed token-budget
-    batches (``B * T <= max_tokens``, at most ``max_sentences`` rows), reshuffled every epoch."""
+    batches (``B * T <= max_tokens``, at most ``max_sentences`` rows), reshuffled every epoch. With
+    ``token_mask`` > 0 that share of the tokens is replaced by [MASK], afresh in every batch
+    (:class:`~transformers_zoo.batching.TokenMaskingCollator`)."""
     lengths = [len(ids) + 2 for ids, _ in examples]
+    collate = TokenMaskingCollator(seed, token_mask) if token_mask else ClassificationCollator()
     return EpochBatches(examples, lambda epoch: token_budget_batches(
-        lengths, max_tokens, seed=seed, epoch=epoch, max_sentences=max_sentences), ClassificationCollator())
+        lengths, max_tokens, seed=seed, epoch=epoch, max_sentences=max_sentences), collate)
 
 
 def classify_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
