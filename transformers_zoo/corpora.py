@@ -703,18 +703,20 @@ def load_sst2(
     folder = fetch("sst2", data_dir)
     rows, _ = read_labelled_tsv(folder / "train.tsv", labels=["0", "1"])
     test, _ = read_labelled_tsv(folder / "dev.tsv", labels=["0", "1"])
+    if val_size < 0:
+        raise ValueError(f"val_size must be >= 0, got {val_size}")
     ordered = sorted(rows, key=lambda row: (_row_key(seed, row), row))
     if val_size == 0:
         return {"train": ordered, "test": test}
     held = _sst2_heldout_sentences(ordered, val_size)
-    words = [row[0].split() for row in ordered]
-    spans = {" ".join(w[i:j]) for w in (t.split() for t in held) for i in range(len(w)) for j in range(i + 1, len(w) + 1)}
-    cut = [" ".join(w) in spans for w in words]  # the held-out sentences and every phrase cut from them
-    shared = {" ".join(w[i:i + n]) for w, c in zip(words, cut) if not c
+    texts = [" ".join(text.split()) for text, _ in ordered]  # whitespace-normalised, as in ``held``
+    spans = {" ".join(w[i:j]) for w in map(str.split, held) for i in range(len(w)) for j in range(i + 1, len(w) + 1)}
+    cut = [text in spans for text in texts]  # the held-out sentences and every phrase cut from them
+    shared = {" ".join(w[i:i + n]) for w in (t.split() for t, c in zip(texts, cut) if not c)
               for n in range(1, SST2_SHARED_MAX_WORDS + 1) for i in range(len(w) - n + 1)}
-    train = [row for row, w, c in zip(ordered, words, cut)
-             if not c or (len(w) <= SST2_SHARED_MAX_WORDS and " ".join(w) in shared and " ".join(w) not in held)]
-    val = [row for row, w in zip(ordered, words) if " ".join(w) in held]
+    train = [row for row, text, c in zip(ordered, texts, cut)
+             if not c or (len(text.split()) <= SST2_SHARED_MAX_WORDS and text in shared and text not in held)]
+    val = [row for row, text in zip(ordered, texts) if text in held]
     return {"train": train, "val": val, "test": test}
 
 

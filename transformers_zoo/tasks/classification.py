@@ -108,7 +108,7 @@ def load_labelled_data(
         sst2 = load_sst2(data_dir)
         data = LabelledData(dict(sst2), list(SST2_LABELS),
                             {"train": "sst2/train.tsv less the val sentences and their phrases",
-                             "val": "sst2/train.tsv: 872 whole sentences held out",
+                             "val": f"sst2/train.tsv: {len(sst2['val'])} whole sentences held out",
                              "test": "sst2/dev.tsv"})
     else:
         train, names = read_labelled_tsv(train_tsv, text_column, label_column, labels=label_names)
