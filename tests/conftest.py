@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,3 +47,39 @@ def data_copy(tmp_path: Path, shared_data_dir: Path) -> Callable[..., Path]:
         return root
 
     return copy
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """A loopback HTTP server over ``served/`` (``served/<dataset>/...``); corpora.BASE_URLS point at it."""
+    from transformers_zoo import corpora
+
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = lambda *a, **k: _Quiet(*a, directory=str(root), **k)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    for name in corpora.BASE_URLS:
+        monkeypatch.setitem(corpora.BASE_URLS, name, f"http://127.0.0.1:{httpd.server_port}/{name}")
+    httpd.root = root
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def no_internet(monkeypatch):
+    """Point every download at a closed loopback port: no test may reach the real internet."""
+    from transformers_zoo import corpora
+
+    for name in corpora.BASE_URLS:
+        monkeypatch.setitem(corpora.BASE_URLS, name, "http://127.0.0.1:9/nowhere")
+        monkeypatch.delenv(f"TZOO_DATA_URL_{name.upper()}", raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
