@@ -1,0 +1,111 @@
+"""Tensor-name tables shared by the converters: our state_dict <-> a Hugging Face checkpoint's tensors.
+
+A converter describes its weights as `pairs`: `(our_name, (hf_name, ...))`, where several HF tensors
+are concatenated along dim 0 into one of ours (separate q, k, v projections -> our fused `qkv`).
+`gather` reads a checkpoint through the table (every name present, every shape as `EncoderDecoder(cfg)`
+expects), `scatter` writes one. A name may appear on both sides more than once: tied weights.
+`model_from_hf` is the one call a recipe needs: an HF config dict and tensors -> a loaded model.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+
+Pairs = list[tuple[str, tuple[str, ...]]]
+
+# HF `activation_function` / `dense_act_fn` -> our two-matrix FFN of the same activation.
+ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "silu": "silu", "swish": "silu", "gelu_new": "gelu_tanh",
+               "gelu_pytorch_tanh": "gelu_tanh"}
+# ... and back: the name HF models of every family accept.
+HF_ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "silu": "silu", "gelu_tanh": "gelu_new"}
+
+
+def ffn_from_hf(name: str, field: str) -> str:
+    """Our `ffn` for HF activation `name` (read from config field `field`, named in the error)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unsupported {field}={name!r}; supported: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def ffn_to_hf(cfg: ModelConfig) -> str:
+    if cfg.ffn not in HF_ACTIVATIONS:
+        raise ValueError(f"ModelConfig.ffn={cfg.ffn!r} has no Hugging Face equivalent in this family; "
+                         f"use one of: {', '.join(HF_ACTIVATIONS)}")
+    return HF_ACTIVATIONS[cfg.ffn]
+
+
+def same(hf: dict, fields: tuple[str, ...]) -> object:
+    """The value shared by HF config `fields` (e.g. encoder and decoder head counts); we have one knob."""
+    values = {f: hf[f] for f in fields if hf.get(f) is not None}
+    if len(set(values.values())) > 1:
+        raise ValueError(f"unsupported: {' != '.join(f'{k}={v}' for k, v in values.items())} (one value for both "
+                         "stacks is supported)")
+    if not values:
+        raise ValueError(f"config field {fields[0]} is missing")
+    return next(iter(values.values()))
+
+
+def expected_shapes(model_class: type[nn.Module], cfg: ModelConfig) -> dict[str, torch.Size]:
+    """Our state_dict's names and shapes for `model_class(cfg)`, without allocating its weights."""
+    with torch.device("meta"):
+        model = model_class(cfg)
+    return {name: t.shape for name, t in model.state_dict().items()}
+
+
+def take(tensors: dict[str, torch.Tensor], name: str, shape: tuple[int, ...] | torch.Size | None = None
+         ) -> torch.Tensor:
+    """`tensors[name]`, checked against `shape`; a missing tensor or a wrong shape is a one-line error."""
+    if name not in tensors:
+        raise ValueError(f"missing tensor {name}")
+    t = tensors[name]
+    if shape is not None and tuple(t.shape) != tuple(shape):
+        raise ValueError(f"tensor {name} has shape {tuple(t.shape)}, expected {tuple(shape)}")
+    return t
+
+
+def gather(tensors: dict[str, torch.Tensor], pairs: Pairs, shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
+    """Our state dict from HF `tensors` through `pairs`; `shapes` are ours (see `expected_shapes`)."""
+    missing = sorted(set(shapes) - {ours for ours, _ in pairs})
+    if missing:  # a table that forgot a weight is a bug here, not in the checkpoint
+        raise RuntimeError(f"conversion table has no entry for {missing[0]}")
+    state = {}
+    for ours, hf_names in pairs:
+        shape = shapes[ours]
+        part = (shape[0] // len(hf_names), *shape[1:])
+        parts = [take(tensors, name, part) for name in hf_names]
+        state[ours] = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+    return state
+
+
+def scatter(state: dict[str, torch.Tensor], pairs: Pairs) -> dict[str, torch.Tensor]:
+    """HF tensors from our `state` through `pairs` (the inverse of `gather`)."""
+    out = {}
+    for ours, hf_names in pairs:
+        t = take(state, ours)
+        for name, part in zip(hf_names, t.chunk(len(hf_names), dim=0), strict=True):
+            out[name] = part.contiguous()
+    return out
+
+
+def fill(tensors: dict[str, torch.Tensor], name: str, *alternatives: str) -> None:
+    """Set `tensors[name]` from the first of `alternatives` present when a checkpoint left it out (tied
+    weights are saved once, under any of their names)."""
+    if name not in tensors:
+        for alt in alternatives:
+            if alt in tensors:
+                tensors[name] = tensors[alt]
+                return
+
+
+def model_from_hf(converter: ModuleType, hf: dict, tensors: dict[str, torch.Tensor]) -> nn.Module:
+    """A model with converted weights, in eval mode: `converter` is one of `transformers_zoo.interop`'s
+    modules (e.g. `interop.bart`), `hf` the parsed config.json, `tensors` the checkpoint's tensors."""
+    cfg = converter.config_from_hf(hf)
+    model = converter.MODEL_CLASS(cfg)
+    model.load_state_dict(converter.state_from_hf(tensors, cfg), strict=True)
+    return model.eval()
