@@ -102,7 +102,7 @@ def check_logits(case: Case, padded: bool) -> None:
         got = ours(src, tgt)  # the source mask comes from pad_id, as a recipe would give it
         cached = ours.init_cache(src)
         steps = torch.stack([ours.decode_step(tgt[:, t : t + 1], cached) for t in range(tgt.shape[1])], dim=1)
-    assert expected.abs().max() > 1.0  # logits of a model that is not all zeros
+    assert expected.std() > 0.05  # logits of a model that is not all zeros
     torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
     torch.testing.assert_close(steps, expected, atol=ATOL, rtol=0)  # cached decoding agrees too
 
