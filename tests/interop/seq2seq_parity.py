@@ -5,6 +5,7 @@ swapped or forgotten tensor shows."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -124,6 +125,15 @@ def check_greedy(case: Case, max_new_tokens: int = 20) -> None:
     pad = lambda x: torch.nn.functional.pad(x, (0, width - x.shape[1]), value=case.pad)
     assert torch.equal(pad(got), pad(expected)), (got, expected)
     assert got.shape[1] > 1
+
+
+def check_missing(case: Case, name: str) -> None:
+    """A checkpoint without tensor `name` is refused with a one-line error naming it."""
+    tensors = dict(case.hf_model.state_dict())
+    del tensors[name]
+    cfg = case.converter.config_from_hf(case.hf_model.config.to_dict())
+    with pytest.raises(ValueError, match=f"^missing tensor {re.escape(name)}$"):
+        case.converter.state_from_hf(tensors, cfg)
 
 
 def check_round_trip(case: Case) -> None:
