@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from transformers_zoo.generation import greedy
-from transformers_zoo.interop.mapping import model_from_hf
+from transformers_zoo.interop.mapping import model_from_hf, special_ids
 
 ATOL = 1e-5
 
@@ -118,8 +118,10 @@ def check_greedy(case: Case, max_new_tokens: int = 20) -> None:
             forced_eos_token_id=None, bad_words_ids=None, suppress_tokens=[case.pad],  # we never emit pad
             decoder_start_token_id=case.start, eos_token_id=case.eos, pad_token_id=case.pad)
     assert bool((hf_out[:, 0] == case.start).all())
-    prompt = torch.full((src.shape[0], 1), case.start)
-    got = greedy(ours, ours.init_cache(src), prompt, max_new_tokens, eos_id=case.eos)
+    ids = special_ids(ours.config)  # what a recipe generates with
+    assert (ids["decoder_start"], ids["eos"], ids["pad"]) == (case.start, case.eos, case.pad)
+    prompt = torch.full((src.shape[0], 1), ids["decoder_start"])
+    got = greedy(ours, ours.init_cache(src), prompt, max_new_tokens, eos_id=ids["eos"])
     expected = hf_out[:, 1:]
     width = max(got.shape[1], expected.shape[1])
     pad = lambda x: torch.nn.functional.pad(x, (0, width - x.shape[1]), value=case.pad)

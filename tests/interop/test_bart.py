@@ -53,9 +53,11 @@ def test_checkpoint_without_tied_copies_loads():
 
 
 @pytest.mark.parametrize("field,value", [("activation_function", "gelu_fast"), ("decoder_ffn_dim", 48),
-                                         ("decoder_attention_heads", 8)])
-def test_unsupported_config_names_the_field(field, value):
+                                         ("decoder_attention_heads", 8), ("d_model", None)])
+def test_unsupported_or_missing_config_names_the_field(field, value):
     hf = transformers.BartConfig(**SMALL).to_dict()
     hf[field] = value
+    if value is None:
+        del hf[field]
     with pytest.raises(ValueError, match=field):
         bart.config_from_hf(hf)

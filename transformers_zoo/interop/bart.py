@@ -18,7 +18,7 @@ import torch
 
 from ..config import ModelConfig
 from ..models import EncoderDecoder
-from .mapping import Pairs, expected_shapes, ffn_from_hf, ffn_to_hf, fill, gather, same, scatter
+from .mapping import Pairs, expected_shapes, ffn_from_hf, ffn_to_hf, fill, gather, reads_config, same, scatter
 
 MODEL_TYPES = ("bart",)
 MODEL_CLASS = EncoderDecoder
@@ -79,6 +79,7 @@ def shared_fields_to_hf(cfg: ModelConfig) -> dict:
     }
 
 
+@reads_config
 def config_from_hf(hf: dict) -> ModelConfig:
     return ModelConfig(
         vocab_size=hf["vocab_size"], positional="learned", positional_offset=2, embedding_norm=True,

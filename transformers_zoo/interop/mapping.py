@@ -4,11 +4,14 @@ A converter describes its weights as `pairs`: `(our_name, (hf_name, ...))`, wher
 are concatenated along dim 0 into one of ours (separate q, k, v projections -> our fused `qkv`).
 `gather` reads a checkpoint through the table (every name present, every shape as `EncoderDecoder(cfg)`
 expects), `scatter` writes one. A name may appear on both sides more than once: tied weights.
-`model_from_hf` is the one call a recipe needs: an HF config dict and tensors -> a loaded model.
+`model_from_hf` is the one call a recipe needs: an HF config dict and tensors -> a loaded model, and
+`special_ids` the token ids to generate with.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from types import ModuleType
 
 import torch
@@ -48,6 +51,28 @@ def same(hf: dict, fields: tuple[str, ...]) -> object:
     if not values:
         raise ValueError(f"config field {fields[0]} is missing")
     return next(iter(values.values()))
+
+
+def reads_config(config_from_hf: Callable[[dict], ModelConfig]) -> Callable[[dict], ModelConfig]:
+    """Wrap a converter's `config_from_hf` so that a field the config lacks is a one-line ValueError."""
+
+    @functools.wraps(config_from_hf)
+    def read(hf: dict) -> ModelConfig:
+        try:
+            return config_from_hf(hf)
+        except KeyError as missing:
+            raise ValueError(f"config field {missing.args[0]} is missing") from None
+
+    return read
+
+
+def special_ids(cfg: ModelConfig) -> dict[str, int | None]:
+    """The token ids generation needs for a converted model: `decoder_start` (the one-token prompt of
+    `generation.greedy` / `beam_search`), `eos` and `pad`, as the HF config gave them."""
+    hf = cfg.extra.get("hf", {})
+    start = hf.get("decoder_start_token_id")
+    return {"decoder_start": cfg.pad_id if start is None else start, "eos": hf.get("eos_token_id"),
+            "pad": cfg.pad_id}
 
 
 def expected_shapes(model_class: type[nn.Module], cfg: ModelConfig) -> dict[str, torch.Size]:

@@ -18,13 +18,14 @@ from ..config import ModelConfig
 from ..models import EncoderDecoder
 from ..modules import SinusoidalPositional
 from . import bart
-from .mapping import Pairs, expected_shapes, gather, scatter
+from .mapping import Pairs, expected_shapes, gather, reads_config, scatter
 
 MODEL_TYPES = ("marian",)
 MODEL_CLASS = EncoderDecoder
 ARCHITECTURE = "MarianMTModel"
 
 
+@reads_config
 def config_from_hf(hf: dict) -> ModelConfig:
     # transformers >= 5 ties no table at all when tie_word_embeddings is false
     shared = hf.get("share_encoder_decoder_embeddings", True) and hf.get("tie_word_embeddings", True)
@@ -42,9 +43,12 @@ def config_to_hf(cfg: ModelConfig) -> dict:
         raise ValueError("Marian needs positional='sinusoidal', sinusoidal_layout='split' and embedding_norm=False")
     if not cfg.output_bias or cfg.scale_output:
         raise ValueError("Marian needs output_bias=True and scale_output=False")
-    return {"model_type": "marian", "architectures": [ARCHITECTURE], "vocab_size": cfg.source_vocab_size,
-            "decoder_vocab_size": cfg.vocab_size, "share_encoder_decoder_embeddings": cfg.share_src_tgt_embeddings,
-            **bart.shared_fields_to_hf(cfg)}
+    out = {"model_type": "marian", "architectures": [ARCHITECTURE], "vocab_size": cfg.source_vocab_size,
+           "decoder_vocab_size": cfg.vocab_size, "share_encoder_decoder_embeddings": cfg.share_src_tgt_embeddings,
+           **bart.shared_fields_to_hf(cfg)}
+    if out.get("decoder_start_token_id") is None:  # a model trained here: Marian decodes from pad
+        out["decoder_start_token_id"] = cfg.pad_id
+    return out
 
 
 def pairs(cfg: ModelConfig) -> Pairs:

@@ -16,7 +16,7 @@ import torch
 
 from ..config import ModelConfig
 from ..models import EncoderDecoder
-from .mapping import HF_ACTIVATIONS, Pairs, expected_shapes, ffn_from_hf, fill, gather, scatter
+from .mapping import HF_ACTIVATIONS, Pairs, expected_shapes, ffn_from_hf, fill, gather, reads_config, scatter
 
 MODEL_TYPES = ("t5",)
 MODEL_CLASS = EncoderDecoder
@@ -49,6 +49,7 @@ def ffn_to_proj(ffn: str) -> str:
     return HF_ACTIVATIONS[ffn]
 
 
+@reads_config
 def config_from_hf(hf: dict) -> ModelConfig:
     # v1.0 ties and scales, v1.1 does neither; transformers >= 5 writes the scaling out as its own field
     scaled = hf.get("scale_decoder_outputs", hf.get("tie_word_embeddings", True) is not False)
