@@ -53,7 +53,8 @@ def test_checkpoint_without_tied_copies_loads():
 
 
 @pytest.mark.parametrize("field,value", [("activation_function", "gelu_fast"), ("decoder_ffn_dim", 48),
-                                         ("decoder_attention_heads", 8), ("d_model", None)])
+                                         ("decoder_attention_heads", 8), ("d_model", None),
+                                         ("normalize_before", True)])
 def test_unsupported_or_missing_config_names_the_field(field, value):
     hf = transformers.BartConfig(**SMALL).to_dict()
     hf[field] = value

@@ -34,6 +34,9 @@ def token_ids(hf: dict) -> dict:
 
 def shared_fields(hf: dict) -> dict:
     """ModelConfig fields read the same way from BART- and Marian-style configs."""
+    for legacy in ("normalize_before", "add_final_layer_norm"):  # pre-norm (mBART-style) stacks
+        if hf.get(legacy):
+            raise ValueError(f"unsupported {legacy}=True: this family's converter reads post-norm stacks only")
     return {
         "d_model": hf["d_model"],
         "n_heads": same(hf, ("encoder_attention_heads", "decoder_attention_heads")),
@@ -61,8 +64,8 @@ def shared_fields_to_hf(cfg: ModelConfig) -> dict:
     """The inverse of `shared_fields`."""
     if cfg.norm != "layernorm" or cfg.norm_first or not cfg.bias or cfg.n_kv_heads not in (None, cfg.n_heads):
         raise ValueError("this family needs norm='layernorm', norm_first=False, bias=True and n_kv_heads=None")
-    if cfg.d_head not in (None, cfg.d_model // cfg.n_heads) or cfg.attention_scale is not None:
-        raise ValueError("this family needs d_head=None and attention_scale=None")
+    if cfg.d_head not in (None, cfg.d_model // cfg.n_heads) or cfg.attention_scale is not None or cfg.norm_eps != 1e-5:
+        raise ValueError("this family needs d_head=None, attention_scale=None and norm_eps=1e-5")
     return {
         "d_model": cfg.d_model,
         "encoder_attention_heads": cfg.n_heads, "decoder_attention_heads": cfg.n_heads,

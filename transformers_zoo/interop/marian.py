@@ -30,8 +30,6 @@ def config_from_hf(hf: dict) -> ModelConfig:
     # transformers >= 5 ties no table at all when tie_word_embeddings is false
     shared = hf.get("share_encoder_decoder_embeddings", True) and hf.get("tie_word_embeddings", True)
     target_vocab = hf["vocab_size"] if shared else (hf.get("decoder_vocab_size") or hf["vocab_size"])
-    if hf.get("normalize_embedding") or hf.get("normalize_before"):
-        raise ValueError("unsupported Marian config: normalize_embedding / normalize_before must be false")
     return ModelConfig(
         vocab_size=target_vocab, src_vocab_size=None if shared else hf["vocab_size"],
         share_src_tgt_embeddings=shared, positional="sinusoidal", sinusoidal_layout="split",
