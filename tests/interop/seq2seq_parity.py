@@ -6,6 +6,7 @@ swapped or forgotten tensor shows."""
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -156,10 +157,30 @@ def check_round_trip(case: Case) -> None:
         assert torch.equal(again.state_dict()[name], t), name
 
 
+def check_saveable(case: Case) -> None:
+    """state_to_hf's tensors share no storage except tied names (one tensor): safetensors saves them once
+    the tied copies are dropped, and the converter reads the file back."""
+    from safetensors.torch import load_file, save_file
+
+    ours = convert(case)
+    hf_config = case.converter.config_to_hf(ours.config)
+    tensors = case.converter.state_to_hf(ours.state_dict(), ours.config)
+    kept, seen = {}, set()
+    for name, t in tensors.items():
+        if id(t) not in seen:
+            seen.add(id(t))
+            kept[name] = t
+    with tempfile.TemporaryDirectory() as tmp:
+        save_file(kept, f"{tmp}/model.safetensors")
+        again = model_from_hf(case.converter, hf_config, load_file(f"{tmp}/model.safetensors"))
+    for name, t in ours.state_dict().items():
+        assert torch.equal(again.state_dict()[name], t), name
+
+
 # every check, by the name a test id shows
 CHECKS = {"logits": lambda case: check_logits(case, padded=False),
           "logits-padded": lambda case: check_logits(case, padded=True),
-          "greedy": check_greedy, "round-trip": check_round_trip}
+          "greedy": check_greedy, "round-trip": check_round_trip, "saveable": check_saveable}
 
 
 def parity_test(case: Callable[..., Case], variants: dict[str, dict]) -> Callable:

@@ -167,15 +167,17 @@ def prepare(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, tor
     return tensors
 
 
-def write_embeddings(out: dict[str, torch.Tensor], state: dict[str, torch.Tensor], shared: bool) -> None:
-    """Every embedding name HF's state_dict has (strict loading needs them all, tied or not); `shared`:
-    the model has a `model.shared` table."""
-    out["model.encoder.embed_tokens.weight"] = state["src_embed.weight"]
-    out["model.decoder.embed_tokens.weight"] = state["tgt_embed.weight"]
-    if shared:
-        out["model.shared.weight"] = state["src_embed.weight"]
-    out["lm_head.weight"] = state["lm_head.weight"]
-    out["final_logits_bias"] = out["final_logits_bias"].reshape(1, -1)
+def alias_pairs(shared: bool) -> Pairs:
+    """The embedding names HF's state_dict holds besides those `embedding_pairs` reads (strict loading
+    wants them all, tied or not); `shared`: the model has a `model.shared` table."""
+    out: Pairs = [("src_embed.weight", ("model.encoder.embed_tokens.weight",)),
+                  ("tgt_embed.weight", ("model.decoder.embed_tokens.weight",)), ("lm_head.weight", ("lm_head.weight",))]
+    return (out + [("src_embed.weight", ("model.shared.weight",))]) if shared else out
+
+
+def logits_bias_to_hf(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out["final_logits_bias"] = out["final_logits_bias"].reshape(1, -1)  # HF keeps a (1, V) buffer
+    return out
 
 
 def state_from_hf(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
@@ -183,6 +185,4 @@ def state_from_hf(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
 
 
 def state_to_hf(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    out = scatter(state, pairs(cfg))
-    write_embeddings(out, state, shared=True)
-    return out
+    return logits_bias_to_hf(scatter(state, pairs(cfg) + alias_pairs(shared=True)))

@@ -108,12 +108,22 @@ def gather(tensors: dict[str, torch.Tensor], pairs: Pairs, shapes: dict[str, tor
 
 
 def scatter(state: dict[str, torch.Tensor], pairs: Pairs) -> dict[str, torch.Tensor]:
-    """HF tensors from our `state` through `pairs` (the inverse of `gather`)."""
+    """HF tensors from our `state` through `pairs` (the inverse of `gather`; `pairs` may name more HF
+    tensors than `gather` reads: the tied copies HF's state_dict also holds).
+
+    Every tensor is a copy that shares no storage with another (a split q/k/v would share our fused
+    one's, which safetensors refuses), except that tied weights stay tied: all names filled from one
+    weight of ours (`src_embed`, `tgt_embed` and `lm_head` when tied) are the same tensor, so a writer
+    keeps one of them, as `save_pretrained` does.
+    """
     out = {}
+    copies: dict[tuple, list[torch.Tensor]] = {}
     for ours, hf_names in pairs:
         t = take(state, ours)
-        for name, part in zip(hf_names, t.chunk(len(hf_names), dim=0), strict=True):
-            out[name] = part.contiguous()
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), len(hf_names))
+        if key not in copies:
+            copies[key] = [part.detach().clone() for part in t.chunk(len(hf_names), dim=0)]
+        out.update(zip(hf_names, copies[key], strict=True))
     return out
 
 

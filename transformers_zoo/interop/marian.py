@@ -58,8 +58,7 @@ def state_from_hf(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
 
 
 def state_to_hf(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    out = scatter(state, pairs(cfg))
-    bart.write_embeddings(out, state, shared=cfg.share_src_tgt_embeddings)
+    out = bart.logits_bias_to_hf(scatter(state, pairs(cfg) + bart.alias_pairs(cfg.share_src_tgt_embeddings)))
     table = SinusoidalPositional(cfg.d_model, "split").table(torch.arange(cfg.max_len)[None])[0]
     out["model.encoder.embed_positions.weight"] = out["model.decoder.embed_positions.weight"] = table
     return out

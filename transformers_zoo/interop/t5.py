@@ -127,7 +127,6 @@ def state_from_hf(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
 
 
 def state_to_hf(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    out = scatter(state, pairs(cfg))
-    out["encoder.embed_tokens.weight"] = out["decoder.embed_tokens.weight"] = out["shared.weight"]
-    out.setdefault("lm_head.weight", out["shared.weight"])
-    return out
+    aliases = [("src_embed.weight", ("encoder.embed_tokens.weight",)),  # HF's tied copies (see `scatter`)
+               ("tgt_embed.weight", ("decoder.embed_tokens.weight",)), ("lm_head.weight", ("lm_head.weight",))]
+    return scatter(state, pairs(cfg) + aliases)
