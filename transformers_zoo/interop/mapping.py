@@ -22,24 +22,24 @@ from ..config import ModelConfig
 Pairs = list[tuple[str, tuple[str, ...]]]
 
 # HF `activation_function` / `dense_act_fn` -> our two-matrix FFN of the same activation.
-ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "silu": "silu", "swish": "silu", "gelu_new": "gelu_tanh",
+HF_TO_FFN = {"relu": "relu", "gelu": "gelu", "silu": "silu", "swish": "silu", "gelu_new": "gelu_tanh",
                "gelu_pytorch_tanh": "gelu_tanh"}
 # ... and back: the name HF models of every family accept.
-HF_ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "silu": "silu", "gelu_tanh": "gelu_new"}
+FFN_TO_HF = {"relu": "relu", "gelu": "gelu", "silu": "silu", "gelu_tanh": "gelu_new"}
 
 
 def ffn_from_hf(name: str, field: str) -> str:
     """Our `ffn` for HF activation `name` (read from config field `field`, named in the error)."""
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unsupported {field}={name!r}; supported: {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name]
+    if name not in HF_TO_FFN:
+        raise ValueError(f"unsupported {field}={name!r}; supported: {', '.join(HF_TO_FFN)}")
+    return HF_TO_FFN[name]
 
 
 def ffn_to_hf(cfg: ModelConfig) -> str:
-    if cfg.ffn not in HF_ACTIVATIONS:
+    if cfg.ffn not in FFN_TO_HF:
         raise ValueError(f"ModelConfig.ffn={cfg.ffn!r} has no Hugging Face equivalent in this family; "
-                         f"use one of: {', '.join(HF_ACTIVATIONS)}")
-    return HF_ACTIVATIONS[cfg.ffn]
+                         f"use one of: {', '.join(FFN_TO_HF)}")
+    return FFN_TO_HF[cfg.ffn]
 
 
 def same(hf: dict, fields: tuple[str, ...]) -> object:

@@ -16,7 +16,7 @@ import torch
 
 from ..config import ModelConfig
 from ..models import EncoderDecoder
-from .mapping import HF_ACTIVATIONS, Pairs, expected_shapes, ffn_from_hf, fill, gather, reads_config, scatter
+from .mapping import FFN_TO_HF, Pairs, expected_shapes, ffn_from_hf, fill, gather, reads_config, scatter
 
 MODEL_TYPES = ("t5",)
 MODEL_CLASS = EncoderDecoder
@@ -43,10 +43,10 @@ def ffn_to_proj(ffn: str) -> str:
     gated = {"geglu_tanh": "gated-gelu", "swiglu": "gated-silu"}
     if ffn in gated:
         return gated[ffn]
-    if ffn not in HF_ACTIVATIONS:
+    if ffn not in FFN_TO_HF:
         raise ValueError(f"ModelConfig.ffn={ffn!r} has no T5 feed_forward_proj; "
-                         f"use one of: {', '.join([*HF_ACTIVATIONS, *gated])}")
-    return HF_ACTIVATIONS[ffn]
+                         f"use one of: {', '.join([*FFN_TO_HF, *gated])}")
+    return FFN_TO_HF[ffn]
 
 
 @reads_config
