@@ -22,14 +22,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .config import FFNS, NORMS, POOLINGS, POSITIONALS, ModelConfig
+from .config import FFNS, NORMS, POOLINGS, POSITIONALS, SINUSOIDAL_LAYOUTS, ModelConfig
 from .corpora import resolve_data_dir
 from .training.atomic import atomic_write_text
 from .training.trainer import resolve_device  # noqa: F401  (recipes import it from here; one definition)
 
 # Fields the recipe derives from its data (vocabulary, classes) rather than from flags.
 DERIVED_FIELDS = {"vocab_size", "src_vocab_size", "pad_id", "n_classes", "extra"}
-CHOICES = {"positional": POSITIONALS, "norm": NORMS, "ffn": FFNS, "pooling": POOLINGS}
+CHOICES = {"positional": POSITIONALS, "norm": NORMS, "ffn": FFNS, "pooling": POOLINGS,
+           "sinusoidal_layout": SINUSOIDAL_LAYOUTS}
 MODEL_HELP = {
     "d_model": "width of the residual stream", "n_heads": "attention heads",
     "n_kv_heads": "key/value heads (1 = MQA, < n_heads = GQA; default: n_heads)",
@@ -40,6 +41,12 @@ MODEL_HELP = {
     "bias": "biases in linear layers and norms", "tie_embeddings": "tie output projection to the embedding",
     "scale_embeddings": "multiply embeddings by sqrt(d_model)",
     "share_src_tgt_embeddings": "one embedding for source and target (joint vocabulary)",
+    "d_head": "width of one attention head (default: d_model / n_heads)",
+    "embedding_norm": "norm the embeddings before the first layer (default: in post-norm stacks only)",
+    "attention_scale": "multiply attention scores by this (default: 1/sqrt(head width))",
+    "output_bias": "a bias on the output logits", "scale_output": "scale final states by d_model**-0.5 (T5)",
+    "positional_offset": "learned positions: table rows before position 0 (BART: 2)",
+    "sinusoidal_layout": "sinusoidal: interleaved sin/cos pairs or split halves (Marian)",
 }
 
 # TrainConfig fields a recipe exposes as flags (name -> type, help).

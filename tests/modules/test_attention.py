@@ -145,3 +145,13 @@ def test_store_weights_matches_fused_and_rows_sum_to_one():
     assert torch.allclose(fused, ref, atol=1e-5)
     assert attn.weights.shape == (2, 2, 5, 5)
     assert torch.allclose(attn.weights.sum(-1), torch.ones(2, 2, 5))
+
+
+def test_scale_and_head_dim_apart_from_d_model(qkv):
+    q, k, v = qkv
+    expected = naive(q * math.sqrt(q.shape[-1]), k, v)  # scale 1: no 1/sqrt(d)
+    assert torch.allclose(fused_attention(q, k, v, scale=1.0), expected, atol=1e-5)
+    assert torch.allclose(reference_attention(q, k, v, scale=1.0)[0], expected, atol=1e-5)
+    attn = MultiHeadAttention(12, 4, head_dim=5, bias=False)
+    assert attn.qkv.weight.shape == (60, 12) and attn.out.weight.shape == (12, 20)
+    assert attn(torch.randn(2, 3, 12)).shape == (2, 3, 12)

@@ -20,10 +20,11 @@ def test_layernorm_without_bias():
 def test_gated_ffn_formulas():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 8)
-    for kind, act in (("swiglu", F.silu), ("geglu", F.gelu)):
+    tanh = lambda x: F.gelu(x, approximate="tanh")
+    for kind, act in (("swiglu", F.silu), ("geglu", F.gelu), ("geglu_tanh", tanh)):
         ffn = build_ffn(kind, 8, 12)
         gate, up = ffn.gate_up(x).chunk(2, -1)
         assert torch.allclose(ffn(x), ffn.down(act(gate) * up))
-    for kind, act in (("relu", F.relu), ("gelu", F.gelu)):
+    for kind, act in (("relu", F.relu), ("gelu", F.gelu), ("silu", F.silu), ("gelu_tanh", tanh)):
         ffn = build_ffn(kind, 8, 12)
         assert torch.allclose(ffn(x), ffn.down(act(ffn.up(x))))
