@@ -37,7 +37,9 @@ MODEL_HELP = {
     "n_decoder_layers": "decoder layers (encoder-decoder)", "d_ff": "FFN hidden width",
     "max_len": "longest sequence (learned positions need it)", "dropout": "dropout on residual branches",
     "attention_dropout": "dropout on attention weights", "norm_first": "pre-norm (true) or post-norm (false)",
-    "bias": "biases in linear layers and norms", "tie_embeddings": "tie output projection to the embedding",
+    "bias": "biases in linear layers and norms",
+    "qkv_bias": "biases of the query/key/value projections (default: as --bias)",
+    "tie_embeddings": "tie output projection to the embedding",
     "scale_embeddings": "multiply embeddings by sqrt(d_model)",
     "share_src_tgt_embeddings": "one embedding for source and target (joint vocabulary)",
 }

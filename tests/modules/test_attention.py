@@ -145,3 +145,11 @@ def test_store_weights_matches_fused_and_rows_sum_to_one():
     assert torch.allclose(fused, ref, atol=1e-5)
     assert attn.weights.shape == (2, 2, 5, 5)
     assert torch.allclose(attn.weights.sum(-1), torch.ones(2, 2, 5))
+
+
+def test_qkv_bias_overrides_bias_for_the_input_projections_only():
+    """Qwen2's layout: biases on q, k, v and none on the output projection."""
+    attn = MultiHeadAttention(16, 4, 2, bias=False, qkv_bias=True)
+    assert attn.qkv.bias is not None and attn.out.bias is None
+    cross = MultiHeadAttention(16, 4, cross=True, bias=True, qkv_bias=False)
+    assert cross.q.bias is None and cross.kv.bias is None and cross.out.bias is not None

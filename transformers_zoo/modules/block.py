@@ -59,7 +59,7 @@ def build_block(cfg, cross: bool) -> TransformerBlock:
 
     def attention(is_cross: bool) -> MultiHeadAttention:
         return MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cross=is_cross, bias=cfg.bias,
-                                  dropout=cfg.attention_dropout)
+                                  dropout=cfg.attention_dropout, qkv_bias=cfg.qkv_bias)
 
     return TransformerBlock(
         self_attn=attention(False), ffn=build_ffn(cfg.ffn, cfg.d_model, cfg.ffn_dim, cfg.bias),

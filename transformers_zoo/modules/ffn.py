@@ -1,16 +1,21 @@
-"""Position-wise feed-forward networks: relu / gelu (two matrices) and swiglu / geglu (gated, three)."""
+"""Position-wise feed-forward networks: relu / gelu / gelu_tanh (two matrices) and swiglu / geglu (gated, three).
+
+`gelu` is the exact (erf) GELU of BERT; `gelu_tanh` its tanh approximation, GPT-2's "gelu_new"."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "swiglu": F.silu, "geglu": F.gelu}
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": partial(F.gelu, approximate="tanh"), "swiglu": F.silu,
+               "geglu": F.gelu}
 
 
 class FeedForward(nn.Module):
-    """`down(act(up(x)))`, the FFN of the original Transformer (relu) and of BERT/GPT-2 (gelu).
+    """`down(act(up(x)))`, the FFN of the original Transformer (relu), BERT (gelu) and GPT-2 (gelu_tanh).
 
     Shapes: `(..., d_model) -> (..., d_model)` through a hidden width `d_ff`.
     """
@@ -43,7 +48,7 @@ class GatedFeedForward(nn.Module):
         return self.down(self.act(gate) * up)
 
 
-FFNS = {"relu": FeedForward, "gelu": FeedForward, "swiglu": GatedFeedForward, "geglu": GatedFeedForward}
+FFNS = {"relu": FeedForward, "gelu": FeedForward, "gelu_tanh": FeedForward, "swiglu": GatedFeedForward, "geglu": GatedFeedForward}
 
 
 def build_ffn(kind: str, d_model: int, d_ff: int, bias: bool = True) -> nn.Module:
