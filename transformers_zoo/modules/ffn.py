@@ -48,7 +48,8 @@ class GatedFeedForward(nn.Module):
         return self.down(self.act(gate) * up)
 
 
-FFNS = {"relu": FeedForward, "gelu": FeedForward, "gelu_tanh": FeedForward, "swiglu": GatedFeedForward, "geglu": GatedFeedForward}
+FFNS = {"relu": FeedForward, "gelu": FeedForward, "gelu_tanh": FeedForward,
+        "swiglu": GatedFeedForward, "geglu": GatedFeedForward}
 
 
 def build_ffn(kind: str, d_model: int, d_ff: int, bias: bool = True) -> nn.Module:
