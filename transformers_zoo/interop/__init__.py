@@ -54,7 +54,10 @@ def load_hf(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.Tenso
     module = converter(hf.get("model_type"), directory / "config.json")
     try:
         cfg = module.config_from_hf(hf)
-    except ConversionError as err:
+    except KeyError as err:
+        raise ConversionError(f"missing field {err} for model_type={hf['model_type']!r}", directory / "config.json"
+                              ) from None
+    except ValueError as err:  # ConversionError, or a ModelConfig that refuses the numbers
         raise ConversionError(str(err), directory / "config.json") from None
     wfile = weights_file(directory)
     tensors = read_tensors(wfile)

@@ -29,19 +29,27 @@ class ConversionError(DataError):
 
 
 def resolve_checkpoint(spec: str | os.PathLike) -> Path:
-    """`PATH`, `hf:PATH` (a local directory) or `hf:NAME` (a Hub repository, downloaded through
-    `huggingface_hub.snapshot_download` when that package is installed) -> a local directory."""
+    """`PATH` or `hf:PATH` (a local directory), or `hf:NAME` (a Hub repository id like `gpt2` or
+    `HuggingFaceTB/SmolLM2-135M`, downloaded through `huggingface_hub.snapshot_download` when that
+    package is installed) -> a local directory. Only `hf:` with a name that is no path downloads."""
     text = str(spec)
     name = text[3:] if text.startswith("hf:") else text
     if Path(name).is_dir():
         return Path(name)
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+    if not text.startswith("hf:") or looks_like_path:
+        raise ConversionError("no such checkpoint directory", name)
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise ConversionError("no such directory, and huggingface_hub is not installed to download it "
-                              "(pip install huggingface_hub, or pass a local directory)", name) from None
+        raise ConversionError("not a local directory, and huggingface_hub is not installed to download it from "
+                              "the Hub (pip install huggingface_hub, or pass a local directory)", name) from None
     patterns = ["config.json", "*.safetensors", "*.safetensors.index.json", "tokenizer.json", "vocab.txt"]
-    return Path(snapshot_download(name, allow_patterns=patterns))
+    try:
+        return Path(snapshot_download(name, allow_patterns=patterns))
+    except Exception as err:  # network, authentication, unknown repository: one line either way
+        raise ConversionError(f"download from the Hugging Face Hub failed ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''})", name) from None
 
 
 def weights_file(directory: Path) -> Path:
