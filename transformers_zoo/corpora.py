@@ -89,6 +89,7 @@ BASE_URLS: dict[str, str] = {
     "multi30k": "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw",
     "tinyshakespeare": "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare",
     "sst2": "https://dl.fbaipublicfiles.com/glue/data",
+    "gpt2": "https://raw.githubusercontent.com/openai/whisper/main/whisper/assets",
 }
 
 #: Multi30k task 1 splits the canonical source serves (languages are discovered from the files).
@@ -119,6 +120,10 @@ SHA256: dict[str, dict[str, str]] = {
     "sst2": {
         "train.tsv": "8621df47b79e9b3fa010405ef4dd506cbf483319cf851f20f2b6773f61d387b5",
         "dev.tsv": "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0",
+    },
+    # GPT-2's byte-level BPE ranks in tiktoken's format (tokenizers.GPT2Tokenizer)
+    "gpt2": {
+        "gpt2.tiktoken": "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
     },
 }
 
