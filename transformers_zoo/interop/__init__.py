@@ -127,3 +127,18 @@ def export_hf(model: nn.Module, directory: str | os.PathLike, model_type: str | 
         raise ConversionError(f"model_type {model_type!r} is a {module.FAMILY} model, not {family}")
     state = {k: v.detach().float() for k, v in model.state_dict().items()}
     return write_checkpoint(Path(directory), hf, module.state_to_hf(state, cfg))
+
+
+def load_hf_lm(path: str | os.PathLike, data_dir: str | os.PathLike | None = None):
+    """A converted decoder-only checkpoint and its tokenizer: `(model, tokenizer)`, for sampling.
+
+    Supported: GPT-2 (the `gpt2` byte-level BPE from the data dir, see `tokenizers.GPT2Tokenizer`).
+    Llama-family tokenizers (`tokenizer.json`) are not wrapped yet: a clear error says so.
+    """
+    from ..tokenizers import GPT2Tokenizer
+
+    model = load_hf_model(path)
+    model_type = model.config.extra.get("hf_model_type")
+    if model_type != "gpt2":
+        raise ConversionError(f"no tokenizer for model_type={model_type!r} yet (supported: gpt2)", str(path))
+    return model, GPT2Tokenizer.fetch(data_dir)
