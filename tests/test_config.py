@@ -15,8 +15,8 @@ def test_json_round_trip():
 @pytest.mark.parametrize("field,value,words", [
     ("positional", "absolute", ["positional", "sinusoidal, learned, rope, alibi, relative"]),
     ("norm", "batchnorm", ["norm", "layernorm, rmsnorm"]),
-    ("ffn", "tanh", ["ffn", "relu, gelu, swiglu, geglu"]),
-    ("pooling", "sum", ["pooling", "cls, mean, max"]),
+    ("ffn", "tanh", ["ffn", "relu, gelu, swiglu, geglu, silu, gelu_tanh, geglu_tanh"]),
+    ("pooling", "sum", ["pooling", "cls, cls_tanh, mean, max"]),
 ])
 def test_invalid_choices_name_field_and_choices(field, value, words):
     with pytest.raises(ValueError) as err:

@@ -17,7 +17,7 @@ NORMS = ("layernorm", "rmsnorm")
 FFNS = ("relu", "gelu", "swiglu", "geglu", "silu", "gelu_tanh", "geglu_tanh")
 GATED_FFNS = ("swiglu", "geglu", "geglu_tanh")
 SINUSOIDAL_LAYOUTS = ("interleaved", "split")
-POOLINGS = ("cls", "mean", "max")
+POOLINGS = ("cls", "cls_tanh", "mean", "max")
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ class ModelConfig:
     norm_eps: float = 1e-5
     ffn: str = "gelu"
     bias: bool = True
+    # biases of the attention's query/key/value projections; None follows `bias` (Qwen2: bias=False, qkv_bias=True).
+    qkv_bias: bool | None = None
     tie_embeddings: bool = True
     # multiply token embeddings by sqrt(d_model), as Vaswani et al. do before adding sinusoids.
     scale_embeddings: bool = False
@@ -75,7 +77,8 @@ class ModelConfig:
     # relative (T5-style bucketed bias): number of buckets and the distance where buckets stop growing.
     relative_buckets: int = 32
     relative_max_distance: int = 128
-    # encoder-only classification head (0 = none) and how a sequence is pooled into one vector.
+    # encoder-only classification head (0 = none) and how a sequence is pooled into one vector
+    # (cls_tanh: the first position through a dense + tanh layer, BERT's "pooler").
     n_classes: int = 0
     pooling: str = "cls"
     # encoder-decoder: one embedding matrix for source and target (needs a joint vocabulary);

@@ -100,6 +100,7 @@ BASE_URLS: dict[str, str] = {
     "tinyshakespeare": "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare",
     "sst2": "https://dl.fbaipublicfiles.com/glue/data",
     "imdb": "https://ai.stanford.edu/~amaas/data/sentiment",
+    "gpt2": "https://raw.githubusercontent.com/openai/whisper/main/whisper/assets",
 }
 
 #: Multi30k task 1 splits the canonical source serves (languages are discovered from the files).
@@ -135,6 +136,10 @@ SHA256: dict[str, dict[str, str]] = {
         "train.jsonl.gz": "77a1edb4aa708fe411453d048bda4c1e390a3b23ed10bc48cfc8a144d01f0c9c",
         "test.jsonl.gz": "6264a4a6febffb742dbd4c98e542752ef0cc2fe04d37028a373cdccacb6882fa",
         "unsup.jsonl.gz": "526dd615c8da5b888f7437be40e63b59ccbec9a58b4d0d5fc81d07a04f66d4e1",
+    },
+    # GPT-2's byte-level BPE ranks in tiktoken's format (tokenizers.GPT2Tokenizer)
+    "gpt2": {
+        "gpt2.tiktoken": "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
     },
 }
 

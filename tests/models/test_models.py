@@ -211,7 +211,7 @@ def test_encoder_only_select_and_mean_pooling():
         EncoderOnly(tiny_config())(x, head="classify")
 
 
-@pytest.mark.parametrize("pooling", ["cls", "mean", "max"])
+@pytest.mark.parametrize("pooling", ["cls", "cls_tanh", "mean", "max"])
 def test_encoder_only_pooling_matches_a_by_hand_reduction(pooling):
     """Each pooling reduces the encoder's real positions as its name says; padding changes nothing."""
     torch.manual_seed(0)
@@ -221,6 +221,7 @@ def test_encoder_only_pooling_matches_a_by_hand_reduction(pooling):
     mask = x != 0
     hidden = model.encode(x)
     by_hand = {"cls": lambda h, m: h[0],
+               "cls_tanh": lambda h, m: torch.tanh(model.pooler(h[0])),
                "mean": lambda h, m: h[m].mean(0),
                "max": lambda h, m: h[m].amax(0)}[pooling]
     pooled = torch.stack([by_hand(hidden[b], mask[b]) for b in range(2)])

@@ -155,3 +155,11 @@ def test_scale_and_head_dim_apart_from_d_model(qkv):
     attn = MultiHeadAttention(12, 4, head_dim=5, bias=False)
     assert attn.qkv.weight.shape == (60, 12) and attn.out.weight.shape == (12, 20)
     assert attn(torch.randn(2, 3, 12)).shape == (2, 3, 12)
+
+
+def test_qkv_bias_overrides_bias_for_the_input_projections_only():
+    """Qwen2's layout: biases on q, k, v and none on the output projection."""
+    attn = MultiHeadAttention(16, 4, 2, bias=False, qkv_bias=True)
+    assert attn.qkv.bias is not None and attn.out.bias is None
+    cross = MultiHeadAttention(16, 4, cross=True, bias=True, qkv_bias=False)
+    assert cross.q.bias is None and cross.kv.bias is None and cross.out.bias is not None

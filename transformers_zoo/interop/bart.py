@@ -22,6 +22,10 @@ from .mapping import Pairs, expected_shapes, ffn_from_hf, ffn_to_hf, fill, gathe
 
 MODEL_TYPES = ("bart",)
 MODEL_CLASS = EncoderDecoder
+FAMILY = "encoder_decoder"
+# This converter reads tensors by name without removing them (interop/mapping.py), so the leftovers check
+# does not apply: every name it needs is checked for presence and shape, any other tensor is ignored.
+IGNORED = (r".",)
 ARCHITECTURE = "BartForConditionalGeneration"
 # special token ids a recipe or HF generate needs, kept in cfg.extra["hf"]
 TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "decoder_start_token_id", "forced_bos_token_id",

@@ -22,6 +22,10 @@ from .mapping import Pairs, expected_shapes, gather, reads_config, scatter
 
 MODEL_TYPES = ("marian",)
 MODEL_CLASS = EncoderDecoder
+FAMILY = "encoder_decoder"
+# This converter reads tensors by name without removing them (interop/mapping.py), so the leftovers check
+# does not apply: every name it needs is checked for presence and shape, any other tensor is ignored.
+IGNORED = (r".",)
 ARCHITECTURE = "MarianMTModel"
 
 

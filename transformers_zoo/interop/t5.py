@@ -20,6 +20,10 @@ from .mapping import FFN_TO_HF, Pairs, expected_shapes, ffn_from_hf, fill, gathe
 
 MODEL_TYPES = ("t5",)
 MODEL_CLASS = EncoderDecoder
+FAMILY = "encoder_decoder"
+# This converter reads tensors by name without removing them (interop/mapping.py), so the leftovers check
+# does not apply: every name it needs is checked for presence and shape, any other tensor is ignored.
+IGNORED = (r".",)
 ARCHITECTURE = "T5ForConditionalGeneration"
 TOKEN_FIELDS = ("eos_token_id", "decoder_start_token_id")
 # gated activation -> our gated FFN (HF reads "gated-gelu" as gelu_new, the tanh approximation)

@@ -101,11 +101,13 @@ class MultiHeadAttention(nn.Module):
     from `x` and k, v from `memory (B, S, d_model)` - once per source when a cache is given.
     `n_kv_heads` < `n_heads` shares each key/value head among a group of query heads (GQA; 1 = MQA).
     `head_dim` defaults to d_model / n_heads (T5 sets it apart); `scale` multiplies the scores
-    (None: 1/sqrt(head_dim)).
+    (None: 1/sqrt(head_dim)). `bias` is for every projection; `qkv_bias` (None: as `bias`) overrides it for
+    the input projections (Qwen2 has biases on q, k, v only).
     """
 
     def __init__(self, d_model: int, n_heads: int, n_kv_heads: int | None = None, *, cross: bool = False,
-                 bias: bool = True, dropout: float = 0.0, head_dim: int | None = None, scale: float | None = None):
+                 bias: bool = True, dropout: float = 0.0, head_dim: int | None = None, scale: float | None = None,
+                 qkv_bias: bool | None = None):
         super().__init__()
         self.n_heads = n_heads
         self.n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
@@ -114,11 +116,12 @@ class MultiHeadAttention(nn.Module):
         self.dropout = dropout
         self.scale = scale
         q_dim, kv_dim = n_heads * self.head_dim, self.n_kv_heads * self.head_dim
+        in_bias = bias if qkv_bias is None else qkv_bias
         if cross:
-            self.q = nn.Linear(d_model, q_dim, bias=bias)
-            self.kv = nn.Linear(d_model, 2 * kv_dim, bias=bias)
+            self.q = nn.Linear(d_model, q_dim, bias=in_bias)
+            self.kv = nn.Linear(d_model, 2 * kv_dim, bias=in_bias)
         else:
-            self.qkv = nn.Linear(d_model, q_dim + 2 * kv_dim, bias=bias)
+            self.qkv = nn.Linear(d_model, q_dim + 2 * kv_dim, bias=in_bias)
         self.out = nn.Linear(q_dim, d_model, bias=bias)
         self.store_weights = False
         self.weights: torch.Tensor | None = None

@@ -59,7 +59,8 @@ def build_block(cfg, cross: bool) -> TransformerBlock:
 
     def attention(is_cross: bool) -> MultiHeadAttention:
         return MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cross=is_cross, bias=cfg.bias,
-                                  dropout=cfg.attention_dropout, head_dim=cfg.head_dim, scale=cfg.attention_scale)
+                                  dropout=cfg.attention_dropout, head_dim=cfg.head_dim, scale=cfg.attention_scale,
+                                  qkv_bias=cfg.qkv_bias)
 
     return TransformerBlock(
         self_attn=attention(False), ffn=build_ffn(cfg.ffn, cfg.d_model, cfg.ffn_dim, cfg.bias),

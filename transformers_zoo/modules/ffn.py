@@ -1,7 +1,10 @@
 """Position-wise feed-forward networks: relu / gelu / silu / gelu_tanh (two matrices) and swiglu / geglu /
-geglu_tanh (gated, three)."""
+geglu_tanh (gated, three).
+
+`gelu` is the exact (erf) GELU of BERT; `gelu_tanh` its tanh approximation, GPT-2's and T5 v1.1's "gelu_new"."""
 
 from __future__ import annotations
+
 
 import torch
 import torch.nn.functional as F
