@@ -5,7 +5,6 @@ geglu_tanh (gated, three).
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
