@@ -155,7 +155,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                                   max_eval_examples=100)},
         "scratch": {"train": dict(lr=1e-3)},
     },
-    # 2 CPU cores, at most 28 + 13 + 13 minutes of training (see the module docstring for the choices)
+    # 2 CPU cores: at most 34 minutes of pre-training, then 2 seeds x (fine-tune + from scratch), each capped at 13
+    # minutes (about 3.5 each here: 49 minutes in all, measured)
     "cpu": {"model": CPU_MODEL,
             "pretrain": {"model": PRETRAIN_MODEL, "train": PRETRAIN_TRAIN, "data": PRETRAIN_DATA},
             "finetune": {"train": FINETUNE_TRAIN, "data": FINETUNE_DATA},
@@ -623,7 +624,8 @@ def run_pretrain(job: PretrainJob, run_dir: Path, preset: str, resume: bool = Fa
                            data["mlm_probability"])
         return {f"val_{k}": v for k, v in res.items()}
 
-    summary = Trainer(model, stream, mlm_loss, job.train_cfg, run_dir, evaluate, fingerprint(cfg, tok)).fit()
+    summary = Trainer(model, stream, mlm_loss, job.train_cfg, run_dir, evaluate, fingerprint(cfg, tok),
+                      unit="masked tok").fit()
     if not is_main():
         return {}
     model = EncoderOnly(cfg).to(device_of(model))
@@ -710,7 +712,8 @@ def run_finetune(job: FinetuneJob, run_dir: Path, preset: str, resume: bool = Fa
         res = evaluate_classifier(m, job.encoded["val"], data["eval_batch_tokens"], device_of(m))
         return {f"val_{k}": v for k, v in res.items()}
 
-    trainer = Trainer(model, stream, classify_loss, job.train_cfg, run_dir, evaluate, fingerprint(cfg, tok, names))
+    trainer = Trainer(model, stream, classify_loss, job.train_cfg, run_dir, evaluate, fingerprint(cfg, tok, names),
+                      unit="ex")
     summary = trainer.fit()
     if not is_main():
         return {}

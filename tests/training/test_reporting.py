@@ -56,6 +56,10 @@ def test_progress_prints_plain_lines_when_not_a_terminal():
                  eta_s=3900.0)
     assert stream.getvalue() == ("step 20/100 | epoch 1 | loss 2.5000 | lr 4.00e-04 | 12,346 tok/s | "
                                  "elapsed 1m05s | eta 1h05m\n")
+    classifier = io.StringIO()  # a classifier's loss counts examples, not tokens: the line says so
+    Progress(total=100, initial=0, stream=classifier, unit="ex").log(
+        {"step": 20, "loss": 0.5, "lr": 1e-4, "tokens_per_s": 300.0, "elapsed_s": 65.0}, eta_s=None)
+    assert "| 300 ex/s |" in classifier.getvalue() and "tok/s" not in classifier.getvalue()
     quiet = io.StringIO()
     Progress(total=None, initial=0, enabled=False, stream=quiet).message("hidden")
     assert quiet.getvalue() == ""

@@ -31,8 +31,10 @@ class Progress:
     """Progress display of the writing rank; `enabled=False` keeps stderr quiet (metrics.jsonl is
     written regardless)."""
 
-    def __init__(self, total: int | None, initial: int, enabled: bool = True, stream: TextIO | None = None):
+    def __init__(self, total: int | None, initial: int, enabled: bool = True, stream: TextIO | None = None,
+                 unit: str = "tok"):
         self.stream = stream or sys.stderr
+        self.unit = unit  # what the counted items are: "tok" (scored tokens), "ex" (examples)
         self.enabled = enabled
         self.total = total
         isatty = getattr(self.stream, "isatty", lambda: False)()
@@ -54,13 +56,13 @@ class Progress:
         loss = row.get("loss")
         loss_txt = f"{loss:.4f}" if isinstance(loss, float) and math.isfinite(loss) else "nan"
         if self.bar is not None:
-            self.bar.set_postfix(loss=loss_txt, lr=f"{row['lr']:.2e}", tok_s=f"{row['tokens_per_s']:,.0f}",
-                                 refresh=False)
+            rate = {f"{self.unit}_s": f"{row['tokens_per_s']:,.0f}"}
+            self.bar.set_postfix(loss=loss_txt, lr=f"{row['lr']:.2e}", **rate, refresh=False)
             return
         total = f"/{self.total}" if self.total else ""
         self.message(
             f"step {row['step']}{total} | epoch {row.get('epoch', 0)} | loss {loss_txt} | lr {row['lr']:.2e} | "
-            f"{row['tokens_per_s']:,.0f} tok/s | elapsed {format_duration(row['elapsed_s'])} | "
+            f"{row['tokens_per_s']:,.0f} {self.unit}/s | elapsed {format_duration(row['elapsed_s'])} | "
             f"eta {format_duration(eta_s)}"
         )
 

@@ -138,6 +138,7 @@ class Trainer:
         run_dir: str | Path,
         evaluate: EvaluateFn | None = None,
         fingerprint: dict[str, Any] | None = None,
+        unit: str = "tok",
     ) -> None:
         steady_heap()  # a CPU run's memory stays flat (see training/memory.py)
         self.cfg = cfg
@@ -146,6 +147,7 @@ class Trainer:
         self.loss_fn = loss_fn
         self.evaluate = evaluate
         self.fingerprint = fingerprint
+        self.unit = unit  # what loss_fn counts, for the progress line ("tok", "ex" for a classifier)
         self.rank, self.world = dist.rank(), dist.world_size()
         self.is_main = self.rank == 0
         self.device = resolve_device(cfg.device)
@@ -199,7 +201,8 @@ class Trainer:
             self._start()
             train_model = self._wrap()
             if self.is_main:
-                self._progress = Progress(self.cfg.max_steps, self.step, enabled=self.cfg.progress)
+                self._progress = Progress(self.cfg.max_steps, self.step, enabled=self.cfg.progress,
+                                          unit=self.unit)
             try:
                 stopped = self._loop(train_model)
                 # Only when resumed at the very end: evaluate what the interrupted run did not.
