@@ -185,7 +185,7 @@ def make_parser(mode: str) -> argparse.ArgumentParser:
     prog = "recipes/mlm.py" + ("" if mode == "all" else f" {mode}")
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser, PRESETS, default_preset="cpu")
+    add_common_args(parser, PRESETS, default_preset="cpu", family="encoder_only")
     data = parser.add_argument_group("data")
     data.add_argument("--vocab", type=parse_vocab, default=None, metavar="SIZE|KIND|KIND:SIZE",
                       help="sentencepiece vocabulary trained on the pre-training text (or, from scratch, the train "

@@ -199,6 +199,14 @@ def _mismatch(path: Path, dataset: str, name: str) -> str | None:
     return f"sha256 mismatch for {dataset}/{name}: expected {expected}, got {got}"
 
 
+#: How to train on one's own files instead of a canonical data set (a modified file in its folder is refused).
+OWN_FILES = {
+    "multi30k": "recipes/translate.py --train-src/--train-tgt/--valid-src/--valid-tgt FILE (--test NAME=SRC,TGT)",
+    "tinyshakespeare": "recipes/gpt.py --text FILE",
+    "sst2": "recipes/mlm.py --train-tsv/--valid-tsv/--test-tsv FILE (--text FILE to pre-train)",
+}
+
+
 def _verify(path: Path, dataset: str, name: str) -> None:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, SHA256[dataset][name])
@@ -206,8 +214,10 @@ def _verify(path: Path, dataset: str, name: str) -> None:
         return
     problem = _mismatch(path, dataset, name)
     if problem is not None:
+        own = f"; to train on your own files, keep them elsewhere and pass {OWN_FILES[dataset]}" \
+            if dataset in OWN_FILES else ""
         raise DataError(f"{problem}; the file is corrupted or not the canonical one (delete it to download "
-                        f"it again)", path)
+                        f"it again){own}", path)
     _VERIFIED.add(key)
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from interrupt import assert_same_run, run_interrupted
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "gpt.py"
@@ -87,3 +88,21 @@ def test_bad_input_gives_one_line(tmp_path, shared_data_dir):
     proc = run("--preset", "tiny", "--split", "0.9,x", "--data-dir", shared_data_dir, "--out", tmp_path / "s",
                check=False)
     assert proc.returncode == 2 and "--split" in proc.stderr
+
+
+def test_interrupted_run_resumes_bitwise(shared_data_dir, tmp_path):
+    """Issue #17: SIGTERM at steps 7 and 19 (the latter saving at an eval step before evaluating) and SIGKILL at
+    27 (back to the step-20 checkpoint), each resumed with no flag but --resume: the run ends bitwise where an
+    uninterrupted one does. A resume used to take the default --seed (another batch order) and the default
+    preset's budgets (4000 steps: the last run would reach the SIGTERM at 45)."""
+    start = ["--preset", "tiny", "--seed", "7", "--data-dir", shared_data_dir, "--threads", "1"]
+    run(*start, "--out", tmp_path / "whole")
+    run_interrupted("gpt", start, tmp_path / "cut", ["7:TERM", "19:TERM", "27:KILL", "45:TERM"])
+    assert_same_run(tmp_path / "whole", tmp_path / "cut", 40)
+
+
+def test_resume_refuses_settings_it_would_ignore(tiny_run, shared_data_dir):
+    for flags, needle in ((["--lr", "0.1"], "--lr"), (["--seed", "3"], "--seed 3"),
+                          (["--block-size", "8"], "--block-size"), (["--positional", "rope"], "--positional")):
+        proc = run("--resume", tiny_run, "--data-dir", shared_data_dir, *flags, check=False)
+        assert proc.returncode == 2 and needle in proc.stderr and "resumed run keeps" in proc.stderr, proc.stderr

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from interrupt import assert_same_run, run_interrupted
 import torch
 from safetensors.torch import load_file
 
@@ -236,3 +237,15 @@ def test_token_mask_flag_is_recorded_and_checked(tiny_run: Path, four_class: dic
                       "--token-mask", "1.5", "--out", tmp_path / "never", check=False)
     assert_one_error_line(proc, "--token-mask", "1.5")
     assert not (tmp_path / "never").exists()
+
+
+def test_interrupted_run_resumes_bitwise(tiny_run: Path, shared_data_dir: Path, tmp_path: Path) -> None:
+    """Issue #17: the one command interrupted in each of its stages, by SIGTERM and by SIGKILL (before the first
+    checkpoint of fine-tuning, and after one), each resumed with --resume alone: every stage ends bitwise where
+    `tiny_run`'s does."""
+    signals = ["4:TERM", "8:KILL", "9:TERM",  # pretrain: stop at 5; killed after 8 (back to 6); stop at 10
+               "3:KILL", "7:TERM",  # finetune: killed before its first checkpoint (from the pre-trained encoder again)
+               "7:KILL", "20:TERM"]  # finetune ends; scratch killed after 7 (back to 6); then it finishes
+    run_interrupted("mlm", ["--preset", "tiny", "--data-dir", shared_data_dir], tmp_path / "cut", signals)
+    for stage in ("pretrain", "finetune", "scratch"):
+        assert_same_run(tiny_run / stage, tmp_path / "cut" / stage, 12)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from interrupt import assert_same_run, run_interrupted
 import sacrebleu
 import torch
 
@@ -272,3 +273,11 @@ def test_average_checkpoints(tmp_path: Path) -> None:
     for name, value in target.state_dict().items():
         torch.testing.assert_close(value, (weights[1][name] + weights[2][name]) / 2)
     assert target.lm_head.weight is target.tgt_embed.weight  # still tied
+
+
+def test_interrupted_run_resumes_bitwise(tiny_run: Path, shared_data_dir: Path, tmp_path: Path) -> None:
+    """Issue #17: SIGTERM at step 5, SIGKILL at 17 (back to the step-10 checkpoint), SIGTERM at 30, each resumed
+    with --resume alone (dropout on, so the RNG state counts too): the run ends bitwise where `tiny_run` does."""
+    run_interrupted("translate", ["--preset", "tiny", "--data-dir", shared_data_dir], tmp_path / "cut",
+                    ["5:TERM", "17:KILL", "30:TERM", "45:TERM"])
+    assert_same_run(tiny_run, tmp_path / "cut", 40)
