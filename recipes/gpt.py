@@ -4,6 +4,7 @@
     python recipes/gpt.py --preset nanogpt-cpu            # train (Tiny Shakespeare by default)
     python recipes/gpt.py --text my.txt --tokenizer bpe   # any text file
     python recipes/gpt.py sample --checkpoint RUN_DIR --prompt "ROMEO:" --max-new-tokens 500
+    python recipes/gpt.py sample --init hf:gpt2 --prompt "Hello, I'm a language model,"  # pre-trained GPT-2
     python recipes/gpt.py --eval-only --checkpoint RUN_DIR
 
 Evaluation covers the whole validation and test splits (every token scored once, in non-overlapping
@@ -33,6 +34,7 @@ from transformers_zoo.cli import (  # noqa: E402
 )
 from transformers_zoo.corpora import load_tinyshakespeare, read_text, resolve_data_dir  # noqa: E402
 from transformers_zoo.generation import Recompute, iter_tokens, sampler  # noqa: E402
+from transformers_zoo.interop import load_hf_lm  # noqa: E402
 from transformers_zoo.modules import record_attention  # noqa: E402
 from transformers_zoo.runs import (  # noqa: E402
     fingerprint,
@@ -96,8 +98,8 @@ def parse_train_args(argv: list[str]) -> argparse.Namespace:
     add_common_args(parser, PRESETS, default_preset="cpu", family="decoder_only")
     data = parser.add_argument_group("data")
     data.add_argument("--text", default=None, help="train on this text file instead of Tiny Shakespeare")
-    data.add_argument("--tokenizer", choices=["char", "bpe", "unigram"], default=None,
-                      help="char (default of the presets) or a sentencepiece vocabulary")
+    data.add_argument("--tokenizer", choices=["char", "bpe", "unigram", "gpt2"], default=None,
+                      help="char (default of the presets), a sentencepiece vocabulary, or GPT-2's byte-level BPE")
     data.add_argument("--vocab", type=int, default=None, help="sentencepiece vocabulary size (default 2000)")
     data.add_argument("--block-size", type=int, default=None, help="context length of training blocks")
     data.add_argument("--batch-size", type=int, default=None, help="blocks per batch")
@@ -130,8 +132,9 @@ def load_text(data: dict, data_dir: str | None) -> str:
 
 def build_lm_data(data: dict, data_dir: str | None, tokenizer=None):
     text = load_text(data, data_dir)
-    cache = tokenizer_cache_dir() if tokenizer is None else None
-    return prepare_lm_data(text, tuple(data["split"]), tokenizer or data["tokenizer"], data["vocab"], cache)
+    cache = tokenizer_cache_dir() if tokenizer is None else None  # None: the cache dir cannot be written
+    return prepare_lm_data(text, tuple(data["split"]), tokenizer or data["tokenizer"], data["vocab"], cache,
+                           resolve_data_dir(data_dir))
 
 
 
@@ -296,7 +299,9 @@ def eval_only(args: argparse.Namespace) -> int:
 def sample_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="recipes/gpt.py sample",
                                      description="Stream a sample from a trained GPT run (KV-cached).")
-    parser.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="run directory or checkpoint")
+    parser.add_argument("--checkpoint", metavar="RUN_DIR", help="run directory or checkpoint")
+    parser.add_argument("--init", metavar="hf:PATH", help="a Hugging Face checkpoint instead (directory or Hub name)")
+    parser.add_argument("--data-dir", default=None, help="where the gpt2 tokenizer's rank file is (or goes)")
     parser.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
     parser.add_argument("--max-new-tokens", type=int, default=500)
     parser.add_argument("--temperature", type=float, default=0.8)
@@ -310,11 +315,17 @@ def sample_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    run_dir = run_dir_of(args.checkpoint)
-    saved = read_run_config(run_dir)
-    tok = load_tokenizer(run_dir / "tokenizer")
-    model = DecoderOnly(ModelConfig.from_dict(saved["model"])).to(resolve_device(args.device))
-    load_checkpoint(args.checkpoint, model)
+    if args.init:
+        model, tok = load_hf_lm(args.init, args.data_dir)
+        model = model.to(resolve_device(args.device))
+    elif args.checkpoint:
+        run_dir = run_dir_of(args.checkpoint)
+        saved = read_run_config(run_dir)
+        tok = load_tokenizer(run_dir / "tokenizer")
+        model = DecoderOnly(ModelConfig.from_dict(saved["model"])).to(resolve_device(args.device))
+        load_checkpoint(args.checkpoint, model)
+    else:
+        raise ValueError("sample needs --checkpoint RUN_DIR or --init hf:PATH")
     sys.stdout.write(args.prompt)
     start = time.perf_counter()
     generate_text(model, tok, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p,

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tokenizer_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Trained tokenizers are cached in a temp folder of the session (``$TZOO_CACHE_DIR``, which recipe
+    subprocesses inherit), never in the user's ``~/.cache``."""
+    from transformers_zoo.runs import CACHE_ENV
+
+    path = tmp_path_factory.mktemp("tzoo-cache")
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +63,39 @@ def data_copy(tmp_path: Path, shared_data_dir: Path) -> Callable[..., Path]:
         return root
 
     return copy
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """A loopback HTTP server over ``served/`` (``served/<dataset>/...``); corpora.BASE_URLS point at it."""
+    from transformers_zoo import corpora
+
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = lambda *a, **k: _Quiet(*a, directory=str(root), **k)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    for name in corpora.BASE_URLS:
+        monkeypatch.setitem(corpora.BASE_URLS, name, f"http://127.0.0.1:{httpd.server_port}/{name}")
+    httpd.root = root
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def no_internet(monkeypatch):
+    """Point every download at a closed loopback port: no test may reach the real internet."""
+    from transformers_zoo import corpora
+
+    for name in corpora.BASE_URLS:
+        monkeypatch.setitem(corpora.BASE_URLS, name, "http://127.0.0.1:9/nowhere")
+        monkeypatch.delenv(f"TZOO_DATA_URL_{name.upper()}", raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")

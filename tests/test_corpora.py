@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
 import random
 import statistics
-import threading
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -35,14 +33,7 @@ MULTI30K_COUNTS = {"train": 29000, "val": 1014, "test_2016_flickr": 1000, "test_
                    "test_2017_mscoco": 461}
 
 
-@pytest.fixture(autouse=True)
-def no_internet(monkeypatch):
-    """Point every download at a closed loopback port: no test may reach the real internet."""
-    for name in corpora.BASE_URLS:
-        monkeypatch.setitem(corpora.BASE_URLS, name, "http://127.0.0.1:9/nowhere")
-        monkeypatch.delenv(f"TZOO_DATA_URL_{name.upper()}", raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+pytestmark = pytest.mark.usefixtures("no_internet")
 
 
 def sha256(path: Path) -> str:
@@ -296,28 +287,6 @@ def test_labels_strings_and_integers(tmp_path):
 # ---------------------------------------------------------------------------------------------------------
 # Downloads from a loopback HTTP server
 # ---------------------------------------------------------------------------------------------------------
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep test output clean
-        pass
-
-
-@pytest.fixture
-def server(tmp_path, monkeypatch):
-    """A loopback HTTP server over ``served/`` (``served/<dataset>/...``); BASE_URLS point at it."""
-    root = tmp_path / "served"
-    root.mkdir()
-    handler = lambda *a, **k: _Quiet(*a, directory=str(root), **k)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    for name in corpora.BASE_URLS:
-        monkeypatch.setitem(corpora.BASE_URLS, name, f"http://127.0.0.1:{httpd.server_port}/{name}")
-    httpd.root = root
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def _serve_copy(server, shared_data_dir, dataset, names):

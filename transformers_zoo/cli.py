@@ -3,8 +3,8 @@
 Every recipe (`recipes/*.py`) takes the same flags (see DESIGN.md, "Recipe contract"):
 `--data-dir --preset --out --device --seed --max-steps --max-minutes --resume --eval-only --checkpoint`,
 training overrides (`--lr --warmup-steps ...`) and an override for every `ModelConfig` field the recipe's
-model family reads (`--positional rope --norm rmsnorm ...`; `FAMILY_FIELDS` names the fields only one family
-reads), generated from the dataclass so the two never drift apart.
+model family reads (`--positional rope --norm rmsnorm ...`; `IGNORED_FIELDS` names those a family's model
+never reads), generated from the dataclass so the two never drift apart.
 A preset is a dict `{"model": {...}, "train": {...}, "data": {...}}`; flags given on the command line
 win over the preset.
 """
@@ -21,19 +21,23 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from .config import FFNS, NORMS, POOLINGS, POSITIONALS, ModelConfig
+from .config import FFNS, NORMS, POOLINGS, POSITIONALS, SINUSOIDAL_LAYOUTS, ModelConfig
 from .runs import new_run_dir, read_run_config, run_dir_of, write_json  # noqa: F401  (recipes import them here)
 from .training.trainer import resolve_device  # noqa: F401  (recipes import it from here; one definition)
 
 # Fields the recipe derives from its data (vocabulary, classes) rather than from flags.
 DERIVED_FIELDS = {"vocab_size", "src_vocab_size", "pad_id", "n_classes", "extra"}
-# ModelConfig fields only one family reads; every other field (not derived) is read by all three.
-FAMILY_FIELDS = {
-    "decoder_only": (),
-    "encoder_decoder": ("n_encoder_layers", "n_decoder_layers", "share_src_tgt_embeddings"),
-    "encoder_only": ("pooling",),
+# ModelConfig fields a family's model never reads (no flag for them there); every other field not derived is
+# offered. A new field is offered to every family until it is listed here.
+_TWO_STACKS = ("n_encoder_layers", "n_decoder_layers", "share_src_tgt_embeddings")
+_LM_OUTPUT = ("output_bias", "scale_output")  # the generating heads (decoder, encoder-decoder)
+IGNORED_FIELDS = {
+    "decoder_only": (*_TWO_STACKS, "pooling"),
+    "encoder_decoder": ("pooling",),
+    "encoder_only": (*_TWO_STACKS, *_LM_OUTPUT),
 }
-CHOICES = {"positional": POSITIONALS, "norm": NORMS, "ffn": FFNS, "pooling": POOLINGS}
+CHOICES = {"positional": POSITIONALS, "norm": NORMS, "ffn": FFNS, "pooling": POOLINGS,
+           "sinusoidal_layout": SINUSOIDAL_LAYOUTS}
 MODEL_HELP = {
     "d_model": "width of the residual stream", "n_heads": "attention heads",
     "n_kv_heads": "key/value heads (1 = MQA, < n_heads = GQA; default: n_heads)",
@@ -41,9 +45,17 @@ MODEL_HELP = {
     "n_decoder_layers": "decoder layers (encoder-decoder)", "d_ff": "FFN hidden width",
     "max_len": "longest sequence (learned positions need it)", "dropout": "dropout on residual branches",
     "attention_dropout": "dropout on attention weights", "norm_first": "pre-norm (true) or post-norm (false)",
-    "bias": "biases in linear layers and norms", "tie_embeddings": "tie output projection to the embedding",
+    "bias": "biases in linear layers and norms",
+    "qkv_bias": "biases of the query/key/value projections (default: as --bias)",
+    "tie_embeddings": "tie output projection to the embedding",
     "scale_embeddings": "multiply embeddings by sqrt(d_model)",
     "share_src_tgt_embeddings": "one embedding for source and target (joint vocabulary)",
+    "d_head": "width of one attention head (default: d_model / n_heads)",
+    "embedding_norm": "norm the embeddings before the first layer (default: in post-norm stacks only)",
+    "attention_scale": "multiply attention scores by this (default: 1/sqrt(head width))",
+    "output_bias": "a bias on the output logits", "scale_output": "scale final states by d_model**-0.5 (T5)",
+    "positional_offset": "learned positions: table rows before position 0 (BART: 2)",
+    "sinusoidal_layout": "sinusoidal: interleaved sin/cos pairs or split halves (Marian)",
 }
 
 # TrainConfig fields a recipe exposes as flags (name -> type, help).
@@ -93,11 +105,10 @@ def _field_type(annotation: Any) -> Callable[[str], Any]:
 def model_fields(family: str) -> list[str]:
     """The ModelConfig fields a recipe of `family` ("decoder_only", "encoder_decoder", "encoder_only") offers as
     flags: those its model reads, without the ones derived from the data."""
-    if family not in FAMILY_FIELDS:
-        raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILY_FIELDS)}")
-    others = {name for fam, names in FAMILY_FIELDS.items() if fam != family for name in names}
+    if family not in IGNORED_FIELDS:
+        raise ValueError(f"unknown model family {family!r}; known: {', '.join(IGNORED_FIELDS)}")
     return [f.name for f in dataclasses.fields(ModelConfig)
-            if f.name not in DERIVED_FIELDS and (f.name not in others or f.name in FAMILY_FIELDS[family])]
+            if f.name not in DERIVED_FIELDS and f.name not in IGNORED_FIELDS[family]]
 
 
 def add_common_args(parser: argparse.ArgumentParser, presets: dict[str, dict], default_preset: str,

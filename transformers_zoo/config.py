@@ -14,8 +14,10 @@ from typing import Any
 
 POSITIONALS = ("sinusoidal", "learned", "rope", "alibi", "relative")
 NORMS = ("layernorm", "rmsnorm")
-FFNS = ("relu", "gelu", "swiglu", "geglu")
-POOLINGS = ("cls", "mean", "max")
+FFNS = ("relu", "gelu", "swiglu", "geglu", "silu", "gelu_tanh", "geglu_tanh")
+GATED_FFNS = ("swiglu", "geglu", "geglu_tanh")
+SINUSOIDAL_LAYOUTS = ("interleaved", "split")
+POOLINGS = ("cls", "cls_tanh", "mean", "max")
 
 
 @dataclass(frozen=True)
@@ -26,14 +28,17 @@ class ModelConfig:
     of both stacks of an encoder-decoder; `n_encoder_layers` / `n_decoder_layers` override it there.
     `n_kv_heads`: None means one key/value head per query head (MHA), 1 is MQA, between is GQA.
     `d_ff`: hidden width of the feed-forward network; None means 4 * d_model, or for the gated
-    variants (swiglu, geglu) 8/3 * d_model rounded up to a multiple of 8, which keeps the
-    parameter count of the classic 4x FFN.
+    variants (swiglu, geglu, geglu_tanh) 8/3 * d_model rounded up to a multiple of 8, which keeps the
+    parameter count of the classic 4x FFN. `ffn` names the activation too: silu (swish) and gelu_tanh
+    (GELU's tanh approximation, GPT-2's "gelu_new") are two-matrix FFNs, geglu_tanh is geglu with it (T5 v1.1).
+    `d_head`: width of one attention head; None means d_model / n_heads (T5 sets it apart, `d_kv`).
     """
 
     vocab_size: int = 1000
     d_model: int = 256
     n_heads: int = 4
     n_kv_heads: int | None = None
+    d_head: int | None = None
     n_layers: int = 4
     n_encoder_layers: int | None = None
     n_decoder_layers: int | None = None
@@ -47,16 +52,33 @@ class ModelConfig:
     norm_eps: float = 1e-5
     ffn: str = "gelu"
     bias: bool = True
+    # biases of the attention's query/key/value projections; None follows `bias` (Qwen2: bias=False, qkv_bias=True).
+    qkv_bias: bool | None = None
     tie_embeddings: bool = True
     # multiply token embeddings by sqrt(d_model), as Vaswani et al. do before adding sinusoids.
     scale_embeddings: bool = False
+    # a norm on the embeddings (after positions) before the first layer; None: only in post-norm stacks
+    # (BERT, BART's layernorm_embedding), False for post-norm without it (Marian).
+    embedding_norm: bool | None = None
+    # attention scores are q.k times this; None: 1/sqrt(d_head). T5 uses 1.0 (folded into its init).
+    attention_scale: float | None = None
+    # output projection: a bias over the vocabulary (BART's final_logits_bias), and the final hidden
+    # states times d_model**-0.5 before it (T5 with tied embeddings).
+    output_bias: bool = False
+    scale_output: bool = False
     pad_id: int = 0
     # rope: base of the rotary frequencies.
     rope_theta: float = 10000.0
+    # learned: rows of the table before position 0 (BART keeps 2), so position p reads row p + offset.
+    positional_offset: int = 0
+    # sinusoidal: "interleaved" puts sin/cos of a frequency side by side (dims 2i, 2i+1), "split" puts all
+    # sines first and all cosines second (fairseq, Marian).
+    sinusoidal_layout: str = "interleaved"
     # relative (T5-style bucketed bias): number of buckets and the distance where buckets stop growing.
     relative_buckets: int = 32
     relative_max_distance: int = 128
-    # encoder-only classification head (0 = none) and how a sequence is pooled into one vector.
+    # encoder-only classification head (0 = none) and how a sequence is pooled into one vector
+    # (cls_tanh: the first position through a dense + tanh layer, BERT's "pooler").
     n_classes: int = 0
     pooling: str = "cls"
     # encoder-decoder: one embedding matrix for source and target (needs a joint vocabulary);
@@ -71,19 +93,23 @@ class ModelConfig:
         _choice("norm", self.norm, NORMS)
         _choice("ffn", self.ffn, FFNS)
         _choice("pooling", self.pooling, POOLINGS)
+        _choice("sinusoidal_layout", self.sinusoidal_layout, SINUSOIDAL_LAYOUTS)
         _positive("vocab_size", self.vocab_size)
         _positive("d_model", self.d_model)
         _positive("n_heads", self.n_heads)
         _positive("n_layers", self.n_layers)
         _positive("max_len", self.max_len)
-        for name in ("n_encoder_layers", "n_decoder_layers", "d_ff"):
+        for name in ("n_encoder_layers", "n_decoder_layers", "d_ff", "d_head"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
-        if (self.d_model // self.n_heads) % 2 and self.positional == "rope":
-            raise ValueError(f"positional='rope' needs an even head dim, got d_model/n_heads="
-                             f"{self.d_model // self.n_heads}")
+        if self.d_head is None and self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads} (or set d_head)")
+        if self.head_dim % 2 and self.positional == "rope":
+            raise ValueError(f"positional='rope' needs an even head dim, got {self.head_dim}")
+        if self.positional_offset < 0:
+            raise ValueError(f"ModelConfig.positional_offset={self.positional_offset} must be >= 0")
+        if self.attention_scale is not None and not self.attention_scale > 0:
+            raise ValueError(f"ModelConfig.attention_scale={self.attention_scale} must be > 0 (or None)")
         if self.n_kv_heads is not None:
             _positive("n_kv_heads", self.n_kv_heads)
             if self.n_heads % self.n_kv_heads:
@@ -107,7 +133,7 @@ class ModelConfig:
     # -- derived sizes -------------------------------------------------------------------------
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+        return self.d_model // self.n_heads if self.d_head is None else self.d_head
 
     @property
     def kv_heads(self) -> int:
@@ -117,7 +143,7 @@ class ModelConfig:
     def ffn_dim(self) -> int:
         if self.d_ff is not None:
             return self.d_ff
-        if self.ffn in ("swiglu", "geglu"):
+        if self.ffn in GATED_FFNS:
             return -(-int(8 * self.d_model / 3) // 8) * 8
         return 4 * self.d_model
 

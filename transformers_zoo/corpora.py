@@ -5,9 +5,12 @@ Cache layout (``data_dir`` = the argument, else ``$TZOO_DATA_DIR``, else ``<repo
     data_dir/multi30k/{split}.{lang}.gz     Multi30k task 1, one sentence a line, aligned across languages
     data_dir/tinyshakespeare/input.txt      Tiny Shakespeare, 1,115,394 characters
     data_dir/sst2/{train,dev}.tsv           SST-2 in GLUE's layout, header ``sentence<TAB>label``
+    data_dir/imdb/{train,test,unsup}.jsonl.gz  IMDB reviews (Maas et al. 2011), one JSON object a line
 
 These are the files, byte for byte, that the canonical sources serve (see ``data/README.md``), so the
-shared read-only copy and a fresh download are interchangeable. Every file is checked against the
+shared read-only copy and a fresh download are interchangeable. IMDB is the exception: its source is one
+tarball of 100k small files, which a download repacks into the three JSON-lines files (the same records the
+shared copy holds, checked by the sha256 of their uncompressed content). Every file is checked against the
 sha256 constants below: once per process for files already present, and before it enters the cache for
 downloads (temp file in the same folder, fsync, ``os.replace``; a bad download leaves nothing behind).
 
@@ -23,9 +26,11 @@ import contextlib
 import gzip
 import hashlib
 import http.client
+import json
 import os
 import re
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.error
@@ -35,7 +40,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 __all__ = [
     "BASE_URLS",
@@ -46,9 +51,14 @@ __all__ = [
     "SST2_LABELS",
     "check_lengths",
     "fetch",
+    "IMDB_SPLITS",
+    "Review",
+    "clean_review",
+    "load_imdb",
     "load_multi30k",
     "load_sst2",
     "load_tinyshakespeare",
+    "read_jsonl",
     "read_labelled_tsv",
     "read_lines",
     "read_parallel",
@@ -89,6 +99,8 @@ BASE_URLS: dict[str, str] = {
     "multi30k": "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw",
     "tinyshakespeare": "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare",
     "sst2": "https://dl.fbaipublicfiles.com/glue/data",
+    "imdb": "https://ai.stanford.edu/~amaas/data/sentiment",
+    "gpt2": "https://raw.githubusercontent.com/openai/whisper/main/whisper/assets",
 }
 
 #: Multi30k task 1 splits the canonical source serves (languages are discovered from the files).
@@ -120,6 +132,15 @@ SHA256: dict[str, dict[str, str]] = {
         "train.tsv": "8621df47b79e9b3fa010405ef4dd506cbf483319cf851f20f2b6773f61d387b5",
         "dev.tsv": "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0",
     },
+    "imdb": {
+        "train.jsonl.gz": "77a1edb4aa708fe411453d048bda4c1e390a3b23ed10bc48cfc8a144d01f0c9c",
+        "test.jsonl.gz": "6264a4a6febffb742dbd4c98e542752ef0cc2fe04d37028a373cdccacb6882fa",
+        "unsup.jsonl.gz": "526dd615c8da5b888f7437be40e63b59ccbec9a58b4d0d5fc81d07a04f66d4e1",
+    },
+    # GPT-2's byte-level BPE ranks in tiktoken's format (tokenizers.GPT2Tokenizer)
+    "gpt2": {
+        "gpt2.tiktoken": "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
+    },
 }
 
 # GLUE's SST-2.zip lists train.tsv's rows in another order than the shared copy (data/README.md says so,
@@ -129,10 +150,27 @@ ROWS_SHA256: dict[tuple[str, str], str] = {
     ("sst2", "train.tsv"): "c848b87065e7872000b4c5203dbaf0ba278023883bef20520d13053a7d793a2b",
 }
 
+# A gzip file is also accepted when its uncompressed content has this sha256: the IMDB files a download builds
+# from the tarball hold the shared copy's records exactly, but gzip's own header and settings may differ.
+CONTENT_SHA256: dict[tuple[str, str], str] = {
+    ("imdb", "train.jsonl.gz"): "5941bbdb96caf6137ac476c522b32f125fc4b4449ab4e081eab6bc1803ad0038",
+    ("imdb", "test.jsonl.gz"): "e1c14b73ed3d1a13bfa178ca52d16c8bd0e5c967b878ae9f7a20de5f7e2eb913",
+    ("imdb", "unsup.jsonl.gz"): "58ad1a677ef7b3e016c3a0522dee7572027230f10090728af2fef3d57c18aab0",
+}
+
 SST2_ZIP = "SST-2.zip"
 SST2_MEMBERS = {"train.tsv": "SST-2/train.tsv", "dev.tsv": "SST-2/dev.tsv"}
 #: SST-2 label ids: 0 = negative, 1 = positive.
 SST2_LABELS = ("negative", "positive")
+
+#: The IMDB release: one tarball (size and MD5 as published by the data set's long-standing loaders).
+IMDB_TARBALL = "aclImdb_v1.tar.gz"
+IMDB_TARBALL_BYTES = 84_125_825
+IMDB_TARBALL_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
+#: IMDB splits: 25k labelled train, 25k labelled test, 50k unlabelled reviews.
+IMDB_SPLITS = ("train", "test", "unsup")
+#: IMDB label names as they appear in the records (ids 0 and 1 in classification).
+IMDB_LABELS = ("neg", "pos")
 
 # Files whose checksum this process already verified: (resolved path, size, mtime_ns, expected sha256).
 _VERIFIED: set[tuple[str, int, int, str]] = set()
@@ -196,6 +234,11 @@ def _mismatch(path: Path, dataset: str, name: str) -> str | None:
     rows_expected = ROWS_SHA256.get((dataset, name))
     if rows_expected is not None and _rows_digest(data) == rows_expected:
         return None
+    content_expected = CONTENT_SHA256.get((dataset, name))
+    if content_expected is not None:
+        with contextlib.suppress(OSError, EOFError, zlib.error):
+            if hashlib.sha256(gzip.decompress(data)).hexdigest() == content_expected:
+                return None
     return f"sha256 mismatch for {dataset}/{name}: expected {expected}, got {got}"
 
 
@@ -236,6 +279,8 @@ def _download(dataset: str, folder: Path, names: list[str]) -> None:
     try:
         if dataset == "sst2":
             _download_sst2(folder, names, temps)
+        elif dataset == "imdb":
+            _download_imdb(folder, names, temps)
         else:
             base = base_url(dataset)
             for name in names:
@@ -255,17 +300,22 @@ def _download(dataset: str, folder: Path, names: list[str]) -> None:
                 folder.rmdir()
 
 
+def _fetch_archive(folder: Path, dataset: str, name: str) -> tuple[Path, str]:
+    """Download the archive ``name`` of ``dataset`` into ``folder`` (atomically) unless it is there already;
+    returns its path and URL. The caller checks it, extracts from it and deletes it."""
+    path, url = folder / name, f"{base_url(dataset)}/{name}"
+    if not path.is_file():
+        os.replace(_write_temp(path, lambda out: _copy_url(url, out)), path)
+    return path, url
+
+
 def _download_sst2(folder: Path, names: list[str], temps: dict[str, Path]) -> None:
     """Fetch GLUE's SST-2.zip into ``folder`` (atomically) and extract ``names`` into verified temp files.
 
     GLUE publishes no checksum for the zip, so the extracted files are what gets verified; the zip is
     deleted afterwards (kept only while extraction is pending, and removed when it proves bad).
     """
-    zip_path = folder / SST2_ZIP
-    url = f"{base_url('sst2')}/{SST2_ZIP}"
-    if not zip_path.is_file():
-        tmp = _write_temp(zip_path, lambda out: _copy_url(url, out))
-        os.replace(tmp, zip_path)
+    zip_path, url = _fetch_archive(folder, "sst2", SST2_ZIP)
     try:
         with zipfile.ZipFile(zip_path) as archive:
             for name in names:
@@ -283,6 +333,62 @@ def _download_sst2(folder: Path, names: list[str], temps: dict[str, Path]) -> No
         zip_path.unlink(missing_ok=True)
         raise
     zip_path.unlink()
+
+
+def _download_imdb(folder: Path, names: list[str], temps: dict[str, Path]) -> None:
+    """Fetch the IMDB tarball (size and MD5 checked), repack the reviews of ``names`` into verified temp files.
+
+    The tarball holds ``aclImdb/{train,test}/{neg,pos}/ID_RATING.txt`` and ``aclImdb/train/unsup/ID_0.txt``;
+    every missing split is built from it (not only those asked for), one JSON object a line
+    (:func:`_imdb_record_line`), neg before pos, by numeric id, as the shared copy is. The tarball is deleted
+    afterwards (or at once when it proves bad).
+    """
+    # one tarball holds every split: repack all that are missing, not only those asked for
+    names = [n for n in SHA256["imdb"] if n in names or not (folder / n).is_file()]
+    tar_path, url = _fetch_archive(folder, "imdb", IMDB_TARBALL)
+    try:
+        md5 = hashlib.md5(usedforsecurity=False)
+        with tar_path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                md5.update(chunk)
+        size = tar_path.stat().st_size
+        if (size, md5.hexdigest()) != (IMDB_TARBALL_BYTES, IMDB_TARBALL_MD5):
+            raise DataError(f"download from {url} rejected, nothing saved: expected {IMDB_TARBALL_BYTES:,} bytes "
+                            f"with MD5 {IMDB_TARBALL_MD5}, got {size:,} bytes with MD5 {md5.hexdigest()}", tar_path)
+        wanted = {name.split(".")[0] for name in names}
+        records: dict[str, list[tuple[int, int, int, str]]] = {split: [] for split in wanted}
+        member = re.compile(r"(?:\./)?aclImdb/(train|test)/(neg|pos|unsup)/(\d+)_(\d+)\.txt")
+        with tarfile.open(tar_path, mode="r:gz") as archive:
+            for info in archive:
+                m = member.fullmatch(info.name)
+                if m is None or not info.isfile():
+                    continue
+                split = "unsup" if m[2] == "unsup" else m[1]
+                if split not in wanted:
+                    continue
+                raw = archive.extractfile(info).read()  # type: ignore[union-attr]
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise DataError(f"not valid UTF-8 (byte 0x{raw[err.start]:02x})", f"{url}:{info.name}") from None
+                order = 2 if m[2] == "unsup" else IMDB_LABELS.index(m[2])
+                records[split].append((order, int(m[3]), int(m[4]), text))
+        for name in names:
+            rows = sorted(records[name.split(".")[0]])
+            if not rows:
+                raise DataError(f"{url} has no reviews for {name}", tar_path)
+            body = "".join(_imdb_record_line(*row) for row in rows).encode("utf-8")
+            temps[name] = _write_temp(folder / name, lambda out, b=body: out.write(gzip.compress(b, mtime=0)))
+            _check_download(temps[name], "imdb", name, url, folder / name)
+    except (tarfile.TarError, zlib.error, EOFError) as err:
+        raise DataError(f"{url} is not a valid gzip tar archive ({err})", tar_path) from None
+    finally:
+        tar_path.unlink(missing_ok=True)
+
+
+def _imdb_record_line(order: int, review_id: int, rating: int, text: str) -> str:
+    label = None if order == 2 else IMDB_LABELS[order]
+    return json.dumps({"id": review_id, "rating": rating, "label": label, "text": text}, ensure_ascii=False) + "\n"
 
 
 def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, out: BinaryIO) -> None:
@@ -753,3 +859,74 @@ def _sst2_heldout_sentences(ordered: list[tuple[str, int]], val_size: int) -> se
 
 def _row_key(seed: int, row: tuple[str, int]) -> bytes:
     return hashlib.sha256(f"{seed}\t{row[0]}\t{row[1]}".encode()).digest()
+
+
+class Review(NamedTuple):
+    """One IMDB review: ``id`` and ``rating`` (1-10; 0 in unsup) from its file name, ``label`` "neg", "pos" or
+    None (unsup), and ``text`` as :func:`clean_review` leaves it."""
+
+    id: int
+    rating: int
+    label: str | None
+    text: str
+
+
+_BR = re.compile(r"\s*<br\s*/?>\s*", re.IGNORECASE)
+_BLANK_LINES = re.compile(r"\n{2,}")
+
+
+def clean_review(text: str) -> str:
+    """The one place IMDB's markup is removed: each ``<br />`` (the release's only tag; ``<br /><br />`` is its
+    paragraph break) becomes a newline, runs of them one newline, and surrounding whitespace goes."""
+    return _BLANK_LINES.sub("\n", _BR.sub("\n", text)).strip()
+
+
+def read_jsonl(path: PathLike, fields: Sequence[str] = ("text",)) -> list[dict]:
+    """JSON objects, one a line (``.gz`` too), each holding ``fields``; blank lines are skipped.
+
+    A line that is not UTF-8, not a JSON object, or lacks a field is a DataError naming ``path:line``;
+    a file with no object is a DataError too.
+    """
+    return [row for _, row in _jsonl_rows(path, fields)]
+
+
+def _jsonl_rows(path: PathLike, fields: Sequence[str]) -> list[tuple[int, dict]]:
+    """``(line number, object)`` of each non-blank line: :func:`read_jsonl`'s rows with where they stand."""
+    rows = []
+    for lineno, raw in enumerate(_read_bytes(path).split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise DataError(f"not valid UTF-8 (byte 0x{raw[err.start]:02x})", path, lineno) from None
+        except json.JSONDecodeError as err:
+            raise DataError(f"not valid JSON ({err.msg} at column {err.colno})", path, lineno) from None
+        if not isinstance(row, dict):
+            raise DataError(f"expected a JSON object, got {type(row).__name__}", path, lineno)
+        missing = [f for f in fields if f not in row]
+        if missing:
+            raise DataError(f"no field {missing[0]!r} (fields: {sorted(row)})", path, lineno)
+        rows.append((lineno, row))
+    if not rows:
+        raise DataError("no JSON objects (empty corpus)", path)
+    return rows
+
+
+def load_imdb(split: str, data_dir: PathLike | None = None) -> list[Review]:
+    """The IMDB reviews of ``split`` ("train" 25k labelled, "test" 25k labelled, "unsup" 50k unlabelled), text
+    cleaned by :func:`clean_review`, in the release's order (neg then pos, by numeric id).
+
+    Never pre-train on ``test``: it is the classification test set. A labelled split whose label is not
+    "neg"/"pos", or unsup with a label, is a DataError naming the line.
+    """
+    if split not in IMDB_SPLITS:
+        raise DataError(f"IMDB has no split {split!r}; choose one of: {', '.join(IMDB_SPLITS)}")
+    path = fetch("imdb", data_dir, [f"{split}.jsonl.gz"]) / f"{split}.jsonl.gz"
+    reviews = []
+    for lineno, row in _jsonl_rows(path, ("id", "rating", "label", "text")):
+        expected = (None,) if split == "unsup" else IMDB_LABELS
+        if row["label"] not in expected or not isinstance(row["text"], str):
+            raise DataError(f"label {row['label']!r} is not one of {expected}", path, lineno)
+        reviews.append(Review(int(row["id"]), int(row["rating"]), row["label"], clean_review(row["text"])))
+    return reviews

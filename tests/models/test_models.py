@@ -211,7 +211,7 @@ def test_encoder_only_select_and_mean_pooling():
         EncoderOnly(tiny_config())(x, head="classify")
 
 
-@pytest.mark.parametrize("pooling", ["cls", "mean", "max"])
+@pytest.mark.parametrize("pooling", ["cls", "cls_tanh", "mean", "max"])
 def test_encoder_only_pooling_matches_a_by_hand_reduction(pooling):
     """Each pooling reduces the encoder's real positions as its name says; padding changes nothing."""
     torch.manual_seed(0)
@@ -221,6 +221,7 @@ def test_encoder_only_pooling_matches_a_by_hand_reduction(pooling):
     mask = x != 0
     hidden = model.encode(x)
     by_hand = {"cls": lambda h, m: h[0],
+               "cls_tanh": lambda h, m: torch.tanh(model.pooler(h[0])),
                "mean": lambda h, m: h[m].mean(0),
                "max": lambda h, m: h[m].amax(0)}[pooling]
     pooled = torch.stack([by_hand(hidden[b], mask[b]) for b in range(2)])
@@ -239,3 +240,46 @@ def test_learned_positions_beyond_max_len_error():
 def test_runs_past_max_len_when_positions_allow(positional):
     model = build("decoder_only", tiny_config(positional=positional, max_len=8)).eval()
     assert torch.isfinite(model(ids(1, 20))).all()
+
+
+CHECKPOINT_KNOBS = {  # the ModelConfig fields converted checkpoints need, as BART / Marian / T5 set them
+    "bart": dict(positional="learned", positional_offset=2, norm_first=False, embedding_norm=True, output_bias=True),
+    "marian": dict(positional="sinusoidal", sinusoidal_layout="split", norm_first=False, embedding_norm=False,
+                   ffn="silu", scale_embeddings=True, output_bias=True),
+    "t5": dict(positional="relative", norm="rmsnorm", bias=False, attention_scale=1.0, d_head=12,
+               ffn="geglu_tanh", scale_output=True),
+    "prenorm-embedding-norm": dict(embedding_norm=True, ffn="gelu_tanh"),
+}
+
+
+@pytest.mark.parametrize("knobs", list(CHECKPOINT_KNOBS))
+def test_checkpoint_knobs_cache_equals_full_forward_and_train(knobs):
+    cfg = tiny_config(**CHECKPOINT_KNOBS[knobs])
+    model = build("encoder_decoder", cfg).eval()
+    src = right_pad([ids(9, seed=0), ids(5, seed=1)])
+    tgt = ids(2, 8, seed=2)
+    tgt[:, 0] = cfg.pad_id  # Marian and T5 start decoding from pad: still a real token
+    full = model(src, tgt)
+    cache = model.init_cache(src)
+    stepwise = torch.stack([model.decode_step(tgt[:, t: t + 1], cache) for t in range(8)], 1)
+    assert (stepwise - full).abs().max() < 1e-5
+    gpt = build("decoder_only", cfg).eval()
+    x = ids(2, 10)
+    cache = gpt.init_cache(2)
+    steps = [gpt.decode_step(x[:, :4], cache)] + [gpt.decode_step(x[:, t: t + 1], cache) for t in range(4, 10)]
+    assert (torch.stack(steps, 1) - gpt(x)[:, 3:]).abs().max() < 1e-5
+    model.train()
+    model(src, tgt).pow(2).mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_checkpoint_knobs_shape_the_model():
+    bart = EncoderDecoder(tiny_config(**CHECKPOINT_KNOBS["bart"]))
+    assert bart.encoder.positional.weight.shape == (66, 32) and bart.lm_head.bias.shape == (37,)
+    assert bart.encoder.embed_norm is not None and bart.encoder.final_norm is None
+    marian = EncoderDecoder(tiny_config(**CHECKPOINT_KNOBS["marian"]))
+    assert marian.encoder.embed_norm is None and marian.encoder.final_norm is None
+    t5 = EncoderDecoder(tiny_config(**CHECKPOINT_KNOBS["t5"]))
+    assert t5.decoder.layers[0].self_attn.qkv.weight.shape == (3 * 4 * 12, 32) and t5.output_scale == 32 ** -0.5
+    default = EncoderDecoder(tiny_config())
+    assert default.lm_head.bias is None and default.output_scale == 1.0 and default.encoder.embed_norm is None

@@ -145,3 +145,21 @@ def test_store_weights_matches_fused_and_rows_sum_to_one():
     assert torch.allclose(fused, ref, atol=1e-5)
     assert attn.weights.shape == (2, 2, 5, 5)
     assert torch.allclose(attn.weights.sum(-1), torch.ones(2, 2, 5))
+
+
+def test_scale_and_head_dim_apart_from_d_model(qkv):
+    q, k, v = qkv
+    expected = naive(q * math.sqrt(q.shape[-1]), k, v)  # scale 1: no 1/sqrt(d)
+    assert torch.allclose(fused_attention(q, k, v, scale=1.0), expected, atol=1e-5)
+    assert torch.allclose(reference_attention(q, k, v, scale=1.0)[0], expected, atol=1e-5)
+    attn = MultiHeadAttention(12, 4, head_dim=5, bias=False)
+    assert attn.qkv.weight.shape == (60, 12) and attn.out.weight.shape == (12, 20)
+    assert attn(torch.randn(2, 3, 12)).shape == (2, 3, 12)
+
+
+def test_qkv_bias_overrides_bias_for_the_input_projections_only():
+    """Qwen2's layout: biases on q, k, v and none on the output projection."""
+    attn = MultiHeadAttention(16, 4, 2, bias=False, qkv_bias=True)
+    assert attn.qkv.bias is not None and attn.out.bias is None
+    cross = MultiHeadAttention(16, 4, cross=True, bias=True, qkv_bias=False)
+    assert cross.q.bias is None and cross.kv.bias is None and cross.out.bias is not None

@@ -51,3 +51,19 @@ def test_relative_buckets_t5_values():
     assert got == [0, 17, 1, 7, 8, 15, 15, 31]
     causal = relative_buckets(torch.tensor([0, -1, -15, -16, -5000, 3]), False, 32, 128).tolist()
     assert causal == [0, 1, 15, 16, 31, 0]
+
+
+def test_split_sinusoidal_layout_is_the_interleaved_one_regrouped():
+    d, positions = 16, torch.arange(30)[None]
+    interleaved = SinusoidalPositional(d).table(positions)
+    split = SinusoidalPositional(d, "split").table(positions)
+    assert torch.equal(split, torch.cat((interleaved[..., 0::2], interleaved[..., 1::2]), dim=-1))
+
+
+def test_learned_offset_skips_rows():
+    from transformers_zoo.modules import LearnedPositional
+
+    pos = LearnedPositional(10, 4, offset=2)
+    assert pos.weight.shape == (12, 4)
+    out = pos.add(torch.zeros(1, 3, 4), torch.arange(3)[None])
+    assert torch.equal(out[0], pos.weight[2:5])

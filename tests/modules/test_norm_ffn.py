@@ -20,10 +20,12 @@ def test_layernorm_without_bias():
 def test_gated_ffn_formulas():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 8)
-    for kind, act in (("swiglu", F.silu), ("geglu", F.gelu)):
+    tanh = lambda x: F.gelu(x, approximate="tanh")
+    for kind, act in (("swiglu", F.silu), ("geglu", F.gelu), ("geglu_tanh", tanh)):
         ffn = build_ffn(kind, 8, 12)
         gate, up = ffn.gate_up(x).chunk(2, -1)
         assert torch.allclose(ffn(x), ffn.down(act(gate) * up))
-    for kind, act in (("relu", F.relu), ("gelu", F.gelu)):
+    tanh_gelu = lambda h: 0.5 * h * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (h + 0.044715 * h**3)))  # GPT-2's
+    for kind, act in (("relu", F.relu), ("gelu", F.gelu), ("silu", F.silu), ("gelu_tanh", tanh_gelu)):
         ffn = build_ffn(kind, 8, 12)
-        assert torch.allclose(ffn(x), ffn.down(act(ffn.up(x))))
+        assert torch.allclose(ffn(x), ffn.down(act(ffn.up(x))), atol=1e-6)

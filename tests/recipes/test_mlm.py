@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from interrupt import assert_same_run, run_interrupted
 import torch
+from interrupt import assert_same_run, run_interrupted
 from safetensors.torch import load_file
 
 from transformers_zoo import EncoderOnly, ModelConfig
@@ -40,9 +40,9 @@ def run_recipe(*args: str | Path, check: bool = True) -> subprocess.CompletedPro
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, shared_data_dir: Path) -> Path:
-    """pretrain -> finetune -> scratch in one run directory (the recipe without subcommand)."""
+    """pretrain -> finetune -> scratch (two seeds each) in one run directory (the recipe without subcommand)."""
     out = tmp_path_factory.mktemp("mlm") / "run"
-    run_recipe("--preset", "tiny", "--data-dir", shared_data_dir, "--out", out)
+    run_recipe("--preset", "tiny", "--data-dir", shared_data_dir, "--out", out, "--finetune-seeds", "2")
     return out
 
 
@@ -70,10 +70,23 @@ def test_all_in_one_run_writes_sane_reports(tiny_run: Path) -> None:
 
     top = read_report(tiny_run)
     comparison = top["comparison"]
-    assert comparison["split"] == "test" and comparison["metric"] == "accuracy"
+    assert comparison["split"] == "test" and comparison["metric"] == "accuracy" and comparison["seeds"] == 2
+    per_seed = {name: read_report(tiny_run / name)["eval"]["test"]["accuracy"]
+                for name in ("finetune", "finetune-seed1", "scratch", "scratch-seed1")}
+    assert comparison["per_seed"] == per_seed
+    assert comparison["pretrained"] == pytest.approx((per_seed["finetune"] + per_seed["finetune-seed1"]) / 2)
+    assert comparison["scratch"] == pytest.approx((per_seed["scratch"] + per_seed["scratch-seed1"]) / 2)
     assert comparison["gain"] == pytest.approx(comparison["pretrained"] - comparison["scratch"])
-    assert top["eval"]["test"]["accuracy"] == comparison["pretrained"]
-    assert top["eval"]["scratch_test"]["accuracy"] == comparison["scratch"]
+    assert [read_report(tiny_run / n)["config"]["train"]["seed"] for n in per_seed] == [0, 1, 0, 1]
+    assert top["eval"]["test"]["accuracy"] == per_seed["finetune"]
+    # the pre-training text: IMDB reviews, packed, with its overlap with SST-2's evaluation sentences measured
+    pre_report = read_report(tiny_run / "pretrain")
+    assert pre_report["config"]["data"]["corpus"] == "imdb"
+    for split in ("sst2_dev", "sst2_val"):
+        overlap = top["contamination"][split]
+        assert overlap["n"] == 8 and overlap["texts"] > 700 and 0 <= overlap["contaminated"] <= overlap["texts"]
+    assert "Contamination" in (tiny_run / "report.md").read_text()
+    assert "Contamination" in (tiny_run / "pretrain" / "report.md").read_text()
     assert 0.0 <= top["eval"]["pretrain_val"]["masked_accuracy"] <= 1.0
     assert "Pre-trained against from scratch" in (tiny_run / "report.md").read_text()
     # the pre-training and the fine-tuning use one tokenizer; the scratch run trained its own
@@ -225,6 +238,34 @@ def test_checkpoint_with_another_tokenizer_is_refused(tiny_run: Path, other_toke
     shutil.copytree(other_tokenizer, run / "tokenizer")
     proc = run_recipe("predict", "--checkpoint", run, "a fine film", check=False)
     assert_one_error_line(proc, "another tokenizer", str(run / "tokenizer"))
+
+
+def test_imdb_task_truncates_head_and_tail(tiny_run: Path, shared_data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "imdb"
+    run_recipe("finetune", "--preset", "tiny", "--data-dir", shared_data_dir, "--init", tiny_run / "pretrain",
+               "--task", "imdb", "--max-steps", "6", "--out", out)
+    report = read_report(out)
+    config = json.loads((out / "config.json").read_text())
+    assert report["labels"] == ["neg", "pos"] and config["data"]["truncation"] == "head_tail"
+    assert config["model"]["max_len"] == 256  # rope: fine-tuned at twice the pre-training length
+    assert report["eval"]["test"]["examples"] == 100 and 0.0 <= report["eval"]["test"]["accuracy"] <= 1.0
+    assert "imdb/test.jsonl.gz" in (out / "report.md").read_text()
+
+
+def test_pretrain_on_own_jsonl_documents(shared_data_dir: Path, tmp_path: Path) -> None:
+    corpus = tmp_path / "reviews.jsonl"
+    docs = [f"Review {i}. The film was {'good' if i % 2 else 'bad'} and the cast was fine." for i in range(120)]
+    corpus.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    out = tmp_path / "own"
+    run_recipe("pretrain", "--preset", "tiny", "--data-dir", shared_data_dir, "--text", corpus, "--out", out)
+    report = read_report(out)
+    assert report["config"]["data"]["corpus"] == "file" and str(corpus) in report["config"]["data_source"]
+    assert report["eval"]["val"]["masked_tokens"] > 0
+    corpus.write_text(corpus.read_text() + '{"text": "cut off\n')
+    proc = run_recipe("pretrain", "--preset", "tiny", "--data-dir", shared_data_dir, "--text", corpus,
+                      "--out", tmp_path / "never", check=False)
+    assert_one_error_line(proc, f"{corpus}:121:", "not valid JSON")
+    assert not (tmp_path / "never").exists()
 
 
 def test_token_mask_flag_is_recorded_and_checked(tiny_run: Path, four_class: dict[str, Path], tmp_path: Path):

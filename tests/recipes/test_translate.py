@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from interrupt import assert_same_run, run_interrupted
 import sacrebleu
 import torch
+from interrupt import assert_same_run, run_interrupted
 
 from transformers_zoo import EncoderDecoder, ModelConfig
 from transformers_zoo.corpora import load_multi30k

@@ -142,3 +142,19 @@ def test_resume_from_empty_dir_starts_fresh(tmp_path):
     with pytest.warns(UserWarning, match="starting from scratch"):
         _, summary = train(tmp_path, max_steps=2, resume=True)
     assert summary["steps"] == 2
+
+
+def test_fingerprint_of_a_model_field_added_later_at_its_default_matches():
+    from transformers_zoo.config import ModelConfig
+    from transformers_zoo.training.checkpoint import check_fingerprint
+
+    current = {"model": ModelConfig(vocab_size=50).to_dict(), "tokenizer": "abc"}
+    old = {"model": dict(current["model"]), "tokenizer": "abc"}
+    del old["model"]["attention_scale"]  # written before the field existed
+    check_fingerprint(old, current, "ckpt")
+    changed = {"model": ModelConfig(vocab_size=50, attention_scale=1.0).to_dict(), "tokenizer": "abc"}
+    with pytest.raises(TrainingError, match="'model.attention_scale' is '<missing>' in the checkpoint but 1.0"):
+        check_fingerprint(old, changed, "ckpt")
+    del old["model"]["vocab_size"]  # missing and not at its default: a real difference
+    with pytest.raises(TrainingError, match="model.vocab_size"):
+        check_fingerprint(old, current, "ckpt")

@@ -1,4 +1,4 @@
-"""What every model family shares: weight initialisation and the padding mask convention."""
+"""What every model family shares: weight initialisation, the padding mask convention, the output logits."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ def padding_mask(ids: torch.Tensor, pad_id: int) -> torch.Tensor | None:
     """`(B, T)` True for real tokens, or None when nothing is padding (so kernels take their fast path)."""
     mask = ids != pad_id
     return None if bool(mask.all()) else mask
+
+
+def output_logits(lm_head: nn.Module, h: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Logits `(..., V)` of final hidden states `h (..., D)`, scaled first when `scale` != 1 (T5's
+    d_model**-0.5 with tied embeddings, `ModelConfig.scale_output`)."""
+    return lm_head(h if scale == 1.0 else h * scale)
 
 
 def init_weights(model: nn.Module, n_layers: int) -> None:

@@ -7,7 +7,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..modules import KVCache, TokenEmbedding, TransformerStack
-from .base import init_weights, padding_mask
+from .base import init_weights, output_logits, padding_mask
 
 
 class DecoderOnly(nn.Module):
@@ -22,7 +22,8 @@ class DecoderOnly(nn.Module):
         self.config = config
         self.embed = TokenEmbedding(config.vocab_size, config.d_model, config.scale_embeddings)
         self.stack = TransformerStack(config, config.n_layers, causal=True)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=config.output_bias)
+        self.output_scale = config.d_model ** -0.5 if config.scale_output else 1.0
         init_weights(self, config.n_layers)
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
@@ -33,7 +34,7 @@ class DecoderOnly(nn.Module):
         if attention_mask is None:
             attention_mask = padding_mask(input_ids, self.config.pad_id)
         h = self.stack(self.embed(input_ids), key_mask=attention_mask)
-        return self.lm_head(h)
+        return output_logits(self.lm_head, h, self.output_scale)
 
     def init_cache(self, batch_size: int) -> KVCache:
         return KVCache(len(self.stack.layers), batch_size, device=self.embed.weight.device)
@@ -42,5 +43,5 @@ class DecoderOnly(nn.Module):
                     ) -> torch.Tensor:
         """Append `tokens (B, t)` (a left-padded prompt with its mask, or one new token) to `cache`;
         return the logits `(B, vocab_size)` that predict the token after the last one."""
-        h = self.stack(self.embed(tokens), key_mask=attention_mask, cache=cache)
-        return self.lm_head(h[:, -1])
+        h = self.stack(self.embed(tokens), key_mask=attention_mask, cache=cache)[:, -1]
+        return output_logits(self.lm_head, h, self.output_scale)

@@ -7,7 +7,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..modules import KVCache, TokenEmbedding, TransformerStack
-from .base import init_weights, padding_mask
+from .base import init_weights, output_logits, padding_mask
 
 
 class EncoderDecoder(nn.Module):
@@ -15,7 +15,9 @@ class EncoderDecoder(nn.Module):
     `encode(src)` once per source, then `decode(tgt_in, memory, src_mask)`.
 
     With `share_src_tgt_embeddings` (a joint vocabulary) source and target share one embedding
-    matrix, and with `tie_embeddings` the output projection is that matrix too (Press & Wolf 2017).
+    matrix, and with `tie_embeddings` the output projection is that matrix too (Press & Wolf 2017);
+    `output_bias` adds a bias over the vocabulary (BART, Marian) and `scale_output` multiplies the final
+    hidden states by d_model**-0.5 before the projection (T5).
     Generation interface: `init_cache(src)` (encodes, projects cross-attention keys/values once) and
     `decode_step(tokens, cache)`.
     """
@@ -30,7 +32,8 @@ class EncoderDecoder(nn.Module):
             self.tgt_embed = TokenEmbedding(config.vocab_size, config.d_model, config.scale_embeddings)
         self.encoder = TransformerStack(config, config.encoder_layers, causal=False)
         self.decoder = TransformerStack(config, config.decoder_layers, causal=True, cross=True)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=config.output_bias)
+        self.output_scale = config.d_model ** -0.5 if config.scale_output else 1.0
         init_weights(self, config.encoder_layers + config.decoder_layers)
         if config.tie_embeddings:
             self.lm_head.weight = self.tgt_embed.weight
@@ -38,6 +41,13 @@ class EncoderDecoder(nn.Module):
     def source_mask(self, src: torch.Tensor) -> torch.Tensor | None:
         """`(B, S)` True for real source tokens (None when there is no padding)."""
         return padding_mask(src, self.config.pad_id)
+
+    def target_mask(self, tgt_in: torch.Tensor) -> torch.Tensor | None:
+        """`(B, T)` True for real target tokens (None when there is no padding). The first column is the
+        decoder's start token, real even where it is `pad_id` (Marian and T5 start decoding from pad)."""
+        mask = tgt_in != self.config.pad_id
+        mask[:, :1] = True
+        return None if bool(mask.all()) else mask
 
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
         """`src (B, S)` -> memory `(B, S, D)`; `src_mask` defaults to the tokens that are not `pad_id`."""
@@ -49,14 +59,14 @@ class EncoderDecoder(nn.Module):
                tgt_mask: torch.Tensor | None = None) -> torch.Tensor:
         """`tgt_in (B, T)` (shifted right: BOS first) attending to `memory (B, S, D)` -> logits `(B, T, V)`."""
         h = self.decoder(self.tgt_embed(tgt_in), key_mask=tgt_mask, memory=memory, memory_mask=src_mask)
-        return self.lm_head(h)
+        return output_logits(self.lm_head, h, self.output_scale)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, src_mask: torch.Tensor | None = None,
                 tgt_mask: torch.Tensor | None = None) -> torch.Tensor:
         if src_mask is None:
             src_mask = self.source_mask(src)
         if tgt_mask is None:
-            tgt_mask = padding_mask(tgt_in, self.config.pad_id)
+            tgt_mask = self.target_mask(tgt_in)
         return self.decode(tgt_in, self.encode(src, src_mask), src_mask, tgt_mask)
 
     def init_cache(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> KVCache:
@@ -74,5 +84,5 @@ class EncoderDecoder(nn.Module):
     def decode_step(self, tokens: torch.Tensor, cache: KVCache, attention_mask: torch.Tensor | None = None
                     ) -> torch.Tensor:
         """Append target `tokens (B, t)` to `cache`; return next-token logits `(B, vocab_size)`."""
-        h = self.decoder(self.tgt_embed(tokens), key_mask=attention_mask, cache=cache)
-        return self.lm_head(h[:, -1])
+        h = self.decoder(self.tgt_embed(tokens), key_mask=attention_mask, cache=cache)[:, -1]
+        return output_logits(self.lm_head, h, self.output_scale)

@@ -16,8 +16,9 @@ class EncoderOnly(nn.Module):
 
     MLM head (BERT): dense + GELU + norm, then the input embedding matrix (tied) plus a bias.
     Classification head: the sequence is pooled into one vector, then dropout and a linear layer.
-    Pooling (`config.pooling`): `cls` takes the first position (the batching puts [CLS] there; BERT's
-    extra tanh "pooler" layer is left out), `mean` averages the real (non-padding) positions, `max` takes
+    Pooling (`config.pooling`): `cls` takes the first position (the batching puts [CLS] there), `cls_tanh`
+    passes it through a dense + tanh layer (BERT's "pooler", so BertForSequenceClassification converts
+    whole), `mean` averages the real (non-padding) positions, `max` takes
     each feature's maximum over them (as in InferSent and Kim's CNN: a strong word anywhere decides).
     """
 
@@ -30,6 +31,7 @@ class EncoderOnly(nn.Module):
         self.mlm_dense = nn.Linear(d, d, bias=config.bias)
         self.mlm_norm = build_norm(config.norm, d, config.norm_eps, config.bias)
         self.mlm_head = nn.Linear(d, config.vocab_size, bias=True)
+        self.pooler = nn.Linear(d, d, bias=config.bias) if config.pooling == "cls_tanh" else None
         self.classifier = nn.Linear(d, config.n_classes) if config.n_classes else None
         self.head_dropout = nn.Dropout(config.dropout)
         init_weights(self, config.n_layers)
@@ -48,6 +50,8 @@ class EncoderOnly(nn.Module):
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         if self.config.pooling == "cls":
             return hidden[:, 0]
+        if self.config.pooling == "cls_tanh":
+            return torch.tanh(self.pooler(hidden[:, 0]))
         if self.config.pooling == "max":
             if attention_mask is None:
                 return hidden.amax(dim=1)

@@ -6,6 +6,7 @@ Mask convention (everywhere in the package): boolean, True = may attend, broadca
 Two kernels compute the same thing:
 - `torch.nn.functional.scaled_dot_product_attention` (fused on CUDA, fast on CPU): the default;
 - `reference_attention`: the plain softmax(QK^T / sqrt(d) + bias) V, which can return the weights.
+Both take `scale` for models that scale the scores otherwise (None: 1/sqrt(d); T5: 1).
 Set `module.store_weights = True` (or use `record_attention(model)`) to run the reference path and
 keep the weights `(B, H, Tq, Tk)` in `module.weights`, for plots and tests.
 """
@@ -51,14 +52,16 @@ def _prepare(mask: torch.Tensor | None, bias: torch.Tensor | None, dtype: torch.
 
 
 def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
-                        bias: torch.Tensor | None = None, is_causal: bool = False, dropout_p: float = 0.0
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """softmax(q k^T / sqrt(hd) + bias) v, written out. `q (B, H, Tq, hd)`, `k, v (B, H_kv, Tk, hd)`.
+                        bias: torch.Tensor | None = None, is_causal: bool = False, dropout_p: float = 0.0,
+                        scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k^T * scale + bias) v, written out (scale None: 1/sqrt(hd)). `q (B, H, Tq, hd)`,
+    `k, v (B, H_kv, Tk, hd)`.
 
     Returns `(out (B, H, Tq, hd), weights (B, H, Tq, Tk))`; masked-out weights are exactly 0.
     """
     k, v = _expand_kv(k, q.shape[1]), _expand_kv(v, q.shape[1])
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    scores = q @ k.transpose(-2, -1)
+    scores = scores / math.sqrt(q.shape[-1]) if scale is None else scores * scale
     if is_causal:
         causal = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril()
         mask = causal if mask is None else mask & causal
@@ -77,8 +80,8 @@ def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask:
 
 
 def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
-                    bias: torch.Tensor | None = None, is_causal: bool = False, dropout_p: float = 0.0
-                    ) -> torch.Tensor:
+                    bias: torch.Tensor | None = None, is_causal: bool = False, dropout_p: float = 0.0,
+                    scale: float | None = None) -> torch.Tensor:
     """The same as `reference_attention` through PyTorch's fused kernel (no weights returned)."""
     k, v = _expand_kv(k, q.shape[1]), _expand_kv(v, q.shape[1])
     if is_causal and (mask is not None or bias is not None):
@@ -87,7 +90,7 @@ def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: tor
         is_causal = False
     attn_mask, valid = _prepare(mask, bias, q.dtype)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
-                                         is_causal=is_causal and q.shape[2] > 1)
+                                         is_causal=is_causal and q.shape[2] > 1, scale=scale)
     return out if valid is None else out.masked_fill(~valid, 0.0)
 
 
@@ -97,22 +100,28 @@ class MultiHeadAttention(nn.Module):
     Self-attention projects q, k, v from `x` with one matrix; cross-attention (`cross=True`) projects q
     from `x` and k, v from `memory (B, S, d_model)` - once per source when a cache is given.
     `n_kv_heads` < `n_heads` shares each key/value head among a group of query heads (GQA; 1 = MQA).
+    `head_dim` defaults to d_model / n_heads (T5 sets it apart); `scale` multiplies the scores
+    (None: 1/sqrt(head_dim)). `bias` is for every projection; `qkv_bias` (None: as `bias`) overrides it for
+    the input projections (Qwen2 has biases on q, k, v only).
     """
 
     def __init__(self, d_model: int, n_heads: int, n_kv_heads: int | None = None, *, cross: bool = False,
-                 bias: bool = True, dropout: float = 0.0):
+                 bias: bool = True, dropout: float = 0.0, head_dim: int | None = None, scale: float | None = None,
+                 qkv_bias: bool | None = None):
         super().__init__()
         self.n_heads = n_heads
         self.n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
-        self.head_dim = d_model // n_heads
+        self.head_dim = d_model // n_heads if head_dim is None else head_dim
         self.cross = cross
         self.dropout = dropout
+        self.scale = scale
         q_dim, kv_dim = n_heads * self.head_dim, self.n_kv_heads * self.head_dim
+        in_bias = bias if qkv_bias is None else qkv_bias
         if cross:
-            self.q = nn.Linear(d_model, q_dim, bias=bias)
-            self.kv = nn.Linear(d_model, 2 * kv_dim, bias=bias)
+            self.q = nn.Linear(d_model, q_dim, bias=in_bias)
+            self.kv = nn.Linear(d_model, 2 * kv_dim, bias=in_bias)
         else:
-            self.qkv = nn.Linear(d_model, q_dim + 2 * kv_dim, bias=bias)
+            self.qkv = nn.Linear(d_model, q_dim + 2 * kv_dim, bias=in_bias)
         self.out = nn.Linear(q_dim, d_model, bias=bias)
         self.store_weights = False
         self.weights: torch.Tensor | None = None
@@ -150,9 +159,9 @@ class MultiHeadAttention(nn.Module):
                 k, v = cache.append(k, v)
         dropout_p = self.dropout if self.training else 0.0
         if self.store_weights:
-            out, self.weights = reference_attention(q, k, v, mask, bias, is_causal, dropout_p)
+            out, self.weights = reference_attention(q, k, v, mask, bias, is_causal, dropout_p, self.scale)
         else:
-            out = fused_attention(q, k, v, mask, bias, is_causal, dropout_p)
+            out = fused_attention(q, k, v, mask, bias, is_causal, dropout_p, self.scale)
         return self.out(rearrange(out, "b h t d -> b t (h d)"))
 
 

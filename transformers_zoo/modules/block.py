@@ -59,7 +59,8 @@ def build_block(cfg, cross: bool) -> TransformerBlock:
 
     def attention(is_cross: bool) -> MultiHeadAttention:
         return MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cross=is_cross, bias=cfg.bias,
-                                  dropout=cfg.attention_dropout)
+                                  dropout=cfg.attention_dropout, head_dim=cfg.head_dim, scale=cfg.attention_scale,
+                                  qkv_bias=cfg.qkv_bias)
 
     return TransformerBlock(
         self_attn=attention(False), ffn=build_ffn(cfg.ffn, cfg.d_model, cfg.ffn_dim, cfg.bias),
@@ -73,8 +74,10 @@ class TransformerStack(nn.Module):
 
     The stack owns its positional scheme and builds the masks once for all layers: the padding mask
     from `key_mask (B, T)` (True = real token), the causal mask when `causal`, the positional bias
-    (alibi / relative) and rotary angles (rope). Pre-norm stacks end with a final norm; post-norm
-    stacks normalise the embeddings instead (as BERT does), so every layer sees normalised input.
+    (alibi / relative) and rotary angles (rope): a relative bias (T5) is computed once and shared by
+    every layer. Pre-norm stacks end with a final norm; post-norm stacks normalise the embeddings
+    instead (as BERT does), so every layer sees normalised input - unless `cfg.embedding_norm` says
+    otherwise (False: Marian's post-norm stacks have none).
     """
 
     def __init__(self, cfg, n_layers: int, causal: bool, cross: bool = False):
@@ -83,9 +86,9 @@ class TransformerStack(nn.Module):
         self.positional = build_positional(cfg, causal)
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(build_block(cfg, cross) for _ in range(n_layers))
-        norm = build_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
-        self.final_norm = norm if cfg.norm_first else None
-        self.embed_norm = None if cfg.norm_first else norm
+        embedding_norm = not cfg.norm_first if cfg.embedding_norm is None else cfg.embedding_norm
+        self.final_norm = build_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias) if cfg.norm_first else None
+        self.embed_norm = build_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias) if embedding_norm else None
 
     def forward(self, x: torch.Tensor, *, key_mask: torch.Tensor | None = None,
                 memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None,

@@ -47,36 +47,50 @@ class Positional(nn.Module):
 
 
 class SinusoidalPositional(Positional):
-    """Fixed sin/cos of geometric frequencies (Vaswani et al. 2017): PE[p, 2i] = sin(p / 10000^(2i/d)),
-    PE[p, 2i+1] = cos(...). Defined for any position, so it runs (if not necessarily works) past max_len."""
+    """Fixed sin/cos of geometric frequencies (Vaswani et al. 2017), defined for any position, so it runs
+    (if not necessarily works) past max_len. Two layouts of the same numbers:
+    `interleaved` PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(...) (the paper's formula);
+    `split` PE[p, i] = sin(...), PE[p, d/2 + i] = cos(...) (fairseq, Marian/opus-mt checkpoints)."""
 
-    def __init__(self, d_model: int):
+    def __init__(self, d_model: int, layout: str = "interleaved"):
         super().__init__()
+        if layout not in ("interleaved", "split"):
+            raise ValueError(f"unknown sinusoidal layout {layout!r}; choose one of: interleaved, split")
+        self.layout = layout
         inv_freq = 1.0 / (10000.0 ** (torch.arange(0, d_model, 2, dtype=torch.float32) / d_model))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
-    def add(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def table(self, positions: torch.Tensor) -> torch.Tensor:
+        """The vectors `(1|B, T, d)` of integer `positions (1|B, T)`."""
         angles = positions[..., None].to(torch.float32) * self.inv_freq  # (1|B, T, d/2)
-        pe = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)  # interleave -> (1|B, T, d)
-        return x + pe.to(x.dtype)
+        if self.layout == "split":
+            return torch.cat((angles.sin(), angles.cos()), dim=-1)
+        return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)  # interleave -> (1|B, T, d)
+
+    def add(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return x + self.table(positions).to(x.dtype)
 
 
 class LearnedPositional(Positional):
-    """A trained vector per position (BERT, GPT-2); positions must stay below max_len."""
+    """A trained vector per position (BERT, GPT-2); positions must stay below max_len.
+
+    `offset` rows sit before position 0 (position p reads row p + offset): BART's table has 2, a
+    remnant of fairseq numbering positions after the padding index. The table is `(offset + max_len, d)`.
+    """
 
     no_weight_decay = True
 
-    def __init__(self, max_len: int, d_model: int):
+    def __init__(self, max_len: int, d_model: int, offset: int = 0):
         super().__init__()
-        self.max_len = max_len
-        self.weight = nn.Parameter(torch.empty(max_len, d_model))
+        self.max_len, self.offset = max_len, offset
+        self.weight = nn.Parameter(torch.empty(offset + max_len, d_model))
         nn.init.normal_(self.weight, std=0.02)
 
     def add(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         if positions.numel() and int(positions.max()) >= self.max_len:
             raise ValueError(f"position {int(positions.max())} is beyond max_len={self.max_len} of the "
                              "learned positional embedding; use a longer max_len or another positional")
-        return x + nn.functional.embedding(positions, self.weight)
+        return x + nn.functional.embedding(positions + self.offset if self.offset else positions, self.weight)
 
 
 class RotaryPositional(Positional):
@@ -167,8 +181,8 @@ class RelativePositional(Positional):
 def build_positional(cfg, causal: bool) -> Positional:
     """The positional scheme named by `cfg.positional` for a stack (causal for decoders)."""
     kinds = {
-        "sinusoidal": lambda: SinusoidalPositional(cfg.d_model),
-        "learned": lambda: LearnedPositional(cfg.max_len, cfg.d_model),
+        "sinusoidal": lambda: SinusoidalPositional(cfg.d_model, cfg.sinusoidal_layout),
+        "learned": lambda: LearnedPositional(cfg.max_len, cfg.d_model, cfg.positional_offset),
         "rope": lambda: RotaryPositional(cfg.head_dim, cfg.rope_theta),
         "alibi": lambda: ALiBiPositional(cfg.n_heads),
         "relative": lambda: RelativePositional(cfg.n_heads, cfg.relative_buckets, cfg.relative_max_distance,

@@ -1,4 +1,7 @@
-"""Position-wise feed-forward networks: relu / gelu (two matrices) and swiglu / geglu (gated, three)."""
+"""Position-wise feed-forward networks: relu / gelu / silu / gelu_tanh (two matrices) and swiglu / geglu /
+geglu_tanh (gated, three).
+
+`gelu` is the exact (erf) GELU of BERT; `gelu_tanh` its tanh approximation, GPT-2's and T5 v1.1's "gelu_new"."""
 
 from __future__ import annotations
 
@@ -6,11 +9,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "swiglu": F.silu, "geglu": F.gelu}
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """GELU's tanh approximation (GPT-2's and T5 v1.1's "gelu_new")."""
+    return F.gelu(x, approximate="tanh")
+
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu, "gelu_tanh": gelu_tanh,
+               "swiglu": F.silu, "geglu": F.gelu, "geglu_tanh": gelu_tanh}
 
 
 class FeedForward(nn.Module):
-    """`down(act(up(x)))`, the FFN of the original Transformer (relu) and of BERT/GPT-2 (gelu).
+    """`down(act(up(x)))`, the FFN of the original Transformer (relu), BERT/BART (gelu), GPT-2 (gelu_tanh)
+    and Marian/opus-mt (silu, "swish").
 
     Shapes: `(..., d_model) -> (..., d_model)` through a hidden width `d_ff`.
     """
@@ -28,7 +39,8 @@ class FeedForward(nn.Module):
 class GatedFeedForward(nn.Module):
     """`down(act(gate(x)) * up(x))` (Shazeer 2020, "GLU Variants Improve Transformer").
 
-    swiglu uses SiLU as the gate's activation (LLaMA), geglu uses GELU. The gate and up projections
+    swiglu uses SiLU as the gate's activation (LLaMA), geglu uses GELU, geglu_tanh its tanh approximation
+    (T5 v1.1's "gated-gelu"). The gate and up projections
     are one matrix so the input is read once.
     """
 
@@ -43,7 +55,8 @@ class GatedFeedForward(nn.Module):
         return self.down(self.act(gate) * up)
 
 
-FFNS = {"relu": FeedForward, "gelu": FeedForward, "swiglu": GatedFeedForward, "geglu": GatedFeedForward}
+FFNS = {"relu": FeedForward, "gelu": FeedForward, "silu": FeedForward, "gelu_tanh": FeedForward,
+        "swiglu": GatedFeedForward, "geglu": GatedFeedForward, "geglu_tanh": GatedFeedForward}
 
 
 def build_ffn(kind: str, d_model: int, d_ff: int, bias: bool = True) -> nn.Module:

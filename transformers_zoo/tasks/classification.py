@@ -24,7 +24,7 @@ from torch import nn
 
 from ..batching import ClassificationCollator, EpochBatches, TokenMaskingCollator, token_budget_batches
 from ..config import ModelConfig
-from ..corpora import SST2_LABELS, DataError, load_sst2, read_labelled_tsv
+from ..corpora import IMDB_LABELS, SST2_LABELS, DataError, load_imdb, load_sst2, read_labelled_tsv
 from ..metrics import accuracy, macro_f1
 from ..models.encoder_only import EncoderOnly
 from ..tokenizers import Tokenizer
@@ -89,9 +89,11 @@ def load_labelled_data(
     max_examples: int | None = None,
     max_eval_examples: int | None = None,
     label_names: Sequence[str] | None = None,
+    task: str = "sst2",
 ) -> LabelledData:
-    """The fine-tuning data: SST-2 (train less its held-out ``val`` / val / test = dev.tsv) by default, or
-    the user's tab-separated files.
+    """The fine-tuning data: ``task`` "sst2" (train less its held-out ``val`` / val / test = dev.tsv) or "imdb"
+    (its 25k train reviews less a held-out ``val_fraction`` / val / its 25k test reviews), or the user's
+    tab-separated files.
 
     TSV files need a header naming ``text_column`` and ``label_column``; labels may be integers or strings,
     any number of classes. The label names are the training file's distinct labels, sorted (numerically
@@ -102,7 +104,20 @@ def load_labelled_data(
     ``test_tsv`` there is no test split. ``max_examples`` / ``max_eval_examples`` keep only the first rows
     (the smoke-test preset).
     """
-    if train_tsv is None:
+    if train_tsv is None and task == "imdb":
+        if valid_tsv or test_tsv:
+            raise ValueError("--valid-tsv/--test-tsv need --train-tsv (without it the data is the task's)")
+        names = list(IMDB_LABELS)
+        train, val = holdout_examples([(r.text, names.index(r.label)) for r in load_imdb("train", data_dir)],
+                                      val_fraction)
+        test = [(r.text, names.index(r.label)) for r in load_imdb("test", data_dir)]
+        data = LabelledData({"train": train, "val": val, "test": test}, names,
+                            {"train": "imdb/train.jsonl.gz less the val reviews",
+                             "val": f"imdb/train.jsonl.gz: {len(val)} reviews held out ({val_fraction:.0%})",
+                             "test": "imdb/test.jsonl.gz"})
+    elif train_tsv is None:
+        if task != "sst2":
+            raise ValueError(f"task {task!r} is not valid; choose sst2 or imdb")
         if valid_tsv or test_tsv:
             raise ValueError("--valid-tsv/--test-tsv need --train-tsv (without it the data is SST-2)")
         sst2 = load_sst2(data_dir)
@@ -134,13 +149,21 @@ def load_labelled_data(
     return data
 
 
-def encode_examples(tokenizer: Tokenizer, examples: Sequence[Example], max_tokens: int) -> tuple[list, int]:
+def encode_examples(tokenizer: Tokenizer, examples: Sequence[Example], max_tokens: int,
+                    truncation: str = "head") -> tuple[list, int]:
     """``[(ids, label)]`` with ids cut to ``max_tokens`` (the model's ``max_len`` less CLS and SEP), and how
-    many were cut. A text that encodes to nothing keeps an empty id list (the model still sees CLS SEP)."""
+    many were cut. ``truncation`` "head" keeps the first tokens of a long text, "head_tail" its first quarter
+    and last three quarters (Sun et al. 2019, for long reviews, whose verdict is often at the end). A text
+    that encodes to nothing keeps an empty id list (the model still sees CLS SEP)."""
+    if truncation not in ("head", "head_tail"):
+        raise ValueError(f"truncation {truncation!r} is not valid; choose head or head_tail")
+    head = max_tokens if truncation == "head" else max_tokens // 4
     encoded, n_cut = [], 0
     for ids, (_, label) in zip(tokenizer.encode_batch([text for text, _ in examples]), examples, strict=True):
-        n_cut += len(ids) > max_tokens
-        encoded.append((ids[:max_tokens], label))
+        if len(ids) > max_tokens:
+            n_cut += 1
+            ids = ids[:head] + ids[len(ids) - (max_tokens - head):] if max_tokens > head else ids[:head]
+        encoded.append((ids, label))
     return encoded, n_cut
 
 

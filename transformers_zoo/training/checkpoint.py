@@ -20,6 +20,7 @@ checkpoint is a JSON pointer rather than a symlink (portable to Windows and to o
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -318,11 +319,23 @@ def load_checkpoint(
 # ------------------------------------------------------------------------------------------ fingerprints
 
 
+def _added_default(key: Any, value: Any) -> bool:
+    """True for a ModelConfig field at its default: a field added after the checkpoint was written (its run
+    could not set it), so its absence from the saved fingerprint is no difference."""
+    from ..config import ModelConfig  # (config depends on nothing; imported here to keep training's imports light)
+
+    fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    field = fields.get(key)
+    return field is not None and field.default is not dataclasses.MISSING and value == field.default
+
+
 def _first_difference(saved: Any, current: Any, where: str = "") -> tuple[str, Any, Any] | None:
     if isinstance(saved, dict) and isinstance(current, dict):
         for key in sorted(set(saved) | set(current), key=str):
             path = f"{where}.{key}" if where else str(key)
             if key not in saved:
+                if _added_default(key, current[key]):
+                    continue
                 return path, "<missing>", current[key]
             if key not in current:
                 return path, saved[key], "<missing>"

@@ -53,6 +53,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .errors import CheckpointError, Interrupted, TrainingError
+from .memory import steady_heap
 from .metrics_log import MetricsLog
 from .optim import build_optimizer
 from .progress import Progress
@@ -138,6 +139,7 @@ class Trainer:
         evaluate: EvaluateFn | None = None,
         fingerprint: dict[str, Any] | None = None,
     ) -> None:
+        steady_heap()  # a CPU run's memory stays flat (see training/memory.py)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.stream = train_stream

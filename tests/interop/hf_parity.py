@@ -1,0 +1,67 @@
+"""Checks the interop tests share: a random `transformers` model, saved, converted, must give our model's
+logits (with and without padding) and greedy tokens; exported back, `from_pretrained` must agree too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from transformers_zoo.generation import greedy
+from transformers_zoo.interop import export_hf, load_hf_model
+
+transformers = pytest.importorskip("transformers", reason="the interop parity tests compare against transformers")
+
+ATOL = 1e-5
+
+
+def random_ids(vocab: int, pad_id: int, shape: tuple[int, int], seed: int = 0) -> torch.Tensor:
+    """Token ids that are never `pad_id` (our models read it as padding when no mask is given)."""
+    ids = torch.randint(0, vocab, shape, generator=torch.Generator().manual_seed(seed))
+    return ids.masked_fill(ids == pad_id, (pad_id + 1) % vocab)
+
+
+def close(ours: torch.Tensor, theirs: torch.Tensor) -> None:
+    torch.testing.assert_close(ours, theirs, atol=ATOL, rtol=ATOL)
+
+
+def convert(hf_model, tmp_path: Path):
+    """Save the HF model as a checkpoint directory and convert it; returns our model (eval mode).
+
+    Every parameter is perturbed first, so that norm weights (ones) and biases (zeros) count too."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in hf_model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    hf_model.eval().save_pretrained(tmp_path / "hf")
+    return load_hf_model(tmp_path / "hf")
+
+
+def padding_masks(batch: int, length: int) -> dict[str, torch.Tensor]:
+    """Row 1 padded on the right, and on the left, by 3 positions."""
+    right = torch.ones(batch, length, dtype=torch.bool)
+    right[1, -3:] = False
+    return {"right": right, "left": right.flip(-1)}
+
+
+@torch.no_grad()
+def check_decoder(hf_model, tmp_path: Path, auto_class) -> None:
+    ours = convert(hf_model, tmp_path)
+    cfg = ours.config
+    ids = random_ids(cfg.vocab_size, cfg.pad_id, (2, 9))
+    close(ours(ids), hf_model(ids).logits)
+    for mask in padding_masks(*ids.shape).values():
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # HF counts positions from 0 only if told
+        theirs = hf_model(ids, attention_mask=mask.long(), position_ids=positions).logits
+        close(ours(ids, mask)[mask], theirs[mask])
+    for mask in (None, padding_masks(*ids.shape)["left"]):  # prompts are padded on the left to generate
+        # greedy: our cached decoding against HF generate; neither may emit pad_id (ours never does)
+        tokens = greedy(ours, ours.init_cache(2), ids, 20, eos_id=None, prompt_mask=mask)
+        hf_mask = torch.ones_like(ids) if mask is None else mask.long()
+        generated = hf_model.generate(ids, attention_mask=hf_mask, max_new_tokens=20, min_new_tokens=20,
+                                      do_sample=False, pad_token_id=cfg.pad_id, suppress_tokens=[cfg.pad_id])
+        assert tokens.tolist() == generated[:, ids.shape[1]:].tolist()
+    export_hf(ours, tmp_path / "ours")
+    again = auto_class.from_pretrained(tmp_path / "ours").eval()
+    close(again(ids).logits, ours(ids))

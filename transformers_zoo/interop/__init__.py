@@ -1,0 +1,144 @@
+"""Pre-trained weights in and out: Hugging Face checkpoint directories <-> our models, without `transformers`.
+
+    cfg, state, family = load_hf("path/to/gpt2")        # config.json + weights -> ModelConfig, state_dict
+    model = load_hf_model("hf:gpt2")                    # the same, built: a DecoderOnly with the weights
+    export_hf(model, "out/")                            # config.json + model.safetensors for from_pretrained
+
+Each family converter is a module with the same small interface, registered by `model_type`:
+- `MODEL_TYPES`: the config.json `model_type` strings it reads; `FAMILY`: key of `models.MODELS` it builds;
+- `IGNORED`: regexes of checkpoint tensors that are not weights we use (buffers, unused heads);
+- `config_from_hf(hf: dict) -> ModelConfig` and `config_to_hf(cfg) -> dict` (raise ConversionError for
+  what the other side cannot express);
+- `state_from_hf(tensors, cfg) -> state_dict`: *removes* what it uses from `tensors` (`tensors.take`),
+  so leftovers are reported; `state_to_hf(state, cfg) -> dict` of tensors by Hugging Face name.
+Add a family by adding its module to `FAMILIES`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..models import MODELS
+from . import bart, bert, gpt2, llama, marian, t5
+from .files import ConversionError, read_config, read_tensors, resolve_checkpoint, weights_file, write_checkpoint
+from .tensors import drop, our_shapes
+
+FAMILIES: tuple[ModuleType, ...] = (gpt2, bert, llama, bart, marian, t5)
+CONVERTERS: dict[str, ModuleType] = {t: m for m in FAMILIES for t in m.MODEL_TYPES}
+
+__all__ = ["CONVERTERS", "ConversionError", "export_hf", "load_hf", "load_hf_model", "resolve_checkpoint"]
+
+
+def converter(model_type: str | None, where: Path | None = None) -> ModuleType:
+    if model_type not in CONVERTERS:
+        raise ConversionError(f"unsupported architecture model_type={model_type!r}; supported: "
+                              f"{', '.join(sorted(CONVERTERS))}", where)
+    return CONVERTERS[model_type]
+
+
+def load_hf(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.Tensor], str]:
+    """Read a Hugging Face checkpoint directory (or `hf:NAME`) -> (ModelConfig, our state_dict, family).
+
+    `family` names the model class in `models.MODELS`. Every tensor of the checkpoint must be used or
+    known to be unused, and every weight of our model must come from the checkpoint, or a one-line
+    ConversionError names the file and the tensor.
+    """
+    directory = resolve_checkpoint(path)
+    hf = read_config(directory)
+    module = converter(hf.get("model_type"), directory / "config.json")
+    try:
+        cfg = module.config_from_hf(hf)
+    except KeyError as err:
+        raise ConversionError(f"missing field {err} for model_type={hf['model_type']!r}", directory / "config.json"
+                              ) from None
+    except ValueError as err:  # ConversionError, or a ModelConfig that refuses the numbers
+        raise ConversionError(str(err), directory / "config.json") from None
+    wfile = weights_file(directory)
+    tensors = read_tensors(wfile)
+    for name in [n for n in tensors if n.endswith((".gamma", ".beta"))]:  # pre-2019 LayerNorm names
+        tensors[name.rsplit(".", 1)[0] + (".weight" if name.endswith("gamma") else ".bias")] = tensors.pop(name)
+    try:
+        state = module.state_from_hf(tensors, cfg)
+    except ConversionError as err:
+        raise ConversionError(str(err), wfile) from None
+    drop(tensors, module.IGNORED)
+    if tensors:
+        names = sorted(tensors)
+        more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+        raise ConversionError(f"unexpected tensor {names[0]!r}{more}: not part of a {hf['model_type']} model "
+                              f"with this config.json", wfile)
+    _check_state(state, cfg, module, wfile)
+    return cfg, state, module.FAMILY
+
+
+def _check_state(state: dict, cfg: ModelConfig, module: ModuleType, wfile: Path) -> None:
+    """The converter's output against our model's own state_dict: a net for converter bugs."""
+    shapes = our_shapes(cfg, module.FAMILY)
+    for name, shape in shapes.items():
+        if name not in state and not any(name.startswith(p) for p in getattr(module, "FRESH", ())):
+            raise ConversionError(f"conversion gave no weight for {name!r}", wfile)
+        if name in state and tuple(state[name].shape) != shape:
+            raise ConversionError(f"converted {name!r} has shape {tuple(state[name].shape)}, expected {shape}", wfile)
+    extra = sorted(set(state) - set(shapes))
+    if extra:
+        raise ConversionError(f"conversion gave {extra[0]!r}, which the model does not have", wfile)
+
+
+def load_hf_model(path: str | os.PathLike, **overrides) -> nn.Module:
+    """`load_hf` and build the model, in eval mode. `overrides` change ModelConfig fields that do not
+    change weight shapes, e.g. `dropout=0.0`; weights the checkpoint lacks (`FRESH`) keep their init."""
+    cfg, state, family = load_hf(path)
+    model = MODELS[family](cfg.replace(**overrides) if overrides else cfg)
+    model.load_state_dict(state, strict=False)
+    return model.eval()
+
+
+def export_hf(model: nn.Module, directory: str | os.PathLike, model_type: str | None = None) -> Path:
+    """Write `model` as a Hugging Face checkpoint directory (config.json + model.safetensors) that
+    `transformers`' `AutoModelFor...from_pretrained(directory)` loads.
+
+    `model_type` defaults to the one the model was converted from (`config.extra["hf_model_type"]`),
+    else the first registered converter of the model's family that can express its config.
+    """
+    cfg: ModelConfig = model.config
+    family = next(name for name, cls in MODELS.items() if isinstance(model, cls))
+    if model_type is None:
+        model_type = cfg.extra.get("hf_model_type")
+    if model_type is not None:
+        module = converter(model_type)
+        hf = module.config_to_hf(cfg)
+    else:
+        module, hf, errors = None, None, []
+        for candidate in (m for m in FAMILIES if m.FAMILY == family):
+            try:
+                module, hf = candidate, candidate.config_to_hf(cfg)
+                break
+            except ValueError as err:  # ConversionError, or a converter's own refusal
+                errors.append(str(err))
+        if hf is None:
+            raise ConversionError(f"no Hugging Face architecture expresses this {family} config: {'; '.join(errors)}")
+    if module.FAMILY != family:
+        raise ConversionError(f"model_type {model_type!r} is a {module.FAMILY} model, not {family}")
+    state = {k: v.detach().float() for k, v in model.state_dict().items()}
+    return write_checkpoint(Path(directory), hf, module.state_to_hf(state, cfg))
+
+
+def load_hf_lm(path: str | os.PathLike, data_dir: str | os.PathLike | None = None):
+    """A converted decoder-only checkpoint and its tokenizer: `(model, tokenizer)`, for sampling.
+
+    Supported: GPT-2 (the `gpt2` byte-level BPE from the data dir, see `tokenizers.GPT2Tokenizer`).
+    Llama-family tokenizers (`tokenizer.json`) are not wrapped yet: a clear error says so.
+    """
+    from ..tokenizers import GPT2Tokenizer
+
+    model = load_hf_model(path)
+    model_type = model.config.extra.get("hf_model_type")
+    if model_type != "gpt2":
+        raise ConversionError(f"no tokenizer for model_type={model_type!r} yet (supported: gpt2)", str(path))
+    return model, GPT2Tokenizer.fetch(data_dir)

@@ -1,0 +1,192 @@
+"""BART (`BartForConditionalGeneration`) <-> our `EncoderDecoder`.
+
+What BART is in our terms: post-norm layers (`norm_first=False`) with a LayerNorm on the embeddings of
+both stacks (`layernorm_embedding`, our `embedding_norm`), learned positions read two rows past the
+position (`positional_offset=2`, HF's BartLearnedPositionalEmbedding), one table per stack, GELU,
+embeddings optionally times sqrt(d_model) (`scale_embedding`), one embedding shared by encoder, decoder
+and the tied output projection, plus `final_logits_bias` (our `output_bias`). Decoding starts from
+`decoder_start_token_id` (EOS, 2, for the released checkpoints), kept with the other special ids in
+`cfg.extra["hf"]`. Training-only knobs without an equivalent (activation_dropout, layerdrop) are
+dropped: they do not change inference.
+
+Marian (`interop.marian`) has the same layer layout and reuses `layer_pairs`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import ModelConfig
+from ..models import EncoderDecoder
+from .mapping import Pairs, expected_shapes, ffn_from_hf, ffn_to_hf, fill, gather, reads_config, same, scatter
+
+MODEL_TYPES = ("bart",)
+MODEL_CLASS = EncoderDecoder
+FAMILY = "encoder_decoder"
+# This converter reads tensors by name without removing them (interop/mapping.py), so the leftovers check
+# does not apply: every name it needs is checked for presence and shape, any other tensor is ignored.
+IGNORED = (r".",)
+ARCHITECTURE = "BartForConditionalGeneration"
+# special token ids a recipe or HF generate needs, kept in cfg.extra["hf"]
+TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "decoder_start_token_id", "forced_bos_token_id",
+                "forced_eos_token_id")
+
+
+def token_ids(hf: dict) -> dict:
+    return {"model_type": hf.get("model_type"), **{k: hf.get(k) for k in TOKEN_FIELDS}}
+
+
+def shared_fields(hf: dict) -> dict:
+    """ModelConfig fields read the same way from BART- and Marian-style configs."""
+    for legacy in ("normalize_before", "add_final_layer_norm"):  # pre-norm (mBART-style) stacks
+        if hf.get(legacy):
+            raise ValueError(f"unsupported {legacy}=True: this family's converter reads post-norm stacks only")
+    return {
+        "d_model": hf["d_model"],
+        "n_heads": same(hf, ("encoder_attention_heads", "decoder_attention_heads")),
+        "n_layers": hf["encoder_layers"],
+        "n_encoder_layers": hf["encoder_layers"],
+        "n_decoder_layers": hf["decoder_layers"],
+        "d_ff": same(hf, ("encoder_ffn_dim", "decoder_ffn_dim")),
+        "max_len": hf["max_position_embeddings"],
+        "dropout": hf.get("dropout", 0.1),
+        "attention_dropout": hf.get("attention_dropout", 0.0),
+        "norm": "layernorm",
+        "norm_first": False,
+        "norm_eps": 1e-5,  # nn.LayerNorm's default, which BART and Marian use
+        "ffn": ffn_from_hf(hf.get("activation_function", "gelu"), "activation_function"),
+        "bias": True,
+        "tie_embeddings": hf.get("tie_word_embeddings", True),
+        "scale_embeddings": bool(hf.get("scale_embedding", False)),
+        "output_bias": True,
+        "pad_id": hf["pad_token_id"],
+        "extra": {"hf": token_ids(hf)},
+    }
+
+
+def shared_fields_to_hf(cfg: ModelConfig) -> dict:
+    """The inverse of `shared_fields`."""
+    if cfg.norm != "layernorm" or cfg.norm_first or not cfg.bias or cfg.n_kv_heads not in (None, cfg.n_heads):
+        raise ValueError("this family needs norm='layernorm', norm_first=False, bias=True and n_kv_heads=None")
+    if cfg.d_head not in (None, cfg.d_model // cfg.n_heads) or cfg.attention_scale is not None or cfg.norm_eps != 1e-5:
+        raise ValueError("this family needs d_head=None, attention_scale=None and norm_eps=1e-5")
+    return {
+        "d_model": cfg.d_model,
+        "encoder_attention_heads": cfg.n_heads, "decoder_attention_heads": cfg.n_heads,
+        "encoder_layers": cfg.encoder_layers, "decoder_layers": cfg.decoder_layers,
+        "encoder_ffn_dim": cfg.ffn_dim, "decoder_ffn_dim": cfg.ffn_dim,
+        "max_position_embeddings": cfg.max_len,
+        "dropout": cfg.dropout, "attention_dropout": cfg.attention_dropout, "activation_dropout": 0.0,
+        "activation_function": ffn_to_hf(cfg),
+        "scale_embedding": cfg.scale_embeddings,
+        "tie_word_embeddings": cfg.tie_embeddings,  # transformers >= 5: false unties every table
+        "pad_token_id": cfg.pad_id,
+        "is_encoder_decoder": True,
+        **{k: v for k, v in cfg.extra.get("hf", {}).items() if k in TOKEN_FIELDS},
+    }
+
+
+@reads_config
+def config_from_hf(hf: dict) -> ModelConfig:
+    return ModelConfig(
+        vocab_size=hf["vocab_size"], positional="learned", positional_offset=2, embedding_norm=True,
+        share_src_tgt_embeddings=hf.get("tie_word_embeddings", True), **shared_fields(hf))
+
+
+def config_to_hf(cfg: ModelConfig) -> dict:
+    if cfg.positional != "learned" or cfg.positional_offset != 2 or cfg.embedding_norm is False:
+        raise ValueError("BART needs positional='learned', positional_offset=2 and an embedding norm")
+    if not cfg.output_bias or cfg.scale_output or cfg.source_vocab_size != cfg.vocab_size:
+        raise ValueError("BART needs output_bias=True, scale_output=False and one vocabulary")
+    if cfg.tie_embeddings and not cfg.share_src_tgt_embeddings:
+        raise ValueError("BART ties all embeddings or none: tie_embeddings=True needs share_src_tgt_embeddings=True")
+    return {"model_type": "bart", "architectures": [ARCHITECTURE], "vocab_size": cfg.vocab_size,
+            **shared_fields_to_hf(cfg)}
+
+
+def layer_pairs(cfg: ModelConfig) -> Pairs:
+    """Every encoder and decoder layer: BART's and Marian's names (`model.encoder.layers.{i}...`)."""
+
+    def linear(ours: str, *hf: str) -> Pairs:
+        return [(f"{ours}.{p}", tuple(f"{h}.{p}" for h in hf)) for p in ("weight", "bias")]
+
+    pairs: Pairs = []
+    for stack, n in (("encoder", cfg.encoder_layers), ("decoder", cfg.decoder_layers)):
+        for i in range(n):
+            ours, hf = f"{stack}.layers.{i}", f"model.{stack}.layers.{i}"
+            attn = f"{hf}.self_attn"
+            pairs += linear(f"{ours}.self_attn.qkv", f"{attn}.q_proj", f"{attn}.k_proj", f"{attn}.v_proj")
+            pairs += linear(f"{ours}.self_attn.out", f"{attn}.out_proj")
+            pairs += linear(f"{ours}.self_attn_norm", f"{hf}.self_attn_layer_norm")
+            if stack == "decoder":
+                cross = f"{hf}.encoder_attn"
+                pairs += linear(f"{ours}.cross_attn.q", f"{cross}.q_proj")
+                pairs += linear(f"{ours}.cross_attn.kv", f"{cross}.k_proj", f"{cross}.v_proj")
+                pairs += linear(f"{ours}.cross_attn.out", f"{cross}.out_proj")
+                pairs += linear(f"{ours}.cross_attn_norm", f"{hf}.encoder_attn_layer_norm")
+            pairs += linear(f"{ours}.ffn.up", f"{hf}.fc1")
+            pairs += linear(f"{ours}.ffn.down", f"{hf}.fc2")
+            pairs += linear(f"{ours}.ffn_norm", f"{hf}.final_layer_norm")
+    return pairs
+
+
+def embedding_pairs(cfg: ModelConfig) -> Pairs:
+    """Source and target embeddings and the output projection with its bias.
+
+    transformers >= 5 ties nothing when `tie_word_embeddings` is false: encoder, decoder and output then
+    have tables of their own (`share_src_tgt_embeddings=False` here); else all read `model.shared`
+    (Marian: the decoder's table when `share_encoder_decoder_embeddings` is false).
+    """
+    if cfg.share_src_tgt_embeddings:
+        src = tgt = "model.shared.weight"
+    else:
+        src, tgt = "model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight"
+    head = tgt if cfg.tie_embeddings else "lm_head.weight"
+    return [("src_embed.weight", (src,)), ("tgt_embed.weight", (tgt,)), ("lm_head.weight", (head,)),
+            ("lm_head.bias", ("final_logits_bias",))]
+
+
+def pairs(cfg: ModelConfig) -> Pairs:
+    out = embedding_pairs(cfg)
+    for stack in ("encoder", "decoder"):
+        out += [(f"{stack}.positional.weight", (f"model.{stack}.embed_positions.weight",))]
+        out += [(f"{stack}.embed_norm.{p}", (f"model.{stack}.layernorm_embedding.{p}",)) for p in ("weight", "bias")]
+    return out + layer_pairs(cfg)
+
+
+def prepare(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """A copy of a checkpoint's tensors with the names `embedding_pairs` reads: the `model.` prefix a bare
+    `BartModel` checkpoint lacks, tied tables saved under one name only, `final_logits_bias` (zeros when
+    absent, HF's default) flattened to our bias."""
+    if not any(k.startswith("model.") for k in tensors):
+        tensors = {("" if k.startswith(("lm_head", "final_logits_bias")) else "model.") + k: t
+                   for k, t in tensors.items()}
+    tensors = dict(tensors)
+    enc, dec, shared = (f"model.{n}.weight" for n in ("encoder.embed_tokens", "decoder.embed_tokens", "shared"))
+    fill(tensors, shared, enc, dec)
+    fill(tensors, enc, shared)
+    fill(tensors, dec, shared)
+    fill(tensors, "lm_head.weight", dec)
+    tensors["final_logits_bias"] = tensors.get("final_logits_bias", torch.zeros(cfg.vocab_size)).reshape(-1)
+    return tensors
+
+
+def alias_pairs(shared: bool) -> Pairs:
+    """The embedding names HF's state_dict holds besides those `embedding_pairs` reads (strict loading
+    wants them all, tied or not); `shared`: the model has a `model.shared` table."""
+    out: Pairs = [("src_embed.weight", ("model.encoder.embed_tokens.weight",)),
+                  ("tgt_embed.weight", ("model.decoder.embed_tokens.weight",)), ("lm_head.weight", ("lm_head.weight",))]
+    return (out + [("src_embed.weight", ("model.shared.weight",))]) if shared else out
+
+
+def logits_bias_to_hf(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out["final_logits_bias"] = out["final_logits_bias"].reshape(1, -1)  # HF keeps a (1, V) buffer
+    return out
+
+
+def state_from_hf(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    return gather(prepare(tensors, cfg), pairs(cfg), expected_shapes(MODEL_CLASS, cfg))
+
+
+def state_to_hf(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    return logits_bias_to_hf(scatter(state, pairs(cfg) + alias_pairs(shared=True)))
