@@ -290,3 +290,17 @@ def test_interrupted_run_resumes_bitwise(tiny_run: Path, shared_data_dir: Path, 
     run_interrupted("mlm", ["--preset", "tiny", "--data-dir", shared_data_dir], tmp_path / "cut", signals)
     for stage in ("pretrain", "finetune", "scratch"):
         assert_same_run(tiny_run / stage, tmp_path / "cut" / stage, 12)
+
+
+def test_resume_refuses_settings_it_would_ignore(tiny_run: Path, shared_data_dir: Path) -> None:
+    """Issue #17: a resume kept the saved settings but ignored any other flag without a word; now a flag that is
+    not a budget is refused, naming it, before anything runs (the one command and a single stage alike)."""
+    before = {p: p.stat().st_mtime_ns for p in tiny_run.rglob("*")}
+    for flags, needle in ((["--lr", "0.1"], "--lr"), (["--corpus", "sst2"], "--corpus"),
+                          (["--pooling", "cls"], "--pooling"), (["--pretrain-lr", "0.1"], "--pretrain-lr"),
+                          (["finetune", "--resume", tiny_run / "finetune", "--seed", "5"], "--seed 5")):
+        argv = flags if flags[0] == "finetune" else ["--resume", tiny_run, *flags]
+        proc = run_recipe(*argv, "--data-dir", shared_data_dir, check=False)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert_one_error_line(proc, needle, "resumed run keeps")
+    assert {p: p.stat().st_mtime_ns for p in tiny_run.rglob("*")} == before  # nothing written
