@@ -77,7 +77,7 @@ TRAIN_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
 }
 
 
-class _StoreGiven(argparse.Action):
+class StoreGiven(argparse.Action):
     """Store the value and note the flag in `namespace._given`: a resume must know whether `--seed 0` or
     `--device cpu` was typed or is only the default (see runs.resume_train_settings)."""
 
@@ -118,18 +118,19 @@ def add_common_args(parser: argparse.ArgumentParser, presets: dict[str, dict], d
     run.add_argument("--data-dir", default=None,
                      help="data sets folder (default: env TZOO_DATA_DIR, else data/ in the repo, downloading "
                           "there when missing)")
-    run.add_argument("--preset", default=default_preset, choices=sorted(presets),
+    run.add_argument("--preset", default=default_preset, choices=sorted(presets), action=StoreGiven,
                      help=f"model/training size (default: {default_preset}); 'tiny' is a seconds-long smoke test")
     run.add_argument("--out", default=None, help="run directory (default: runs/<recipe>-<preset>-<time>)")
-    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], action=_StoreGiven,
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], action=StoreGiven,
                      help="auto = cuda when available")
-    run.add_argument("--seed", type=int, default=0, action=_StoreGiven,
+    run.add_argument("--seed", type=int, default=0, action=StoreGiven,
                      help="seed of everything random (default 0; a resumed run keeps its own)")
     run.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps")
     run.add_argument("--max-minutes", type=float, default=None, help="stop after N minutes of training")
     run.add_argument("--resume", metavar="RUN_DIR", default=None,
                      help="continue the run in RUN_DIR from its newest complete checkpoint, with its saved settings "
-                          "and budgets (--max-steps/--max-minutes/--max-epochs given here replace the budgets)")
+                          "and budgets (--max-steps/--max-minutes/--max-epochs given here replace the budgets; any "
+                          "other setting is refused)")
     run.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint, no training")
     run.add_argument("--checkpoint", metavar="RUN_DIR", default=None,
                      help="run directory (or checkpoint folder) to evaluate or use")

@@ -82,6 +82,8 @@ def resume_train_settings(saved_train: dict[str, Any], args: argparse.Namespace,
                          "leave --seed out, or start a new run")
     refused = [dest for dest in vars(args) if (dest.startswith(("model__", "train__")) or dest in recipe_flags)
                and dest not in BUDGETS and given_on_command_line(args, dest)]
+    if "preset" in getattr(args, "_given", ()):
+        refused.insert(0, "preset")
     if refused:
         flags = ", ".join("--" + d.split("__")[-1].replace("_", "-") for d in refused)
         raise ValueError(f"{flags}: a resumed run keeps the settings it was started with (only --max-steps, "

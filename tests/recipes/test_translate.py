@@ -281,3 +281,14 @@ def test_interrupted_run_resumes_bitwise(tiny_run: Path, shared_data_dir: Path, 
     run_interrupted("translate", ["--preset", "tiny", "--data-dir", shared_data_dir], tmp_path / "cut",
                     ["5:TERM", "17:KILL", "30:TERM", "45:TERM"])
     assert_same_run(tiny_run, tmp_path / "cut", 40)
+
+
+def test_resume_refuses_settings_it_would_ignore(tiny_run: Path, shared_data_dir: Path, call) -> None:
+    """Issue #17: a resume used to ignore every flag but the budgets without a word (`--lr 0.1` ran on with the
+    saved lr); now it is rebuilt from config.json alone and any other setting is refused, naming it."""
+    before = sorted(p.name for p in tiny_run.rglob("*"))
+    for flags, needle in ((["--lr", "0.1"], "--lr"), (["--seed", "3"], "--seed 3"), (["--vocab", "300"], "--vocab"),
+                          (["--n-encoder-layers", "1"], "--n-encoder-layers"), (["--preset", "cpu"], "--preset")):
+        code, _, err = call("--resume", tiny_run, "--data-dir", shared_data_dir, *flags)
+        assert code == 2 and needle in err and "resumed run keeps" in err, err
+    assert sorted(p.name for p in tiny_run.rglob("*")) == before  # nothing written
