@@ -11,11 +11,12 @@ best or checkpoint-averaged weights on validation, and report sacreBLEU and chrF
     python recipes/translate.py --eval-only --checkpoint RUN_DIR --beam 10 --out RUN_DIR/eval-beam10
 
 Data: one joint sentencepiece BPE vocabulary (--vocab) trained on the training split only (cached under
-DATA_DIR/tokenizers when writable), shared source/target embeddings tied to the output layer; or one
-vocabulary per language with --separate-vocab. Training: token-budget batches (--max-tokens), label
-smoothing, inverse-sqrt warm-up, selection of the best checkpoint on validation loss (or greedy BLEU with
---select bleu). At the end the last --average-last checkpoints are averaged; the better of best and averaged
-on validation is evaluated on every test split with beam search and with greedy search.
+$TZOO_CACHE_DIR/tokenizers, default ~/.cache/transformers_zoo; never in the data dir), shared source/target
+embeddings tied to the output layer; or one vocabulary per language with --separate-vocab. Training:
+token-budget batches (--max-tokens), label smoothing, inverse-sqrt warm-up, selection of the best checkpoint on
+validation loss (or greedy BLEU with --select bleu). At the end the last --average-last checkpoints are
+averaged; the better of best and averaged on validation is evaluated on every test split with beam search and
+with greedy search.
 
 Run directory: config.json, tokenizer/ (and tokenizer-src/ with --separate-vocab), checkpoints/,
 averaged/ (the averaged weights), metrics.jsonl, hyp/<split>.<tgt> (beam), hyp/<split>.greedy.<tgt> and the
