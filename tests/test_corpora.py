@@ -386,7 +386,7 @@ def test_sst2_zip_with_reordered_rows_is_accepted(server, shared_data_dir, tmp_p
 
 @pytest.mark.parametrize(("dataset", "name", "hint"), [
     ("sst2", "train.tsv", "--train-tsv"), ("tinyshakespeare", "input.txt", "--text"),
-    ("multi30k", "train.en.gz", "--train-src")])
+    ("multi30k", "train.en.gz", "--train-src"), ("imdb", "train.jsonl.gz", "--text FILE.jsonl")])
 def test_own_file_in_a_canonical_folder_says_how_to_use_own_files(tmp_path, dataset, name, hint):
     """Issue #17: a 4-class TSV saved as sst2/train.tsv is refused, and the message says what to do instead."""
     (tmp_path / dataset).mkdir()
