@@ -29,18 +29,22 @@ from transformers_zoo import DecoderOnly, ModelConfig  # noqa: E402
 from transformers_zoo.cli import (  # noqa: E402
     add_common_args,
     main_guard,
-    new_run_dir,
-    read_run_config,
     resolve_device,
     resolve_preset,
-    run_dir_of,
-    tokenizer_cache_dir,
-    write_json,
 )
 from transformers_zoo.corpora import load_tinyshakespeare, read_text, resolve_data_dir  # noqa: E402
 from transformers_zoo.generation import Recompute, iter_tokens, sampler  # noqa: E402
 from transformers_zoo.interop import load_hf_lm  # noqa: E402
 from transformers_zoo.modules import record_attention  # noqa: E402
+from transformers_zoo.runs import (  # noqa: E402
+    fingerprint,
+    open_run,
+    read_run_config,
+    resume_train_settings,
+    run_dir_of,
+    tokenizer_cache_dir,
+    write_json,
+)
 from transformers_zoo.tasks.lm import evaluate_lm, lm_loss, prepare_lm_data, train_stream  # noqa: E402
 from transformers_zoo.tokenizers import load_tokenizer  # noqa: E402
 from transformers_zoo.training import (  # noqa: E402
@@ -91,7 +95,7 @@ SAMPLE_PROMPT = "\n"
 def parse_train_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="recipes/gpt.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser, PRESETS, default_preset="cpu")
+    add_common_args(parser, PRESETS, default_preset="cpu", family="decoder_only")
     data = parser.add_argument_group("data")
     data.add_argument("--text", default=None, help="train on this text file instead of Tiny Shakespeare")
     data.add_argument("--tokenizer", choices=["char", "bpe", "unigram", "gpt2"], default=None,
@@ -102,6 +106,9 @@ def parse_train_args(argv: list[str]) -> argparse.Namespace:
     data.add_argument("--split", default=None,
                       help="train,val,test fractions of the text in order, e.g. 0.9,0.1,0 (nanoGPT) or 0.8,0.1,0.1")
     return parser.parse_args(argv)
+
+
+DATA_FLAGS = ("text", "tokenizer", "vocab", "block_size", "batch_size", "split")  # fixed for a run once started
 
 
 def data_settings(preset: dict, args: argparse.Namespace) -> dict:
@@ -125,7 +132,7 @@ def load_text(data: dict, data_dir: str | None) -> str:
 
 def build_lm_data(data: dict, data_dir: str | None, tokenizer=None):
     text = load_text(data, data_dir)
-    cache = tokenizer_cache_dir(data_dir) if tokenizer is None else None  # None: read-only data folder
+    cache = tokenizer_cache_dir() if tokenizer is None else None  # None: the cache dir cannot be written
     return prepare_lm_data(text, tuple(data["split"]), tokenizer or data["tokenizer"], data["vocab"], cache,
                            resolve_data_dir(data_dir))
 
@@ -171,18 +178,16 @@ def train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    if args.resume:
-        run_dir = run_dir_of(args.resume)
-        saved = read_run_config(run_dir)
+    run = open_run(args, "gpt")
+    if run.resumed:  # everything from config.json: the preset and flags of this command line are not used
+        saved = run.saved
         preset["model"], data = saved["model"], saved["data"]
-        preset["train"] = dict(saved["train"], resume=True, **{k: v for k, v in preset["train"].items()
-                                                              if k in ("max_steps", "max_minutes")})
-        tokenizer = load_tokenizer(run_dir / "tokenizer")
-        lm = build_lm_data(data, args.data_dir, tokenizer)
+        preset["train"] = resume_train_settings(saved["train"], args, DATA_FLAGS)
+        lm = build_lm_data(data, args.data_dir, load_tokenizer(run.dir / "tokenizer"))
+        run_dir = run.dir
     else:
         # every rank must agree on the directory (its default name has a time stamp)
-        run_dir = Path(broadcast_object(str(new_run_dir(args.out, "gpt", args.preset, create=False))))
+        run_dir = Path(broadcast_object(str(run.dir)))
         lm = build_lm_data(data, args.data_dir)  # bad input fails here, before the run dir exists
         if is_main():
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -192,32 +197,34 @@ def train(args: argparse.Namespace) -> int:
     if cfg.positional == "learned" and data["block_size"] > cfg.max_len:
         raise ValueError(f"--block-size {data['block_size']} exceeds the model's max_len={cfg.max_len}")
     train_cfg = TrainConfig.from_dict(preset["train"])
-    config = {"recipe": "gpt", "preset": args.preset, "model": cfg.to_dict(), "train": train_cfg.to_dict(),
-              "data": data, "tokenizer_fingerprint": tok.fingerprint}
+    config = {"recipe": "gpt", "preset": run.saved["preset"] if run.resumed else args.preset, "model": cfg.to_dict(),
+              "train": train_cfg.to_dict(), "data": data, "tokenizer_fingerprint": tok.fingerprint}
     if is_main():
         write_json(run_dir / "config.json", config)
     if is_main():
         print(f"data: {', '.join(f'{k} {len(v):,} tokens' for k, v in lm.tokens.items())}; "
               f"vocabulary {tok.vocab_size}", file=sys.stderr)
 
+    torch.manual_seed(train_cfg.seed)  # the initial weights
     model = DecoderOnly(cfg)
     params = sum(p.numel() for p in model.parameters())
     if is_main():
         print(f"model: DecoderOnly, {params:,} parameters", file=sys.stderr)
-    stream = train_stream(lm.tokens["train"], data["block_size"], data["batch_size"], args.seed, tok.pad_id)
+    # the run's seed (a resume's is the saved one): the batch order is a function of it
+    stream = train_stream(lm.tokens["train"], data["block_size"], data["batch_size"], train_cfg.seed, tok.pad_id)
     max_eval_tokens = data.get("max_eval_tokens")
 
     def evaluate(m) -> dict[str, float]:
         tokens = lm.tokens["val"] if not max_eval_tokens else lm.tokens["val"][:max_eval_tokens]
         chars = lm.chars["val"] if not max_eval_tokens else None
         res = evaluate_lm(m, tokens, data["block_size"], data["eval_batch_size"], device, tok.pad_id, chars)
-        sample = generate_text(m, tok, SAMPLE_PROMPT, 200, seed=args.seed)
+        sample = generate_text(m, tok, SAMPLE_PROMPT, 200, seed=train_cfg.seed)
         with open(run_dir / "samples.md", "a", encoding="utf-8") as f:
             f.write(f"\n### step {trainer.step}, val loss {res['loss']:.4f}\n\n```\n{sample}\n```\n")
         return {f"val_{k}": v for k, v in res.items() if k != "tokens"}
 
     trainer = Trainer(model, stream, lm_loss, train_cfg, run_dir, evaluate=evaluate,
-                      fingerprint={"model": cfg.to_dict(), "tokenizer": tok.fingerprint})
+                      fingerprint=fingerprint(cfg, tok))
     summary = trainer.fit()
     if not is_main():
         return 0

@@ -54,14 +54,17 @@ from transformers_zoo.batching import IGNORE_INDEX  # noqa: E402
 from transformers_zoo.cli import (  # noqa: E402
     add_common_args,
     main_guard,
-    new_run_dir,
     overrides,
-    read_run_config,
     resolve_device,
+)
+from transformers_zoo.corpora import load_imdb, load_sst2, read_jsonl  # noqa: E402
+from transformers_zoo.runs import (  # noqa: E402
+    new_run_dir,
+    read_run_config,
+    resume_train_settings,
     run_dir_of,
     write_json,
 )
-from transformers_zoo.corpora import load_imdb, load_sst2, read_jsonl  # noqa: E402
 from transformers_zoo.tasks.classification import (  # noqa: E402
     LabelledData,
     classification_stream,
@@ -199,7 +202,7 @@ def make_parser(mode: str) -> argparse.ArgumentParser:
     prog = "recipes/mlm.py" + ("" if mode == "all" else f" {mode}")
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser, PRESETS, default_preset="cpu")
+    add_common_args(parser, PRESETS, default_preset="cpu", family="encoder_only")
     data = parser.add_argument_group("data")
     data.add_argument("--vocab", type=parse_vocab, default=None, metavar="SIZE|KIND|KIND:SIZE",
                       help="sentencepiece vocabulary trained on the pre-training text (or, from scratch, the train "
@@ -233,8 +236,9 @@ def make_parser(mode: str) -> argparse.ArgumentParser:
                           help="validation file for checkpoint selection (default: 10%% of --train-tsv held out)")
         data.add_argument("--test-tsv", dest="tsv_test", default=None, metavar="FILE",
                           help="test file, scored once at the end")
-        data.add_argument("--text-column", default="sentence", help="column of the text (default: sentence)")
-        data.add_argument("--label-column", default="label",
+        data.add_argument("--text-column", default=None,  # None: not given (a resume refuses it given)
+                          help="column of the text (default: sentence)")
+        data.add_argument("--label-column", default=None,
                           help="column of the label, integer or string, any number of classes (default: label)")
         data.add_argument("--token-mask", type=float, default=None, metavar="P",
                           help="fine-tuning regulariser: replace this share of the training tokens by [MASK], afresh "
@@ -319,18 +323,10 @@ def stage_plan(args: argparse.Namespace, stage: str, cli_train: bool = True) -> 
                 raise ValueError(f"--token-mask must be in [0, 1), got {args.token_mask}")
             data["token_mask"] = args.token_mask
         data.update(train_tsv=absolute(args.tsv_train), valid_tsv=absolute(args.tsv_valid),
-                    test_tsv=absolute(args.tsv_test), text_column=args.text_column, label_column=args.label_column)
+                    test_tsv=absolute(args.tsv_test), text_column=args.text_column or "sentence",
+                    label_column=args.label_column or "label")
     model = dict(preset["model"], **preset[base].get("model", {}), **task.get("model", {}))
     return {"model": dict(model, **overrides(args, "model__")), "train": train, "data": data}
-
-
-def budgets(args: argparse.Namespace, pretrain: bool = False) -> dict[str, Any]:
-    """Budgets given on the command line of a resume (they replace the saved ones)."""
-    if pretrain:
-        pairs = (("pretrain_steps", "max_steps"), ("pretrain_minutes", "max_minutes"))
-    else:
-        pairs = (("max_steps", "max_steps"), ("max_minutes", "max_minutes"))
-    return {key: getattr(args, flag) for flag, key in pairs if getattr(args, flag, None) is not None}
 
 
 def fingerprint(cfg: ModelConfig, tokenizer: Tokenizer, labels: list[str] | None = None) -> dict[str, Any]:
@@ -807,20 +803,44 @@ def setup(args: argparse.Namespace) -> None:
         raise ValueError(f"--out {out}: already holds a run; continue it with --resume {out} or choose another --out")
 
 
-def resume_plan(saved: dict[str, Any], budget: dict[str, Any]) -> dict[str, Any]:
-    return {"model": saved["model"], "train": dict(saved["train"], resume=True, **budget), "data": saved["data"]}
+# Flags (dests) a resume cannot change: the data of its stages, the start of fine-tuning, the stages of the
+# one command. The budgets may change, everything else is refused (runs.resume_train_settings).
+RESUME_FIXED = ("vocab", "tokenizer", "batch_tokens", "corpus", "text", "block_len", "batch_blocks",
+                "mlm_probability", "task", "tsv_train", "tsv_valid", "tsv_test", "text_column", "label_column",
+                "token_mask", "init", "tokenizer_from", "pretrain_lr", "finetune_seeds")
 
 
-def resume_pretrain(run_dir: Path, args: argparse.Namespace, budget: dict[str, Any]) -> dict[str, Any]:
+def resume_args(args: argparse.Namespace, pretrain_of_all: bool = False) -> argparse.Namespace:
+    """The flags one stage's resume reads: in the one command, the pre-training takes --pretrain-steps/-minutes
+    as its budgets (--max-steps/--max-minutes are the fine-tuning runs'), and each stage keeps its own seed
+    (--seed was checked against the base seed once, `check_resume`)."""
+    values = dict(vars(args), _given=set(getattr(args, "_given", ())) - {"seed"})
+    if pretrain_of_all:
+        values.update(max_steps=args.pretrain_steps, max_minutes=args.pretrain_minutes, train__max_epochs=None)
+    return argparse.Namespace(**values)
+
+
+def check_resume(args: argparse.Namespace, saved_train: dict[str, Any]) -> None:
+    """Refuse, before any stage runs, a flag a resume would ignore (or that would change the run halfway)."""
+    resume_train_settings(saved_train, args, RESUME_FIXED)
+
+
+def resume_plan(saved: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """A stage's plan from its config.json: only the budgets (and where it runs) from the command line."""
+    return {"model": saved["model"], "train": resume_train_settings(saved["train"], args, RESUME_FIXED),
+            "data": saved["data"]}
+
+
+def resume_pretrain(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     saved = read_run_config(run_dir)
-    job = pretrain_job(resume_plan(saved, budget), args.data_dir, load_tokenizer(run_dir / "tokenizer"),
+    job = pretrain_job(resume_plan(saved, args), args.data_dir, load_tokenizer(run_dir / "tokenizer"),
                        contamination=True)
     return run_pretrain(job, run_dir, saved["preset"], resume=True)
 
 
-def resume_finetune(run_dir: Path, args: argparse.Namespace, budget: dict[str, Any]) -> dict[str, Any]:
+def resume_finetune(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     saved = read_run_config(run_dir)
-    plan = resume_plan(saved, budget)
+    plan = resume_plan(saved, args)
     data = labelled_data(plan, args.data_dir, saved["labels"])
     init = Path(saved["init_checkpoint"]) if saved.get("init_checkpoint") else None
     if init is not None and latest_checkpoint(run_dir) is None and not init.is_dir():
@@ -833,7 +853,9 @@ def resume_finetune(run_dir: Path, args: argparse.Namespace, budget: dict[str, A
 def pretrain_main(args: argparse.Namespace) -> int:
     setup(args)
     if args.resume:
-        resume_pretrain(run_dir_of(args.resume), args, budgets(args))
+        run_dir = run_dir_of(args.resume)
+        check_resume(args, read_run_config(run_dir)["train"])
+        resume_pretrain(run_dir, args)
         return 0
     job = pretrain_job(stage_plan(args, "pretrain"), args.data_dir, contamination=True)
     run_pretrain(job, new_run_dir(args.out, f"{RECIPE}-pretrain", args.preset), args.preset)
@@ -843,7 +865,9 @@ def pretrain_main(args: argparse.Namespace) -> int:
 def finetune_main(args: argparse.Namespace) -> int:
     setup(args)
     if args.resume:
-        resume_finetune(run_dir_of(args.resume), args, budgets(args))
+        run_dir = run_dir_of(args.resume)
+        check_resume(args, read_run_config(run_dir)["train"])
+        resume_finetune(run_dir, args)
         return 0
     stage = "finetune" if args.init else "scratch"
     if args.init:
@@ -879,6 +903,7 @@ def all_main(args: argparse.Namespace) -> int:
             raise ValueError(f"--resume {args.resume}: not a run of 'recipes/mlm.py' without subcommand; resume it "
                              f"with 'recipes/mlm.py {saved.get('stage')} --resume'")
         plans, preset = saved["plans"], saved["preset"]
+        check_resume(args, plans["finetune"]["train"])
         runs = [tuple(r) for r in saved.get("runs", [("finetune", "finetune", None), ("scratch", "scratch", None)])]
     else:
         plans = {"pretrain": stage_plan(args, "pretrain", cli_train=False), "finetune": stage_plan(args, "finetune"),
@@ -901,13 +926,14 @@ def all_main(args: argparse.Namespace) -> int:
     reports: dict[str, dict[str, Any]] = {}
     for name, stage, seed in [("pretrain", "pretrain", None), *runs]:
         run_dir = parent / name
-        budget = budgets(args, pretrain=stage == "pretrain") if args.resume else {}
         if (run_dir / "report.json").is_file():
             log(f"{name}: done already ({run_dir / 'report.json'})")
             reports[name] = json.loads((run_dir / "report.json").read_text())
         elif (run_dir / "config.json").is_file():
-            resume = resume_pretrain if stage == "pretrain" else resume_finetune
-            reports[name] = resume(run_dir, args, budget)
+            if stage == "pretrain":
+                reports[name] = resume_pretrain(run_dir, resume_args(args, pretrain_of_all=True))
+            else:
+                reports[name] = resume_finetune(run_dir, resume_args(args))
         elif stage == "pretrain":
             reports[name] = run_pretrain(pre_job, run_dir, preset)
         else:

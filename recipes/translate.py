@@ -11,11 +11,12 @@ best or checkpoint-averaged weights on validation, and report sacreBLEU and chrF
     python recipes/translate.py --eval-only --checkpoint RUN_DIR --beam 10 --out RUN_DIR/eval-beam10
 
 Data: one joint sentencepiece BPE vocabulary (--vocab) trained on the training split only (cached under
-DATA_DIR/tokenizers when writable), shared source/target embeddings tied to the output layer; or one
-vocabulary per language with --separate-vocab. Training: token-budget batches (--max-tokens), label
-smoothing, inverse-sqrt warm-up, selection of the best checkpoint on validation loss (or greedy BLEU with
---select bleu). At the end the last --average-last checkpoints are averaged; the better of best and averaged
-on validation is evaluated on every test split with beam search and with greedy search.
+$TZOO_CACHE_DIR/tokenizers, default ~/.cache/transformers_zoo; never in the data dir), shared source/target
+embeddings tied to the output layer; or one vocabulary per language with --separate-vocab. Training:
+token-budget batches (--max-tokens), label smoothing, inverse-sqrt warm-up, selection of the best checkpoint on
+validation loss (or greedy BLEU with --select bleu). At the end the last --average-last checkpoints are
+averaged; the better of best and averaged on validation is evaluated on every test split with beam search and
+with greedy search.
 
 Run directory: config.json, tokenizer/ (and tokenizer-src/ with --separate-vocab), checkpoints/,
 averaged/ (the averaged weights), metrics.jsonl, hyp/<split>.<tgt> (beam), hyp/<split>.greedy.<tgt> and the
@@ -44,15 +45,19 @@ from transformers_zoo import EncoderDecoder, ModelConfig  # noqa: E402
 from transformers_zoo.cli import (  # noqa: E402
     add_common_args,
     main_guard,
-    new_run_dir,
-    read_run_config,
     resolve_device,
     resolve_preset,
+)
+from transformers_zoo.corpora import DataError, load_multi30k, read_parallel, resolve_data_dir  # noqa: E402
+from transformers_zoo.runs import (  # noqa: E402
+    fingerprint,
+    open_run,
+    read_run_config,
+    resume_train_settings,
     run_dir_of,
     tokenizer_cache_dir,
     write_json,
 )
-from transformers_zoo.corpora import DataError, load_multi30k, read_parallel, resolve_data_dir  # noqa: E402
 from transformers_zoo.tasks.translation import (  # noqa: E402
     TranslationData,
     average_checkpoints,
@@ -121,7 +126,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 def parse_train_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="recipes/translate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser, PRESETS, default_preset="cpu")
+    add_common_args(parser, PRESETS, default_preset="cpu", family="encoder_decoder")
     data = parser.add_argument_group("data")
     data.add_argument("--src", default=None, help="source language of Multi30k (default en); with --train-src: "
                                                   "only a label (default: the file's extension)")
@@ -158,6 +163,11 @@ def add_eval_args(group: argparse.ArgumentParser | argparse._ArgumentGroup, trai
                            help="checkpoint selection on validation: loss (default) or greedy BLEU at every eval")
         group.add_argument("--average-last", type=int, default=None, metavar="K",
                            help="average the last K checkpoints and evaluate that too (1 = off; default: preset)")
+
+
+# Flags a resumed run cannot change (its data and checkpoint selection are fixed once started).
+DATA_FLAGS = ("src", "tgt", "file_train_src", "file_train_tgt", "file_valid_src", "file_valid_tgt", "test",
+              "tokenizer", "vocab", "separate_vocab", "max_tokens", "eval_limit", "select", "average_last")
 
 
 def data_settings(preset: dict, args: argparse.Namespace) -> dict[str, Any]:
@@ -261,7 +271,7 @@ def build_data(data: dict[str, Any], data_dir: str | None, max_len: int,
     limit = data.get("eval_limit")
     if limit:
         pairs = {split: p if split == "train" else p[:limit] for split, p in pairs.items()}
-    cache = tokenizer_cache_dir(data_dir) if tokenizers is None else None  # None: read-only data folder
+    cache = tokenizer_cache_dir() if tokenizers is None else None
     return prepare_translation_data(pairs, data["vocab"], data["joint"], data["tokenizer"], cache, max_len,
                                     tokenizers)
 
@@ -283,7 +293,7 @@ def load_tokenizers(run_dir: Path) -> tuple[Tokenizer, Tokenizer]:
 
 def fingerprint_of(cfg: ModelConfig, src_tok: Tokenizer, tgt_tok: Tokenizer) -> dict[str, Any]:
     """What a checkpoint belongs to: the model config and both tokenizers' hashes."""
-    return {"model": cfg.to_dict(), "tokenizer": tgt_tok.fingerprint, "src_tokenizer": src_tok.fingerprint}
+    return fingerprint(cfg, tgt_tok, src_tokenizer=src_tok.fingerprint)
 
 
 def model_config(model: dict[str, Any], td: TranslationData) -> ModelConfig:
@@ -306,15 +316,12 @@ def train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    if args.resume:
-        run_dir = run_dir_of(args.resume)
-        saved = read_run_config(run_dir)
-        data, ev, preset_name = saved["data"], saved["eval"], saved.get("preset", args.preset)
-        train_cfg = dict(saved["train"], resume=True)
-        for key, value in (("max_steps", args.max_steps), ("max_minutes", args.max_minutes)):
-            if value is not None:
-                train_cfg[key] = value
+    run = open_run(args, "translate")
+    run_dir = run.dir
+    if run.resumed:  # everything from config.json but the budgets (and search flags) of this command line
+        saved = run.saved
+        data, ev, preset_name = saved["data"], eval_settings(preset, args, saved["eval"]), saved["preset"]
+        train_cfg = resume_train_settings(saved["train"], args, DATA_FLAGS)
         td = build_data(data, args.data_dir, saved["model"]["max_len"], load_tokenizers(run_dir))
         cfg = ModelConfig.from_dict(saved["model"])
         train_cfg = TrainConfig.from_dict(train_cfg)
@@ -331,8 +338,8 @@ def train(args: argparse.Namespace) -> int:
             preset["train"], best_metric="val_bleu" if ev["select"] == "bleu" else "val_loss",
             best_mode="max" if ev["select"] == "bleu" else "min",
             keep_last=max(preset["train"].get("keep_last", 3), ev["average_last"])))
-        run_dir = new_run_dir(args.out, "translate", args.preset)
         if is_main():
+            run_dir.mkdir(parents=True, exist_ok=True)
             save_tokenizers(td, run_dir)
     src_tok, tgt_tok = td.src_tokenizer, td.tgt_tokenizer
     config = {"recipe": "translate", "preset": preset_name, "model": cfg.to_dict(), "train": train_cfg.to_dict(),
@@ -346,6 +353,7 @@ def train(args: argparse.Namespace) -> int:
     print(f"data: {data['src']}->{data['tgt']}, " + ", ".join(f"{s} {len(p):,}" for s, p in td.pairs.items())
           + f" pairs{skipped}; {vocab}", file=sys.stderr)
 
+    torch.manual_seed(train_cfg.seed)  # the initial weights
     model = EncoderDecoder(cfg)
     params = sum(p.numel() for p in model.parameters())
     print(f"model: EncoderDecoder, {params:,} parameters", file=sys.stderr)

@@ -6,12 +6,28 @@ import http.server
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tokenizer_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Trained tokenizers are cached in a temp folder of the session (``$TZOO_CACHE_DIR``, which recipe
+    subprocesses inherit), never in the user's ``~/.cache``."""
+    from transformers_zoo.runs import CACHE_ENV
+
+    path = tmp_path_factory.mktemp("tzoo-cache")
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
 
 
 @pytest.fixture(scope="session")

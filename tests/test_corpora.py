@@ -382,3 +382,14 @@ def test_sst2_zip_with_reordered_rows_is_accepted(server, shared_data_dir, tmp_p
     random.Random(1).shuffle(rows)
     _serve_sst2_zip(server, shared_data_dir, train=header + b"".join(rows))
     assert load_sst2(tmp_path / "cache") == load_sst2(data_copy("sst2"))
+
+
+@pytest.mark.parametrize(("dataset", "name", "hint"), [
+    ("sst2", "train.tsv", "--train-tsv"), ("tinyshakespeare", "input.txt", "--text"),
+    ("multi30k", "train.en.gz", "--train-src"), ("imdb", "train.jsonl.gz", "--text FILE.jsonl")])
+def test_own_file_in_a_canonical_folder_says_how_to_use_own_files(tmp_path, dataset, name, hint):
+    """Issue #17: a 4-class TSV saved as sst2/train.tsv is refused, and the message says what to do instead."""
+    (tmp_path / dataset).mkdir()
+    (tmp_path / dataset / name).write_text("sentence\tlabel\na fine film\t3\na dull one\t0\n")
+    with pytest.raises(DataError, match=rf"sha256 mismatch.*own files.*{hint}"):
+        fetch(dataset, tmp_path, files=[name])

@@ -2,8 +2,9 @@
 
 Every recipe (`recipes/*.py`) takes the same flags (see DESIGN.md, "Recipe contract"):
 `--data-dir --preset --out --device --seed --max-steps --max-minutes --resume --eval-only --checkpoint`,
-training overrides (`--lr --warmup-steps ...`) and an override for every `ModelConfig` field
-(`--positional rope --norm rmsnorm ...`), generated from the dataclass so the two never drift apart.
+training overrides (`--lr --warmup-steps ...`) and an override for every `ModelConfig` field the recipe's
+model family reads (`--positional rope --norm rmsnorm ...`; `IGNORED_FIELDS` names those a family's model
+never reads), generated from the dataclass so the two never drift apart.
 A preset is a dict `{"model": {...}, "train": {...}, "data": {...}}`; flags given on the command line
 win over the preset.
 """
@@ -12,23 +13,29 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as _dt
 import json
 import os
 import sys
 import types
 import typing
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from .config import FFNS, NORMS, POOLINGS, POSITIONALS, SINUSOIDAL_LAYOUTS, ModelConfig
-from .corpora import resolve_data_dir
-from .training.atomic import atomic_write_text
+from .runs import new_run_dir, read_run_config, run_dir_of, write_json  # noqa: F401  (recipes import them here)
 from .training.trainer import resolve_device  # noqa: F401  (recipes import it from here; one definition)
 
 # Fields the recipe derives from its data (vocabulary, classes) rather than from flags.
 DERIVED_FIELDS = {"vocab_size", "src_vocab_size", "pad_id", "n_classes", "extra"}
+# ModelConfig fields a family's model never reads (no flag for them there); every other field not derived is
+# offered. A new field is offered to every family until it is listed here.
+_TWO_STACKS = ("n_encoder_layers", "n_decoder_layers", "share_src_tgt_embeddings")
+_LM_OUTPUT = ("output_bias", "scale_output")  # the generating heads (decoder, encoder-decoder)
+IGNORED_FIELDS = {
+    "decoder_only": (*_TWO_STACKS, "pooling"),
+    "encoder_decoder": ("pooling",),
+    "encoder_only": (*_TWO_STACKS, *_LM_OUTPUT),
+}
 CHOICES = {"positional": POSITIONALS, "norm": NORMS, "ffn": FFNS, "pooling": POOLINGS,
            "sinusoidal_layout": SINUSOIDAL_LAYOUTS}
 MODEL_HELP = {
@@ -70,6 +77,15 @@ TRAIN_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
 }
 
 
+class StoreGiven(argparse.Action):
+    """Store the value and note the flag in `namespace._given`: a resume must know whether `--seed 0` or
+    `--device cpu` was typed or is only the default (see runs.resume_train_settings)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace._given = {*getattr(namespace, "_given", ()), self.dest}
+
+
 def str2bool(value: str) -> bool:
     if value.lower() in ("1", "true", "yes", "on"):
         return True
@@ -86,22 +102,35 @@ def _field_type(annotation: Any) -> Callable[[str], Any]:
     return str2bool if tp is bool else tp
 
 
-def add_common_args(parser: argparse.ArgumentParser, presets: dict[str, dict], default_preset: str) -> None:
-    """The recipe contract's flags, training overrides and one flag per ModelConfig field."""
+def model_fields(family: str) -> list[str]:
+    """The ModelConfig fields a recipe of `family` ("decoder_only", "encoder_decoder", "encoder_only") offers as
+    flags: those its model reads, without the ones derived from the data."""
+    if family not in IGNORED_FIELDS:
+        raise ValueError(f"unknown model family {family!r}; known: {', '.join(IGNORED_FIELDS)}")
+    return [f.name for f in dataclasses.fields(ModelConfig)
+            if f.name not in DERIVED_FIELDS and f.name not in IGNORED_FIELDS[family]]
+
+
+def add_common_args(parser: argparse.ArgumentParser, presets: dict[str, dict], default_preset: str,
+                    family: str) -> None:
+    """The recipe contract's flags, training overrides and one flag per ModelConfig field `family` reads."""
     run = parser.add_argument_group("run")
     run.add_argument("--data-dir", default=None,
                      help="data sets folder (default: env TZOO_DATA_DIR, else data/ in the repo, downloading "
                           "there when missing)")
-    run.add_argument("--preset", default=default_preset, choices=sorted(presets),
+    run.add_argument("--preset", default=default_preset, choices=sorted(presets), action=StoreGiven,
                      help=f"model/training size (default: {default_preset}); 'tiny' is a seconds-long smoke test")
     run.add_argument("--out", default=None, help="run directory (default: runs/<recipe>-<preset>-<time>)")
-    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], action=StoreGiven,
                      help="auto = cuda when available")
-    run.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
+    run.add_argument("--seed", type=int, default=0, action=StoreGiven,
+                     help="seed of everything random (default 0; a resumed run keeps its own)")
     run.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps")
     run.add_argument("--max-minutes", type=float, default=None, help="stop after N minutes of training")
     run.add_argument("--resume", metavar="RUN_DIR", default=None,
-                     help="continue the run in RUN_DIR from its newest complete checkpoint")
+                     help="continue the run in RUN_DIR from its newest complete checkpoint, with its saved settings "
+                          "and budgets (--max-steps/--max-minutes/--max-epochs given here replace the budgets; any "
+                          "other setting is refused)")
     run.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint, no training")
     run.add_argument("--checkpoint", metavar="RUN_DIR", default=None,
                      help="run directory (or checkpoint folder) to evaluate or use")
@@ -111,17 +140,15 @@ def add_common_args(parser: argparse.ArgumentParser, presets: dict[str, dict], d
     for name, (tp, help_) in TRAIN_FLAGS.items():
         train.add_argument("--" + name.replace("_", "-"), dest="train__" + name, metavar=name.upper(), type=tp,
                            default=None, help=help_)
-    model = parser.add_argument_group("model (override the preset; every ModelConfig field)")
-    for f in dataclasses.fields(ModelConfig):
-        if f.name in DERIVED_FIELDS:
-            continue
-        kwargs: dict[str, Any] = {"dest": "model__" + f.name, "default": None, "type": _field_type(f.name)}
-        if f.name in CHOICES:
-            kwargs["choices"] = CHOICES[f.name]
+    model = parser.add_argument_group(f"model (override the preset; every ModelConfig field {family} reads)")
+    for name in model_fields(family):
+        kwargs: dict[str, Any] = {"dest": "model__" + name, "default": None, "type": _field_type(name)}
+        if name in CHOICES:
+            kwargs["choices"] = CHOICES[name]
         else:
-            kwargs["metavar"] = f.name.upper()
-        kwargs["help"] = MODEL_HELP.get(f.name, f.name.replace("_", " "))
-        model.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+            kwargs["metavar"] = name.upper()
+        kwargs["help"] = MODEL_HELP.get(name, name.replace("_", " "))
+        model.add_argument("--" + name.replace("_", "-"), **kwargs)
 
 
 def overrides(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
@@ -145,57 +172,6 @@ def resolve_preset(presets: dict[str, dict], args: argparse.Namespace) -> dict[s
     if args.compile:
         train["compile"] = True
     return preset
-
-
-def tokenizer_cache_dir(data_dir: str | os.PathLike | None) -> Path | None:
-    """`DATA_DIR/tokenizers` when it can be written, else None (a read-only shared copy: train in memory)."""
-    path = resolve_data_dir(data_dir) / "tokenizers"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test.{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-        return path
-    except OSError:
-        return None
-
-
-def new_run_dir(out: str | None, recipe: str, preset: str, create: bool = True) -> Path:
-    """A fresh run directory; an existing one that already holds checkpoints is refused (use --resume).
-    With `create=False` only the checks run: create it once the inputs are known to be good."""
-    if out is None:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = os.path.join("runs", f"{recipe}-{preset}-{stamp}")
-    path = Path(out)
-    if (path / "checkpoints").exists() and any((path / "checkpoints").iterdir()):
-        raise ValueError(f"--out {path}: already holds a run; continue it with --resume {path} or choose "
-                         "another --out")
-    if create:
-        path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temp file in the same folder, fsynced, then renamed)."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The `config.json` of a run directory (or of the run holding a checkpoint folder)."""
-    path = Path(run_dir)
-    for candidate in (path, path.parent, path.parent.parent):
-        if (candidate / "config.json").is_file():
-            return json.loads((candidate / "config.json").read_text())
-    raise FileNotFoundError(f"{run_dir}: no config.json found (is it a run directory of this recipe?)")
-
-
-def run_dir_of(path: str | os.PathLike) -> Path:
-    """The run directory containing `path` (a run directory or one of its checkpoint folders)."""
-    p = Path(path)
-    for candidate in (p, p.parent, p.parent.parent):
-        if (candidate / "config.json").is_file():
-            return candidate
-    raise FileNotFoundError(f"{path}: not a run directory (no config.json)")
 
 
 def main_guard(main: Callable[[], int | None]) -> None:

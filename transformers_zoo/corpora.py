@@ -242,6 +242,16 @@ def _mismatch(path: Path, dataset: str, name: str) -> str | None:
     return f"sha256 mismatch for {dataset}/{name}: expected {expected}, got {got}"
 
 
+#: How to train on one's own files instead of a canonical data set (a modified file in its folder is refused).
+OWN_FILES = {
+    "multi30k": "recipes/translate.py --train-src/--train-tgt/--valid-src/--valid-tgt FILE (--test NAME=SRC,TGT)",
+    "tinyshakespeare": "recipes/gpt.py --text FILE",
+    "sst2": "recipes/mlm.py --train-tsv/--valid-tsv/--test-tsv FILE (--text FILE to pre-train)",
+    "imdb": "recipes/mlm.py --text FILE.jsonl to pre-train ({\"text\": ...} a line), --train-tsv/--valid-tsv/"
+            "--test-tsv FILE to fine-tune",
+}
+
+
 def _verify(path: Path, dataset: str, name: str) -> None:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, SHA256[dataset][name])
@@ -249,8 +259,10 @@ def _verify(path: Path, dataset: str, name: str) -> None:
         return
     problem = _mismatch(path, dataset, name)
     if problem is not None:
+        own = f"; to train on your own files, keep them elsewhere and pass {OWN_FILES[dataset]}" \
+            if dataset in OWN_FILES else ""
         raise DataError(f"{problem}; the file is corrupted or not the canonical one (delete it to download "
-                        f"it again)", path)
+                        f"it again){own}", path)
     _VERIFIED.add(key)
 
 
@@ -818,11 +830,11 @@ def load_sst2(
     texts = [" ".join(text.split()) for text, _ in ordered]  # whitespace-normalised, as in ``held``
     spans = {" ".join(w[i:j]) for w in map(str.split, held) for i in range(len(w)) for j in range(i + 1, len(w) + 1)}
     cut = [text in spans for text in texts]  # the held-out sentences and every phrase cut from them
-    shared = {" ".join(w[i:i + n]) for w in (t.split() for t, c in zip(texts, cut) if not c)
+    shared = {" ".join(w[i:i + n]) for w in (t.split() for t, c in zip(texts, cut, strict=True) if not c)
               for n in range(1, SST2_SHARED_MAX_WORDS + 1) for i in range(len(w) - n + 1)}
-    train = [row for row, text, c in zip(ordered, texts, cut)
+    train = [row for row, text, c in zip(ordered, texts, cut, strict=True)
              if not c or (len(text.split()) <= SST2_SHARED_MAX_WORDS and text in shared and text not in held)]
-    val = [row for row, text in zip(ordered, texts) if text in held]
+    val = [row for row, text in zip(ordered, texts, strict=True) if text in held]
     return {"train": train, "val": val, "test": test}
 
 

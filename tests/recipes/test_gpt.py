@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from interrupt import assert_same_run, run_interrupted
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "gpt.py"
 
 
-def run(*args, check=True, stdin=None):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+def run(*args, check=True, stdin=None, **env_vars):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **env_vars)
     proc = subprocess.run([sys.executable, str(RECIPE), *map(str, args)], capture_output=True, text=True, env=env,
                           input=stdin, timeout=300)
     if check and proc.returncode != 0:
@@ -87,3 +88,35 @@ def test_bad_input_gives_one_line(tmp_path, shared_data_dir):
     proc = run("--preset", "tiny", "--split", "0.9,x", "--data-dir", shared_data_dir, "--out", tmp_path / "s",
                check=False)
     assert proc.returncode == 2 and "--split" in proc.stderr
+
+
+def test_interrupted_run_resumes_bitwise(shared_data_dir, tmp_path):
+    """Issue #17: SIGTERM at steps 7 and 19 (the latter saving at an eval step before evaluating) and SIGKILL at
+    27 (back to the step-20 checkpoint), each resumed with no flag but --resume: the run ends bitwise where an
+    uninterrupted one does. A resume used to take the default --seed (another batch order) and the default
+    preset's budgets (4000 steps: the last run would reach the SIGTERM at 45)."""
+    start = ["--preset", "tiny", "--seed", "7", "--data-dir", shared_data_dir, "--threads", "1"]
+    run(*start, "--out", tmp_path / "whole")
+    run_interrupted("gpt", start, tmp_path / "cut", ["7:TERM", "19:TERM", "27:KILL", "45:TERM"])
+    assert_same_run(tmp_path / "whole", tmp_path / "cut", 40)
+
+
+def test_resume_refuses_settings_it_would_ignore(tiny_run, shared_data_dir):
+    for flags, needle in ((["--lr", "0.1"], "--lr"), (["--seed", "3"], "--seed 3"),
+                          (["--block-size", "8"], "--block-size"), (["--positional", "rope"], "--positional"),
+                          (["--preset", "nanogpt-cpu"], "--preset")):
+        proc = run("--resume", tiny_run, "--data-dir", shared_data_dir, *flags, check=False)
+        assert proc.returncode == 2 and needle in proc.stderr and "resumed run keeps" in proc.stderr, proc.stderr
+
+
+def test_tokenizer_cache_is_outside_the_data_dir(data_copy, tmp_path):
+    """Issue #17: a trained tokenizer was cached in `DATA_DIR/tokenizers` (a data dir may be shared or read-only);
+    it goes to `$TZOO_CACHE_DIR/tokenizers`, and a second run loads it from there."""
+    data, cache = data_copy("tinyshakespeare"), tmp_path / "cache"
+    for name in ("a", "b"):
+        run("--preset", "tiny", "--tokenizer", "bpe", "--vocab", "500", "--max-steps", "6", "--data-dir", data,
+            "--out", tmp_path / name, "--threads", "1", TZOO_CACHE_DIR=str(cache))
+    assert sorted(p.name for p in data.iterdir()) == ["tinyshakespeare"]
+    assert len(list((cache / "tokenizers").iterdir())) == 1  # one entry: the second run found the first's
+    a, b = (json.loads((tmp_path / n / "config.json").read_text()) for n in "ab")
+    assert a["tokenizer_fingerprint"] == b["tokenizer_fingerprint"]

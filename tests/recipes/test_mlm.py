@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from interrupt import assert_same_run, run_interrupted
 from safetensors.torch import load_file
 
 from transformers_zoo import EncoderOnly, ModelConfig
@@ -277,3 +278,29 @@ def test_token_mask_flag_is_recorded_and_checked(tiny_run: Path, four_class: dic
                       "--token-mask", "1.5", "--out", tmp_path / "never", check=False)
     assert_one_error_line(proc, "--token-mask", "1.5")
     assert not (tmp_path / "never").exists()
+
+
+def test_interrupted_run_resumes_bitwise(tiny_run: Path, shared_data_dir: Path, tmp_path: Path) -> None:
+    """Issue #17: the one command interrupted in each of its stages, by SIGTERM and by SIGKILL (before the first
+    checkpoint of fine-tuning, and after one), each resumed with --resume alone: every stage ends bitwise where
+    `tiny_run`'s does."""
+    signals = ["4:TERM", "8:KILL", "9:TERM",  # pretrain: stop at 5; killed after 8 (back to 6); stop at 10
+               "3:KILL", "7:TERM",  # finetune: killed before its first checkpoint (from the pre-trained encoder again)
+               "7:KILL", "20:TERM"]  # finetune ends; scratch killed after 7 (back to 6); then it finishes
+    run_interrupted("mlm", ["--preset", "tiny", "--data-dir", shared_data_dir], tmp_path / "cut", signals)
+    for stage in ("pretrain", "finetune", "scratch"):
+        assert_same_run(tiny_run / stage, tmp_path / "cut" / stage, 12)
+
+
+def test_resume_refuses_settings_it_would_ignore(tiny_run: Path, shared_data_dir: Path) -> None:
+    """Issue #17: a resume kept the saved settings but ignored any other flag without a word; now a flag that is
+    not a budget is refused, naming it, before anything runs (the one command and a single stage alike)."""
+    before = {p: p.stat().st_mtime_ns for p in tiny_run.rglob("*")}
+    for flags, needle in ((["--lr", "0.1"], "--lr"), (["--corpus", "sst2"], "--corpus"),
+                          (["--pooling", "cls"], "--pooling"), (["--pretrain-lr", "0.1"], "--pretrain-lr"),
+                          (["finetune", "--resume", tiny_run / "finetune", "--seed", "5"], "--seed 5")):
+        argv = flags if flags[0] == "finetune" else ["--resume", tiny_run, *flags]
+        proc = run_recipe(*argv, "--data-dir", shared_data_dir, check=False)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert_one_error_line(proc, needle, "resumed run keeps")
+    assert {p: p.stat().st_mtime_ns for p in tiny_run.rglob("*")} == before  # nothing written

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import sacrebleu
 import torch
+from interrupt import assert_same_run, run_interrupted
 
 from transformers_zoo import EncoderDecoder, ModelConfig
 from transformers_zoo.corpora import load_multi30k
@@ -272,3 +273,22 @@ def test_average_checkpoints(tmp_path: Path) -> None:
     for name, value in target.state_dict().items():
         torch.testing.assert_close(value, (weights[1][name] + weights[2][name]) / 2)
     assert target.lm_head.weight is target.tgt_embed.weight  # still tied
+
+
+def test_interrupted_run_resumes_bitwise(tiny_run: Path, shared_data_dir: Path, tmp_path: Path) -> None:
+    """Issue #17: SIGTERM at step 5, SIGKILL at 17 (back to the step-10 checkpoint), SIGTERM at 30, each resumed
+    with --resume alone (dropout on, so the RNG state counts too): the run ends bitwise where `tiny_run` does."""
+    run_interrupted("translate", ["--preset", "tiny", "--data-dir", shared_data_dir], tmp_path / "cut",
+                    ["5:TERM", "17:KILL", "30:TERM", "45:TERM"])
+    assert_same_run(tiny_run, tmp_path / "cut", 40)
+
+
+def test_resume_refuses_settings_it_would_ignore(tiny_run: Path, shared_data_dir: Path, call) -> None:
+    """Issue #17: a resume used to ignore every flag but the budgets without a word (`--lr 0.1` ran on with the
+    saved lr); now it is rebuilt from config.json alone and any other setting is refused, naming it."""
+    before = sorted(p.name for p in tiny_run.rglob("*"))
+    for flags, needle in ((["--lr", "0.1"], "--lr"), (["--seed", "3"], "--seed 3"), (["--vocab", "300"], "--vocab"),
+                          (["--n-encoder-layers", "1"], "--n-encoder-layers"), (["--preset", "cpu"], "--preset")):
+        code, _, err = call("--resume", tiny_run, "--data-dir", shared_data_dir, *flags)
+        assert code == 2 and needle in err and "resumed run keeps" in err, err
+    assert sorted(p.name for p in tiny_run.rglob("*")) == before  # nothing written

@@ -4,6 +4,10 @@ Cluster schedulers preempt jobs with SIGTERM and a grace period; Ctrl-C sends SI
 handler would tear a step (or a checkpoint write) in half, so the handler only sets a flag that the
 training loop reads at the next step boundary. A second signal means "now": the process exits at once
 with status 128 + signum (checkpoints are crash-safe, so the worst case is losing the current step).
+
+`TZOO_SIGNAL_AT_STEP="K:TERM"` (or `K:KILL`, `K:INT`; several comma-separated) makes a training process
+send itself that signal once step K is done (its checkpoint, if any, written): the deterministic
+interruption the resume tests need, without sleeping and guessing where the run is.
 """
 
 from __future__ import annotations
@@ -16,6 +20,18 @@ from types import FrameType
 from typing import Any
 
 DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNAL_AT_STEP_ENV = "TZOO_SIGNAL_AT_STEP"
+
+
+def signal_at_step(step: int) -> None:
+    """Send this process the signal `TZOO_SIGNAL_AT_STEP` names for `step`, if any (a test hook)."""
+    spec = os.environ.get(SIGNAL_AT_STEP_ENV)
+    if not spec:
+        return
+    for item in spec.split(","):
+        at, _, name = item.partition(":")
+        if int(at) == step:
+            os.kill(os.getpid(), signal.Signals["SIG" + (name or "TERM").upper()])
 
 
 class SignalGuard:

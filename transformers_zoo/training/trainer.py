@@ -58,7 +58,7 @@ from .metrics_log import MetricsLog
 from .optim import build_optimizer
 from .progress import Progress
 from .schedules import build_scheduler
-from .signals import SignalGuard
+from .signals import SignalGuard, signal_at_step
 
 Batch = dict[str, Any]
 LossFn = Callable[[nn.Module, Batch], tuple[torch.Tensor, "int | torch.Tensor"]]
@@ -389,6 +389,8 @@ class Trainer:
                     reason = "early_stopping"
             if improved or reason is not None or (cfg.save_every and self.step % cfg.save_every == 0):
                 self._save(best=improved)
+            if self.is_main:
+                signal_at_step(self.step)
         return reason
 
     def _autocast(self):

@@ -1,0 +1,156 @@
+"""Run directories, the same way for every recipe: start a new one, resume one, load one, and the rule for
+what a resumed run keeps.
+
+    run = open_run(args, "gpt")                  # new (--out, or runs/<recipe>-<preset>-<time>) or --resume
+    train = resume_train_settings(run.saved["train"], args) if run.resumed else ...
+    write_json(run.dir / "config.json", config)  # everything needed to rebuild the run
+
+The resume rule (one for all recipes): a resumed run is rebuilt from its `config.json` alone (model, data,
+training settings and seed), so it continues bitwise where it stopped. Only its budgets (`--max-steps`,
+`--max-minutes`, `--max-epochs`) and where it runs (`--device`, `--compile`, `--threads`, `--data-dir`) may
+be given again; a budget given replaces the saved one, one not given keeps it. Any other setting on the
+command line of a resume is refused (it would silently be ignored, or change the run halfway).
+
+Tokenizers trained by a recipe are cached (keyed by a hash of their training text and settings) in
+`$TZOO_CACHE_DIR/tokenizers`, else `$XDG_CACHE_HOME/transformers_zoo/tokenizers`, else
+`~/.cache/transformers_zoo/tokenizers`; never in the data folder, which may be read-only or shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .training.atomic import atomic_write_text
+
+#: TrainConfig fields a resume may change (flag -> field); every other saved setting is kept.
+BUDGETS = {"max_steps": "max_steps", "max_minutes": "max_minutes", "train__max_epochs": "max_epochs"}
+CACHE_ENV = "TZOO_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run directory and, when resumed, its saved `config.json` (None for a new run)."""
+
+    dir: Path
+    saved: dict[str, Any] | None = None
+
+    @property
+    def resumed(self) -> bool:
+        return self.saved is not None
+
+
+def open_run(args: argparse.Namespace, recipe: str, create: bool = False) -> Run:
+    """`--resume RUN_DIR`: that run with its config (checked to be one of `recipe`'s); else a new run directory
+    from `--out` (created only with `create`: make it once the inputs are known to be good)."""
+    if getattr(args, "resume", None):
+        run_dir = run_dir_of(args.resume)
+        saved = read_run_config(run_dir)
+        if saved.get("recipe", recipe) != recipe:
+            raise ValueError(f"--resume {args.resume}: a run of recipes/{saved['recipe']}.py, not of {recipe}")
+        return Run(run_dir, saved)
+    return Run(new_run_dir(args.out, recipe, args.preset, create=create))
+
+
+def given_on_command_line(args: argparse.Namespace, dest: str) -> bool:
+    """Whether the flag with `dest` was typed (flags with a default record it in `args._given`, see cli)."""
+    if dest in getattr(args, "_given", ()):
+        return True
+    return dest not in ("seed", "device") and getattr(args, dest, None) not in (None, False, [])
+
+
+def resume_train_settings(saved_train: dict[str, Any], args: argparse.Namespace,
+                          recipe_flags: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The TrainConfig dict of a resumed run: the saved one, `resume=True`, with the budgets (and device,
+    compile) given on the command line. Any other model or training flag given is a ValueError naming it, and
+    so is one of `recipe_flags` (the dests of the recipe's own data flags, which a resume cannot change)."""
+    train = dict(saved_train, resume=True)
+    for dest, key in BUDGETS.items():
+        if getattr(args, dest, None) is not None:
+            train[key] = getattr(args, dest)
+    if given_on_command_line(args, "device"):
+        train["device"] = args.device
+    if getattr(args, "compile", False):
+        train["compile"] = True
+    if given_on_command_line(args, "seed") and args.seed != saved_train.get("seed"):
+        raise ValueError(f"--seed {args.seed}: a resumed run keeps its seed ({saved_train.get('seed')}); "
+                         "leave --seed out, or start a new run")
+    refused = [dest for dest in vars(args) if (dest.startswith(("model__", "train__")) or dest in recipe_flags)
+               and dest not in BUDGETS and given_on_command_line(args, dest)]
+    if "preset" in getattr(args, "_given", ()):
+        refused.insert(0, "preset")
+    if refused:
+        flags = ", ".join("--" + d.split("__")[-1].replace("_", "-") for d in refused)
+        raise ValueError(f"{flags}: a resumed run keeps the settings it was started with (only --max-steps, "
+                         "--max-minutes and --max-epochs may change); start a new run to change them")
+    return train
+
+
+def new_run_dir(out: str | None, recipe: str, preset: str, create: bool = True) -> Path:
+    """A fresh run directory; an existing one that already holds checkpoints is refused (use --resume).
+    With `create=False` only the checks run: create it once the inputs are known to be good."""
+    if out is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = os.path.join("runs", f"{recipe}-{preset}-{stamp}")
+    path = Path(out)
+    if (path / "checkpoints").exists() and any((path / "checkpoints").iterdir()):
+        raise ValueError(f"--out {path}: already holds a run; continue it with --resume {path} or choose "
+                         "another --out")
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run_dir_of(path: str | os.PathLike) -> Path:
+    """The run directory containing `path` (a run directory or one of its checkpoint folders)."""
+    p = Path(path)
+    for candidate in (p, p.parent, p.parent.parent):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise FileNotFoundError(f"{path}: not a run directory (no config.json)")
+
+
+def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The `config.json` of a run directory (or of the run holding a checkpoint folder)."""
+    try:
+        path = run_dir_of(run_dir)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{run_dir}: no config.json found (is it a run directory of this recipe?)") from None
+    return json.loads((path / "config.json").read_text())
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (temp file in the same folder, fsynced, then renamed)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def fingerprint(model_cfg: Any, tokenizer: Any, **extra: Any) -> dict[str, Any]:
+    """What a run's checkpoints belong to: the model config, the tokenizer's hash and anything else that
+    must match (a source tokenizer, label names); a resume with another one is refused by the Trainer."""
+    return {"model": model_cfg.to_dict(), "tokenizer": tokenizer.fingerprint, **extra}
+
+
+def cache_dir() -> Path:
+    """`$TZOO_CACHE_DIR`, else `$XDG_CACHE_HOME/transformers_zoo`, else `~/.cache/transformers_zoo`."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "transformers_zoo"
+
+
+def tokenizer_cache_dir() -> Path | None:
+    """`cache_dir()/tokenizers` when it can be written, else None (the tokenizer is then trained every time)."""
+    path = cache_dir() / "tokenizers"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test.{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+        return path
+    except OSError:
+        return None
