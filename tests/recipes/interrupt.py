@@ -31,7 +31,11 @@ def run_interrupted(recipe: str, start: list[object], run_dir: Path, signals: li
                     resume: list[object] = ()) -> None:
     """Run `recipes/<recipe>.py *start --out run_dir` with `signals[0]`, then `--resume run_dir *resume` with
     each further one, each expected to end as `expected_exit` says; the last run must finish (exit 0): its signal,
-    if any, is a guard at a step the run must not reach."""
+    if any, is a guard at a step the run must not reach. A `--data-dir` in `start` is given to the resumes too (a
+    run directory does not record where the data sets lie on this machine)."""
+    start = list(start)
+    if "--data-dir" in start:
+        resume = [*resume, "--data-dir", start[start.index("--data-dir") + 1]]
     for i, spec in enumerate(signals):
         args = [*start, "--out", run_dir] if i == 0 else ["--resume", run_dir, *resume]
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **{SIGNAL_AT_STEP_ENV: spec})

@@ -284,7 +284,7 @@ def test_interrupted_run_resumes_bitwise(tiny_run: Path, shared_data_dir: Path, 
     """Issue #17: the one command interrupted in each of its stages, by SIGTERM and by SIGKILL (before the first
     checkpoint of fine-tuning, and after one), each resumed with --resume alone: every stage ends bitwise where
     `tiny_run`'s does."""
-    signals = ["4:TERM", "8:KILL", "9:TERM",  # pretrain: stop at 5; killed after 8 (back to 6); stop at 10
+    signals = ["4:TERM", "8:KILL",  # pretrain: stopped after 4 (saved there); killed after 8 (back to 6)
                "3:KILL", "7:TERM",  # finetune: killed before its first checkpoint (from the pre-trained encoder again)
                "7:KILL", "20:TERM"]  # finetune ends; scratch killed after 7 (back to 6); then it finishes
     run_interrupted("mlm", ["--preset", "tiny", "--data-dir", shared_data_dir], tmp_path / "cut", signals)
