@@ -90,3 +90,14 @@ def write_tiny_bert(directory: Path, vocab: list[str], cls=None, seed: int = 0, 
     (directory / "vocab.txt").write_text("".join(f"{piece}\n" for piece in vocab), encoding="utf-8")
     (directory / "tokenizer_config.json").write_text('{"do_lower_case": true, "tokenizer_class": "BertTokenizer"}\n')
     return directory
+
+
+def write_tiny_gpt2(directory: Path, data_dir: Path, n_positions: int = 32) -> Path:
+    """A random one-layer GPT-2 checkpoint directory (GPT-2's full vocabulary); skips the test when the
+    shared data lacks the gpt2 rank file its tokenizer needs."""
+    if not (data_dir / "gpt2" / "gpt2.tiktoken").is_file():
+        pytest.skip(f"{data_dir}/gpt2/gpt2.tiktoken not found (the shared data lacks GPT-2's ranks)")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=n_positions)
+    transformers.GPT2LMHeadModel(config).save_pretrained(directory)
+    return directory

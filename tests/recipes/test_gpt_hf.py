@@ -7,24 +7,18 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file
 from test_gpt import run
 
 from transformers_zoo.training.checkpoint import MODEL_FILE, resolve_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interop"))
-from hf_parity import transformers  # noqa: E402
+from hf_parity import write_tiny_gpt2  # noqa: E402
 
 
 @pytest.fixture
 def gpt2_dir(tmp_path, shared_data_dir):
-    if not (shared_data_dir / "gpt2" / "gpt2.tiktoken").is_file():
-        pytest.skip(f"{shared_data_dir}/gpt2/gpt2.tiktoken not found (the shared data lacks GPT-2's ranks)")
-    torch.manual_seed(0)
-    transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=16)
-                                 ).save_pretrained(tmp_path / "gpt2")
-    return tmp_path / "gpt2"
+    return write_tiny_gpt2(tmp_path / "gpt2", shared_data_dir, n_positions=16)
 
 
 def test_finetune_gpt2_checkpoint_and_resume(gpt2_dir, shared_data_dir, tmp_path):
