@@ -5,11 +5,16 @@
     python recipes/gpt.py --text my.txt --tokenizer bpe   # any text file
     python recipes/gpt.py sample --checkpoint RUN_DIR --prompt "ROMEO:" --max-new-tokens 500
     python recipes/gpt.py sample --init hf:gpt2 --prompt "Hello, I'm a language model,"  # pre-trained GPT-2
+    python recipes/gpt.py --init hf:gpt2 --preset gpu --lr 3e-5    # fine-tune GPT-2 on Tiny Shakespeare
     python recipes/gpt.py --eval-only --checkpoint RUN_DIR
 
 Evaluation covers the whole validation and test splits (every token scored once, in non-overlapping
 blocks), reporting loss, perplexity and bits per character. The run directory gets config.json, the
 tokenizer, checkpoints/, metrics.jsonl, samples.md, report.json, report.md and PNG plots.
+
+--init hf:PATH fine-tunes a Hugging Face GPT-2 checkpoint: the model (and its dropout) comes from the
+checkpoint, the tokenizer is GPT-2's byte-level BPE (--tokenizer gpt2), and training blocks are at most its
+n_positions long; the preset gives the training settings and the data.
 """
 
 from __future__ import annotations
@@ -29,12 +34,14 @@ from transformers_zoo import DecoderOnly, ModelConfig  # noqa: E402
 from transformers_zoo.cli import (  # noqa: E402
     add_common_args,
     main_guard,
+    overrides,
     resolve_device,
     resolve_preset,
 )
 from transformers_zoo.corpora import load_tinyshakespeare, read_text, resolve_data_dir  # noqa: E402
 from transformers_zoo.generation import Recompute, iter_tokens, sampler  # noqa: E402
-from transformers_zoo.interop import load_hf_lm  # noqa: E402
+from transformers_zoo.interop import load_hf_lm, load_hf_model  # noqa: E402
+from transformers_zoo.interop import resolve_checkpoint as resolve_hf  # noqa: E402
 from transformers_zoo.modules import record_attention  # noqa: E402
 from transformers_zoo.runs import (  # noqa: E402
     fingerprint,
@@ -50,6 +57,7 @@ from transformers_zoo.tokenizers import load_tokenizer  # noqa: E402
 from transformers_zoo.training import (  # noqa: E402
     TrainConfig,
     Trainer,
+    latest_checkpoint,
     load_checkpoint,
     plot_curves,
     write_report,
@@ -105,10 +113,13 @@ def parse_train_args(argv: list[str]) -> argparse.Namespace:
     data.add_argument("--batch-size", type=int, default=None, help="blocks per batch")
     data.add_argument("--split", default=None,
                       help="train,val,test fractions of the text in order, e.g. 0.9,0.1,0 (nanoGPT) or 0.8,0.1,0.1")
+    data.add_argument("--init", default=None, metavar="hf:PATH",
+                      help="fine-tune a Hugging Face GPT-2 checkpoint (directory or Hub name): its architecture "
+                           "and the gpt2 tokenizer; only --dropout/--attention-dropout may change the model")
     return parser.parse_args(argv)
 
 
-DATA_FLAGS = ("text", "tokenizer", "vocab", "block_size", "batch_size", "split")  # fixed for a run once started
+DATA_FLAGS = ("text", "tokenizer", "vocab", "block_size", "batch_size", "split", "init")  # fixed for a run once started
 
 
 def data_settings(preset: dict, args: argparse.Namespace) -> dict:
@@ -136,6 +147,25 @@ def build_lm_data(data: dict, data_dir: str | None, tokenizer=None):
     return prepare_lm_data(text, tuple(data["split"]), tokenizer or data["tokenizer"], data["vocab"], cache,
                            resolve_data_dir(data_dir))
 
+
+
+def hf_init(args: argparse.Namespace, preset: dict, data: dict) -> tuple[tuple, str, dict]:
+    """``((model, tokenizer), "hf:DIR", data)`` for --init: the checkpoint's model config replaces the preset's
+    (dropout may change), the tokenizer is gpt2 and the block size at most the checkpoint's positions."""
+    for key, value in overrides(args, "model__").items():
+        if key not in ("dropout", "attention_dropout"):
+            raise ValueError(f"--{key.replace('_', '-')} {value}: the architecture comes from --init {args.init}; "
+                             "only --dropout and --attention-dropout may change")
+    if args.tokenizer not in (None, "gpt2"):
+        raise ValueError(f"--tokenizer {args.tokenizer}: a GPT-2 checkpoint reads the gpt2 tokenizer")
+    model, tok = load_hf_lm(args.init, args.data_dir)
+    init = f"hf:{resolve_hf(args.init).resolve()}"
+    preset["model"] = dict(model.config.to_dict(), **overrides(args, "model__"))
+    max_len = model.config.max_len
+    if args.block_size is not None and args.block_size > max_len:
+        raise ValueError(f"--block-size {args.block_size} exceeds the checkpoint's n_positions={max_len}")
+    data = dict(data, tokenizer="gpt2", block_size=min(data["block_size"], max_len))
+    return (model, tok), init, data
 
 
 def generate_text(model, tokenizer, prompt: str, max_new_tokens: int, temperature: float = 0.8,
@@ -185,7 +215,16 @@ def train(args: argparse.Namespace) -> int:
         preset["train"] = resume_train_settings(saved["train"], args, DATA_FLAGS)
         lm = build_lm_data(data, args.data_dir, load_tokenizer(run.dir / "tokenizer"))
         run_dir = run.dir
+        init, hf = saved.get("init"), None
+    elif args.init:
+        hf, init, data = hf_init(args, preset, data)
+        run_dir = Path(broadcast_object(str(run.dir)))
+        lm = build_lm_data(data, args.data_dir, hf[1])
+        if is_main():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            lm.tokenizer.save(run_dir / "tokenizer")
     else:
+        init, hf = None, None
         # every rank must agree on the directory (its default name has a time stamp)
         run_dir = Path(broadcast_object(str(run.dir)))
         lm = build_lm_data(data, args.data_dir)  # bad input fails here, before the run dir exists
@@ -198,7 +237,7 @@ def train(args: argparse.Namespace) -> int:
         raise ValueError(f"--block-size {data['block_size']} exceeds the model's max_len={cfg.max_len}")
     train_cfg = TrainConfig.from_dict(preset["train"])
     config = {"recipe": "gpt", "preset": run.saved["preset"] if run.resumed else args.preset, "model": cfg.to_dict(),
-              "train": train_cfg.to_dict(), "data": data, "tokenizer_fingerprint": tok.fingerprint}
+              "train": train_cfg.to_dict(), "data": data, "tokenizer_fingerprint": tok.fingerprint, "init": init}
     if is_main():
         write_json(run_dir / "config.json", config)
     if is_main():
@@ -207,6 +246,10 @@ def train(args: argparse.Namespace) -> int:
 
     torch.manual_seed(train_cfg.seed)  # the initial weights
     model = DecoderOnly(cfg)
+    if init is not None and latest_checkpoint(run_dir) is None:  # (a resumed run has its own weights)
+        model.load_state_dict((hf[0] if hf is not None else load_hf_model(init)).state_dict())
+        if is_main():
+            print(f"model: initialised from {init}", file=sys.stderr)
     params = sum(p.numel() for p in model.parameters())
     if is_main():
         print(f"model: DecoderOnly, {params:,} parameters", file=sys.stderr)

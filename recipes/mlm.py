@@ -7,6 +7,7 @@ classify text, and measure what the pre-training is worth against the same model
     python recipes/mlm.py pretrain --text my.jsonl  # ... or on your documents ({"text": ...} a line, or a .txt)
     python recipes/mlm.py finetune --init RUN_DIR # classify SST-2 (--task imdb, or --train-tsv/--test-tsv)
     python recipes/mlm.py finetune                # the same model and budget, from scratch
+    python recipes/mlm.py finetune --init hf:bert-base-uncased  # a Hugging Face BERT with its own WordPiece
     python recipes/mlm.py predict --checkpoint RUN_DIR "a gorgeous, witty film"
     python recipes/mlm.py fill --checkpoint RUN_DIR "the movie was [MASK] ."
     python recipes/mlm.py --eval-only --checkpoint RUN_DIR
@@ -25,6 +26,9 @@ dev.tsv; validation is 872 whole training sentences whose phrases are all taken 
 fine-tunes on IMDB's 25k train reviews (2.5k held out) at 256 tokens (head and tail of long reviews kept) and
 tests on its 25k test reviews. Without --init the same architecture is trained from scratch with its own
 tokenizer. With no subcommand everything runs into one directory and report.md there compares the two.
+--init hf:PATH fine-tunes a Hugging Face BERT checkpoint directory (or Hub name) instead, as
+BertForSequenceClassification would: its architecture, dropout and WordPiece tokenizer (vocab.txt,
+tokenizer_config.json), [CLS] text [SEP] with its ids, its pooler (dense + tanh on [CLS]) and a new head.
 
 Presets: `tiny` (seconds, smoke tests), `cpu` (2 cores, within an hour: BERT-mini's shape, 4 layers x 256,
 rope, pre-norm, 30 minutes of pre-training), `gpu` (one large GPU: BERT-medium's shape, an hour). Measured
@@ -58,6 +62,8 @@ from transformers_zoo.cli import (  # noqa: E402
     resolve_device,
 )
 from transformers_zoo.corpora import load_imdb, load_sst2, read_jsonl  # noqa: E402
+from transformers_zoo.interop import load_hf_classifier  # noqa: E402
+from transformers_zoo.interop import resolve_checkpoint as resolve_hf  # noqa: E402
 from transformers_zoo.runs import (  # noqa: E402
     new_run_dir,
     read_run_config,
@@ -92,7 +98,7 @@ from transformers_zoo.tasks.mlm_corpus import (  # noqa: E402
     split_documents,
     split_sentences,
 )
-from transformers_zoo.tokenizers import Tokenizer, load_tokenizer  # noqa: E402
+from transformers_zoo.tokenizers import Tokenizer, WordPieceTokenizer, load_tokenizer  # noqa: E402
 from transformers_zoo.training import (  # noqa: E402
     TrainConfig,
     Trainer,
@@ -244,8 +250,9 @@ def make_parser(mode: str) -> argparse.ArgumentParser:
                           help="fine-tuning regulariser: replace this share of the training tokens by [MASK], afresh "
                                "every batch (preset: cpu 0.0)")
     if mode == "finetune":
-        data.add_argument("--init", default=None, metavar="RUN_DIR",
-                          help="pre-training run to start from (without it: from scratch)")
+        data.add_argument("--init", default=None, metavar="RUN_DIR|hf:PATH",
+                          help="pre-training run to start from, or hf:PATH, a Hugging Face BERT checkpoint "
+                               "directory (or Hub name) with its vocab.txt (without it: from scratch)")
         data.add_argument("--tokenizer-from", default=None, metavar="DIR",
                           help="a run (or tokenizer folder) whose tokenizer to use; with --init it must be the "
                                "pre-training run's")
@@ -375,7 +382,7 @@ class FinetuneJob:
     train_cfg: TrainConfig
     data: LabelledData
     encoded: dict[str, list[tuple[list[int], int]]]
-    init_ckpt: Path | None = None
+    init_ckpt: Path | str | None = None  # a run's checkpoint folder, or "hf:DIR"
     notes: list[str] = field(default_factory=list)
 
 
@@ -502,6 +509,8 @@ def finetune_job(plan: dict[str, Any], stage: str, data: LabelledData, *, init: 
     (only pooling and dropout may change), else a tokenizer trained on the train texts (or ``tokenizer_from``'s)
     and the plan's architecture."""
     init_ckpt = None
+    if is_hf(init):
+        return hf_finetune_job(plan, stage, data, str(init), tokenizer_from, cli_model or {})
     if init is not None:
         init_run = pretrain_run_dir(init)
         tokenizer = load_tokenizer(init_run / "tokenizer")
@@ -536,8 +545,39 @@ def finetune_job(plan: dict[str, Any], stage: str, data: LabelledData, *, init: 
     return build_finetune_job(plan, stage, tokenizer, model_cfg, data, init_ckpt)
 
 
+def is_hf(init: str | Path | None) -> bool:
+    return init is not None and str(init).startswith("hf:")
+
+
+def hf_model(init: str, cfg: ModelConfig) -> tuple[EncoderOnly, list[str]]:
+    """The Hugging Face BERT of ``init`` under a head of ``cfg.n_classes``, with ``cfg``'s dropout and pooling."""
+    return load_hf_classifier(init, cfg.n_classes, dropout=cfg.dropout, attention_dropout=cfg.attention_dropout,
+                              pooling=cfg.pooling)
+
+
+def hf_finetune_job(plan: dict[str, Any], stage: str, data: LabelledData, init: str, tokenizer_from: str | None,
+                    cli_model: dict[str, Any]) -> FinetuneJob:
+    """Fine-tuning a Hugging Face BERT checkpoint: its architecture and dropout (the command line may change
+    only FINETUNE_MODEL_FIELDS), its WordPiece tokenizer, BERT's pooler unless --pooling says otherwise."""
+    directory = resolve_hf(init)
+    init = f"hf:{directory.resolve()}"
+    if tokenizer_from is not None:
+        raise ValueError(f"--tokenizer-from {tokenizer_from}: with --init hf:PATH the tokenizer is the checkpoint's")
+    for key, value in cli_model.items():
+        if key not in FINETUNE_MODEL_FIELDS or key == "max_len":
+            raise ValueError(f"--{key.replace('_', '-')} {value}: the architecture comes from --init {init}; "
+                             "fine-tuning may change only --pooling, --dropout, --attention-dropout")
+    cfg = load_hf_classifier(directory, data.n_classes, **cli_model)[0].config
+    tokenizer = WordPieceTokenizer.from_hf(directory)
+    if tokenizer.vocab_size > cfg.vocab_size or tokenizer.pad_id != cfg.pad_id:
+        raise ValueError(f"--init {init}: vocab.txt ({tokenizer.vocab_size} pieces, [PAD] {tokenizer.pad_id}) does "
+                         f"not fit config.json (vocab_size {cfg.vocab_size}, pad_token_id {cfg.pad_id})")
+    plan = dict(plan, model=cfg.to_dict(), data=dict(plan["data"], tokenizer="wordpiece", vocab=tokenizer.vocab_size))
+    return build_finetune_job(plan, stage, tokenizer, cfg, data, init)
+
+
 def build_finetune_job(plan: dict[str, Any], stage: str, tokenizer: Tokenizer, model_cfg: ModelConfig,
-                       data: LabelledData, init_ckpt: Path | None) -> FinetuneJob:
+                       data: LabelledData, init_ckpt: Path | str | None) -> FinetuneJob:
     train_cfg = train_config(plan["train"])
     check_batch_tokens(plan["data"], model_cfg)
     encoded, notes = {}, []
@@ -695,17 +735,22 @@ def run_finetune(job: FinetuneJob, run_dir: Path, preset: str, resume: bool = Fa
         log(f"note: {note}")
     torch.manual_seed(job.train_cfg.seed)
     if job.init_ckpt is not None and not (resume and latest_checkpoint(run_dir) is not None):
-        model = classifier_from_pretrained(cfg, job.init_ckpt)
-        log(f"encoder initialised from {job.init_ckpt}; classifier head new")
+        if is_hf(job.init_ckpt):
+            model, new = hf_model(str(job.init_ckpt), cfg)
+            log(f"initialised from {job.init_ckpt}" + "".join(f"; {n}" for n in new))
+        else:
+            model = classifier_from_pretrained(cfg, job.init_ckpt)
+            log(f"encoder initialised from {job.init_ckpt}; classifier head new")
     else:
         model = EncoderOnly(cfg)
     params = sum(p.numel() for p in model.parameters())
     log(f"model: EncoderOnly + {cfg.pooling} pooling + linear head, {params:,} parameters -> {run_dir}")
     stream = CountingStream(classification_stream(job.encoded["train"], data["batch_tokens"], job.train_cfg.seed,
-                                                  data.get("max_sentences"), data.get("token_mask", 0.0)), tok.pad_id)
+                                                  data.get("max_sentences"), data.get("token_mask", 0.0), tok),
+                            tok.pad_id)
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
-        res = evaluate_classifier(m, job.encoded["val"], data["eval_batch_tokens"], device_of(m))
+        res = evaluate_classifier(m, job.encoded["val"], data["eval_batch_tokens"], device_of(m), tok)
         return {f"val_{k}": v for k, v in res.items()}
 
     trainer = Trainer(model, stream, classify_loss, job.train_cfg, run_dir, evaluate, fingerprint(cfg, tok, names),
@@ -715,7 +760,7 @@ def run_finetune(job: FinetuneJob, run_dir: Path, preset: str, resume: bool = Fa
         return {}
     model = EncoderOnly(cfg).to(device_of(model))
     manifest = load_checkpoint(run_dir, model)
-    evals = {s: evaluate_classifier(model, job.encoded[s], data["eval_batch_tokens"], device_of(model))
+    evals = {s: evaluate_classifier(model, job.encoded[s], data["eval_batch_tokens"], device_of(model), tok)
              for s in ("val", "test") if s in job.encoded}
     report = {"recipe": RECIPE, "stage": job.stage, "config": config, "params": params, "wall_s": summary["wall_s"],
               "train_examples_per_s": summary["train_tokens_per_s"],
@@ -724,7 +769,7 @@ def run_finetune(job: FinetuneJob, run_dir: Path, preset: str, resume: bool = Fa
               "checkpoint": manifest["path"], "labels": names, "init_checkpoint": config["init_checkpoint"],
               "eval": evals}
     split = "test" if "test" in job.encoded else "val"
-    probs = predict_proba(model, job.encoded[split], data["eval_batch_tokens"], device_of(model))
+    probs = predict_proba(model, job.encoded[split], data["eval_batch_tokens"], device_of(model), tok)
     sections = [("Data", "\n".join(f"- {s}: {src}" for s, src in job.data.sources.items())),
                 (f"Confusion matrix ({split}; rows: true label, columns: predicted)",
                  confusion_table(probs, job.data.splits[split], names)),
@@ -842,8 +887,9 @@ def resume_finetune(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     saved = read_run_config(run_dir)
     plan = resume_plan(saved, args)
     data = labelled_data(plan, args.data_dir, saved["labels"])
-    init = Path(saved["init_checkpoint"]) if saved.get("init_checkpoint") else None
-    if init is not None and latest_checkpoint(run_dir) is None and not init.is_dir():
+    init = saved.get("init_checkpoint")
+    init = init if is_hf(init) or init is None else Path(init)
+    if init is not None and latest_checkpoint(run_dir) is None and not Path(str(init).removeprefix("hf:")).is_dir():
         raise FileNotFoundError(f"{init}: the pre-trained checkpoint this run starts from is gone")
     job = build_finetune_job(plan, saved["stage"], load_tokenizer(run_dir / "tokenizer"),
                              ModelConfig.from_dict(saved["model"]), data, init)
@@ -873,7 +919,10 @@ def finetune_main(args: argparse.Namespace) -> int:
     if args.init:
         if args.vocab or args.tokenizer:
             raise ValueError("--vocab/--tokenizer: with --init the tokenizer is the pre-training run's")
-        pretrain_run_dir(args.init)  # a wrong --init fails before any data is read
+        if is_hf(args.init):
+            resolve_hf(args.init)  # a wrong --init fails before any data is read
+        else:
+            pretrain_run_dir(args.init)
     plan = stage_plan(args, stage)
     data = labelled_data(plan, args.data_dir)
     job = finetune_job(plan, stage, data, init=args.init, tokenizer_from=args.tokenizer_from,
@@ -1043,7 +1092,7 @@ def predict_main(argv: list[str]) -> int:
     model.to(resolve_device(args.device))
     names = config["labels"]
     encoded, _ = encode_examples(tokenizer, [(t, 0) for t in args.texts], model.config.max_len - 2)
-    probs = predict_proba(model, encoded, 8192, device_of(model))
+    probs = predict_proba(model, encoded, 8192, device_of(model), tokenizer)
     for text, p in zip(args.texts, probs, strict=True):
         best = int(p.argmax())
         print(f"{names[best]}\t{float(p[best]):.4f}\t{text}")
@@ -1092,7 +1141,7 @@ def eval_only(args: argparse.Namespace) -> int:
         else:
             data = labelled_data(plan, args.data_dir, config["labels"])
             job = build_finetune_job(plan, config["stage"], tokenizer, model.config, data, None)
-            res = {s: evaluate_classifier(model, job.encoded[s], plan["data"]["eval_batch_tokens"], device)
+            res = {s: evaluate_classifier(model, job.encoded[s], plan["data"]["eval_batch_tokens"], device, tokenizer)
                    for s in ("val", "test") if s in job.encoded}
         results[run_dir.name if stage == "all" else config["stage"]] = res
         for split, metrics in res.items():

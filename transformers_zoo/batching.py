@@ -262,6 +262,8 @@ class TokenMaskingCollator:
     probability: float
     mask_id: int = MASK
     base: ClassificationCollator = field(default_factory=lambda: ClassificationCollator())
+    #: ids never masked (a pre-trained vocabulary has its specials elsewhere than ours, 0-6)
+    special_ids: frozenset[int] = frozenset(range(N_SPECIAL))
     needs_position: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
@@ -272,7 +274,8 @@ class TokenMaskingCollator:
         batch = self.base(examples)
         ids = batch["input_ids"]
         generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch, index, "token-mask"))
-        hit = (torch.rand(ids.shape, generator=generator) < self.probability) & (ids >= N_SPECIAL)
+        special = torch.isin(ids, torch.tensor(sorted(self.special_ids), dtype=ids.dtype))
+        hit = (torch.rand(ids.shape, generator=generator) < self.probability) & ~special
         batch["input_ids"] = ids.masked_fill(hit, self.mask_id)
         return batch
 

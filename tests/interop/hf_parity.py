@@ -65,3 +65,39 @@ def check_decoder(hf_model, tmp_path: Path, auto_class) -> None:
     export_hf(ours, tmp_path / "ours")
     again = auto_class.from_pretrained(tmp_path / "ours").eval()
     close(again(ids).logits, ours(ids))
+
+
+def bert_vocab(words) -> list[str]:
+    """A WordPiece vocabulary laid out like bert-base-uncased's: [PAD] 0, [unused*], [UNK] 100, [CLS] 101,
+    [SEP] 102, [MASK] 103, then single characters (as words and as ## continuations) and `words`."""
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-")
+    pieces = ["[PAD]", *[f"[unused{i}]" for i in range(99)], "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    pieces += chars + [f"##{c}" for c in chars if c.isalnum()]
+    return pieces + sorted(set(words) - set(pieces))
+
+
+def write_tiny_bert(directory: Path, vocab: list[str], cls=None, seed: int = 0, **changes) -> Path:
+    """A random `BertForPreTraining` (encoder, MLM head, NSP-trained pooler) with `vocab.txt` and an
+    uncased `tokenizer_config.json`, saved as a Hugging Face checkpoint directory."""
+    torch.manual_seed(seed)
+    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=64, pad_token_id=0, **changes)
+    model = (cls or transformers.BertForPreTraining)(config)
+    with torch.no_grad():
+        for p in model.parameters():  # norms and biases too, so that a weight left out shows
+            p.add_(torch.randn_like(p) * 0.05)
+    model.eval().save_pretrained(directory)
+    (directory / "vocab.txt").write_text("".join(f"{piece}\n" for piece in vocab), encoding="utf-8")
+    (directory / "tokenizer_config.json").write_text('{"do_lower_case": true, "tokenizer_class": "BertTokenizer"}\n')
+    return directory
+
+
+def write_tiny_gpt2(directory: Path, data_dir: Path, n_positions: int = 32) -> Path:
+    """A random one-layer GPT-2 checkpoint directory (GPT-2's full vocabulary); skips the test when the
+    shared data lacks the gpt2 rank file its tokenizer needs."""
+    if not (data_dir / "gpt2" / "gpt2.tiktoken").is_file():
+        pytest.skip(f"{data_dir}/gpt2/gpt2.tiktoken not found (the shared data lacks GPT-2's ranks)")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=n_positions)
+    transformers.GPT2LMHeadModel(config).save_pretrained(directory)
+    return directory

@@ -3,6 +3,7 @@
     cfg, state, family = load_hf("path/to/gpt2")        # config.json + weights -> ModelConfig, state_dict
     model = load_hf_model("hf:gpt2")                    # the same, built: a DecoderOnly with the weights
     export_hf(model, "out/")                            # config.json + model.safetensors for from_pretrained
+    model, notes = load_hf_classifier("hf:bert-base-uncased", n_classes=2)  # for fine-tuning, as HF builds it
 
 Each family converter is a module with the same small interface, registered by `model_type`:
 - `MODEL_TYPES`: the config.json `model_type` strings it reads; `FAMILY`: key of `models.MODELS` it builds;
@@ -32,7 +33,8 @@ from .tensors import drop, our_shapes
 FAMILIES: tuple[ModuleType, ...] = (gpt2, bert, llama, bart, marian, t5)
 CONVERTERS: dict[str, ModuleType] = {t: m for m in FAMILIES for t in m.MODEL_TYPES}
 
-__all__ = ["CONVERTERS", "ConversionError", "export_hf", "load_hf", "load_hf_model", "resolve_checkpoint"]
+__all__ = ["CONVERTERS", "ConversionError", "export_hf", "load_hf", "load_hf_classifier", "load_hf_model",
+           "resolve_checkpoint"]
 
 
 def converter(model_type: str | None, where: Path | None = None) -> ModuleType:
@@ -142,3 +144,35 @@ def load_hf_lm(path: str | os.PathLike, data_dir: str | os.PathLike | None = Non
     if model_type != "gpt2":
         raise ConversionError(f"no tokenizer for model_type={model_type!r} yet (supported: gpt2)", str(path))
     return model, GPT2Tokenizer.fetch(data_dir)
+
+
+def load_hf_classifier(path: str | os.PathLike, n_classes: int, **overrides) -> tuple[nn.Module, list[str]]:
+    """A BERT checkpoint under a classification head of `n_classes`, for fine-tuning: `(model, notes)`.
+
+    The model is what `BertForSequenceClassification.from_pretrained(path, num_labels=n_classes)` builds:
+    the encoder, the pooler (dense + tanh on [CLS], `pooling="cls_tanh"`) from the checkpoint when it has
+    one (pre-training checkpoints do: next-sentence prediction trained it), else freshly initialised, and
+    a fresh linear classifier (unless the checkpoint is a classifier with `n_classes` labels: then its
+    own). `overrides` change ModelConfig fields that keep the weights' shapes (dropout, pooling). `notes`
+    say which parts are new. Any other architecture is a one-line ConversionError naming config.json.
+    """
+    directory = resolve_checkpoint(path)
+    model_type = read_config(directory).get("model_type")
+    if model_type not in bert.MODEL_TYPES:
+        raise ConversionError(f"model_type={model_type!r} is not a BERT checkpoint (fine-tuning a classifier "
+                              f"supports: {', '.join(bert.MODEL_TYPES)})", directory / "config.json")
+    cfg, state, _ = load_hf(directory)
+    same_head = cfg.n_classes == n_classes
+    cfg = cfg.replace(**{"n_classes": n_classes, "pooling": "cls_tanh", **overrides})
+    if not same_head:  # another head (or none): a fresh classifier; the pooler comes from the file if there
+        state = {k: v for k, v in state.items() if not k.startswith(("classifier.", "pooler."))}
+        for name, tensor in read_tensors(weights_file(directory)).items():
+            if name.removeprefix("bert.").startswith("pooler.dense."):
+                state[name.removeprefix("bert.").replace("pooler.dense.", "pooler.")] = tensor.float()
+    if cfg.pooling != "cls_tanh":
+        state = {k: v for k, v in state.items() if not k.startswith("pooler.")}
+    model = MODELS[bert.FAMILY](cfg)
+    missing, _ = model.load_state_dict(state, strict=False)
+    new = sorted({n.split(".")[0] for n in missing if not n.startswith("mlm_")})
+    notes = [f"{part} freshly initialised (not in {directory})" for part in new]
+    return model, notes

@@ -44,7 +44,8 @@ def resolve_checkpoint(spec: str | os.PathLike) -> Path:
     except ImportError:
         raise ConversionError("not a local directory, and huggingface_hub is not installed to download it from "
                               "the Hub (pip install huggingface_hub, or pass a local directory)", name) from None
-    patterns = ["config.json", "*.safetensors", "*.safetensors.index.json", "tokenizer.json", "vocab.txt"]
+    patterns = ["config.json", "*.safetensors", "*.safetensors.index.json", "tokenizer.json", "vocab.txt",
+                "tokenizer_config.json"]
     try:
         return Path(snapshot_download(name, allow_patterns=patterns))
     except Exception as err:  # network, authentication, unknown repository: one line either way

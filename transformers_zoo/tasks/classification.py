@@ -3,7 +3,8 @@ a pre-trained encoder under a fresh classification head.
 
 An example is ``(text, label_id)``; ``label_id`` indexes the label names, which come from the training file
 (SST-2: ``negative``, ``positive``) and are stored with the run, so predictions print names. Inputs are
-``[CLS] ids [SEP]`` (:class:`~transformers_zoo.batching.ClassificationCollator`); the model pools them
+``[CLS] ids [SEP]`` (:class:`~transformers_zoo.batching.ClassificationCollator`, with the tokenizer's ids:
+:func:`collator_for`); the model pools them
 (`cls` or `mean`) and a linear layer gives ``(B, n_classes)`` logits. Loss and metrics count examples.
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "classifier_from_pretrained",
     "classify_loss",
     "classification_stream",
+    "collator_for",
     "encode_examples",
     "evaluate_classifier",
     "holdout_examples",
@@ -167,14 +169,30 @@ def encode_examples(tokenizer: Tokenizer, examples: Sequence[Example], max_token
     return encoded, n_cut
 
 
+def collator_for(tokenizer: Tokenizer) -> ClassificationCollator:
+    """``[CLS] ids [SEP]`` padded with the tokenizer's own pad, CLS and SEP ids (a pre-trained BERT's are
+    not ours): exactly what the model was trained on."""
+    if tokenizer.cls_id is None or tokenizer.sep_id is None:
+        raise ValueError(f"a {tokenizer.kind} tokenizer has no [CLS]/[SEP] tokens to build classifier inputs with")
+    return ClassificationCollator(pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id)
+
+
 def classification_stream(examples: Sequence[tuple[list[int], int]], max_tokens: int, seed: int,
-                          max_sentences: int | None = None, token_mask: float = 0.0) -> EpochBatches:
+                          max_sentences: int | None = None, token_mask: float = 0.0,
+                          tokenizer: Tokenizer | None = None) -> EpochBatches:
     """Endless, resumable batches ``{"input_ids": (B, T), "labels": (B,)}``: length-bucketed token-budget
     batches (``B * T <= max_tokens``, at most ``max_sentences`` rows), reshuffled every epoch. With
     ``token_mask`` > 0 that share of the tokens is replaced by [MASK], afresh in every batch
-    (:class:`~transformers_zoo.batching.TokenMaskingCollator`)."""
+    (:class:`~transformers_zoo.batching.TokenMaskingCollator`). ``tokenizer`` gives the special ids (default:
+    ours, see :mod:`~transformers_zoo.tokenizers`)."""
     lengths = [len(ids) + 2 for ids, _ in examples]
-    collate = TokenMaskingCollator(seed, token_mask) if token_mask else ClassificationCollator()
+    base = ClassificationCollator() if tokenizer is None else collator_for(tokenizer)
+    if token_mask and tokenizer is not None:
+        if tokenizer.mask_id is None:
+            raise ValueError(f"token masking needs a [MASK] token, which this {tokenizer.kind} tokenizer lacks")
+        collate = TokenMaskingCollator(seed, token_mask, tokenizer.mask_id, base, frozenset(tokenizer.special_ids))
+    else:
+        collate = TokenMaskingCollator(seed, token_mask) if token_mask else base
     return EpochBatches(examples, lambda epoch: token_budget_batches(
         lengths, max_tokens, seed=seed, epoch=epoch, max_sentences=max_sentences), collate)
 
@@ -187,12 +205,13 @@ def classify_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[tor
 
 @torch.no_grad()
 def predict_proba(model: nn.Module, examples: Sequence[tuple[list[int], int]], max_tokens: int,
-                  device: torch.device) -> torch.Tensor:
-    """Class probabilities ``(N, C)`` of encoded examples, in their order (batched by length)."""
+                  device: torch.device, tokenizer: Tokenizer | None = None) -> torch.Tensor:
+    """Class probabilities ``(N, C)`` of encoded examples, in their order (batched by length); ``tokenizer``
+    gives the special ids (default: ours)."""
     lengths = [len(ids) + 2 for ids, _ in examples]
     batches = token_budget_batches(lengths, max_tokens, seed=0, epoch=0, shuffle=False,
                                    max_sentences=EVAL_MAX_SENTENCES)
-    collate = ClassificationCollator()
+    collate = ClassificationCollator() if tokenizer is None else collator_for(tokenizer)
     was_training = model.training
     model.eval()
     probs = torch.empty(len(examples), model.config.n_classes)
@@ -205,12 +224,12 @@ def predict_proba(model: nn.Module, examples: Sequence[tuple[list[int], int]], m
 
 
 def evaluate_classifier(model: nn.Module, examples: Sequence[tuple[list[int], int]], max_tokens: int,
-                        device: torch.device) -> dict[str, float]:
+                        device: torch.device, tokenizer: Tokenizer | None = None) -> dict[str, float]:
     """``loss`` (mean cross-entropy), ``accuracy``, ``macro_f1`` (more than two classes only; with two,
     accuracy is the usual number) and ``examples``, over encoded ``(ids, label)`` examples."""
     if not examples:
         raise DataError("no examples to evaluate")
-    probs = predict_proba(model, examples, max_tokens, device)
+    probs = predict_proba(model, examples, max_tokens, device, tokenizer)
     labels = torch.tensor([label for _, label in examples])
     preds = probs.argmax(-1)
     n_classes = probs.size(-1)
