@@ -62,7 +62,7 @@ from transformers_zoo.cli import (  # noqa: E402
     resolve_device,
 )
 from transformers_zoo.corpora import load_imdb, load_sst2, read_jsonl  # noqa: E402
-from transformers_zoo.interop import load_hf_classifier  # noqa: E402
+from transformers_zoo.interop import hf_classifier_config, load_hf_classifier  # noqa: E402
 from transformers_zoo.interop import resolve_checkpoint as resolve_hf  # noqa: E402
 from transformers_zoo.runs import (  # noqa: E402
     new_run_dir,
@@ -567,7 +567,7 @@ def hf_finetune_job(plan: dict[str, Any], stage: str, data: LabelledData, init: 
         if key not in FINETUNE_MODEL_FIELDS or key == "max_len":
             raise ValueError(f"--{key.replace('_', '-')} {value}: the architecture comes from --init {init}; "
                              "fine-tuning may change only --pooling, --dropout, --attention-dropout")
-    cfg = load_hf_classifier(directory, data.n_classes, **cli_model)[0].config
+    cfg = hf_classifier_config(directory, data.n_classes, **cli_model)
     tokenizer = WordPieceTokenizer.from_hf(directory)
     if tokenizer.vocab_size > cfg.vocab_size or tokenizer.pad_id != cfg.pad_id:
         raise ValueError(f"--init {init}: vocab.txt ({tokenizer.vocab_size} pieces, [PAD] {tokenizer.pad_id}) does "

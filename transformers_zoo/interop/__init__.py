@@ -33,8 +33,8 @@ from .tensors import drop, our_shapes
 FAMILIES: tuple[ModuleType, ...] = (gpt2, bert, llama, bart, marian, t5)
 CONVERTERS: dict[str, ModuleType] = {t: m for m in FAMILIES for t in m.MODEL_TYPES}
 
-__all__ = ["CONVERTERS", "ConversionError", "export_hf", "load_hf", "load_hf_classifier", "load_hf_model",
-           "resolve_checkpoint"]
+__all__ = ["CONVERTERS", "ConversionError", "export_hf", "hf_classifier_config", "load_hf", "load_hf_classifier",
+           "load_hf_model", "resolve_checkpoint"]
 
 
 def converter(model_type: str | None, where: Path | None = None) -> ModuleType:
@@ -146,6 +146,24 @@ def load_hf_lm(path: str | os.PathLike, data_dir: str | os.PathLike | None = Non
     return model, GPT2Tokenizer.fetch(data_dir)
 
 
+def hf_classifier_config(path: str | os.PathLike, n_classes: int, **overrides) -> ModelConfig:
+    """The ModelConfig `load_hf_classifier` builds (no weights read): the BERT checkpoint's, with `n_classes`,
+    `pooling="cls_tanh"` and `overrides`. Any other architecture is a one-line ConversionError naming config.json."""
+    directory = resolve_checkpoint(path)
+    hf = read_config(directory)
+    if hf.get("model_type") not in bert.MODEL_TYPES:
+        raise ConversionError(f"model_type={hf.get('model_type')!r} is not a BERT checkpoint (fine-tuning a "
+                              f"classifier supports: {', '.join(bert.MODEL_TYPES)})", directory / "config.json")
+    try:
+        cfg = bert.config_from_hf(hf)
+    except KeyError as err:  # as load_hf reports them
+        raise ConversionError(f"missing field {err} for model_type={hf['model_type']!r}", directory / "config.json"
+                              ) from None
+    except ValueError as err:
+        raise ConversionError(str(err), directory / "config.json") from None
+    return cfg.replace(**{"n_classes": n_classes, "pooling": "cls_tanh", **overrides})
+
+
 def load_hf_classifier(path: str | os.PathLike, n_classes: int, **overrides) -> tuple[nn.Module, list[str]]:
     """A BERT checkpoint under a classification head of `n_classes`, for fine-tuning: `(model, notes)`.
 
@@ -154,17 +172,12 @@ def load_hf_classifier(path: str | os.PathLike, n_classes: int, **overrides) -> 
     one (pre-training checkpoints do: next-sentence prediction trained it), else freshly initialised, and
     a fresh linear classifier (unless the checkpoint is a classifier with `n_classes` labels: then its
     own). `overrides` change ModelConfig fields that keep the weights' shapes (dropout, pooling). `notes`
-    say which parts are new. Any other architecture is a one-line ConversionError naming config.json.
+    say which parts are new. Its config is `hf_classifier_config`'s.
     """
     directory = resolve_checkpoint(path)
-    model_type = read_config(directory).get("model_type")
-    if model_type not in bert.MODEL_TYPES:
-        raise ConversionError(f"model_type={model_type!r} is not a BERT checkpoint (fine-tuning a classifier "
-                              f"supports: {', '.join(bert.MODEL_TYPES)})", directory / "config.json")
-    cfg, state, _ = load_hf(directory)
-    same_head = cfg.n_classes == n_classes
-    cfg = cfg.replace(**{"n_classes": n_classes, "pooling": "cls_tanh", **overrides})
-    if not same_head:  # another head (or none): a fresh classifier; the pooler comes from the file if there
+    cfg = hf_classifier_config(directory, n_classes, **overrides)
+    saved_cfg, state, _ = load_hf(directory)
+    if saved_cfg.n_classes != n_classes:  # another head (or none): a fresh classifier; the pooler from the file
         state = {k: v for k, v in state.items() if not k.startswith(("classifier.", "pooler."))}
         for name, tensor in read_tensors(weights_file(directory)).items():
             if name.removeprefix("bert.").startswith("pooler.dense."):
