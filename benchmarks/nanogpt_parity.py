@@ -165,7 +165,7 @@ def run_ours(seed: int, steps: int, data_dir: Path, keep: Path | None = None) ->
     """The recipe as a user runs it, then its checkpoint scored by nanoGPT's estimate too; the run directory
     goes to `keep/seed<S>` when `keep` is given (else a temporary one)."""
     from transformers_zoo import DecoderOnly, ModelConfig
-    from transformers_zoo.cli import read_run_config
+    from transformers_zoo.runs import read_run_config
     from transformers_zoo.tasks.lm import encode_text
     from transformers_zoo.tokenizers import load_tokenizer
     from transformers_zoo.training import load_checkpoint

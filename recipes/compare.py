@@ -52,8 +52,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from transformers_zoo import DecoderOnly, EncoderDecoder, ModelConfig  # noqa: E402
-from transformers_zoo.cli import main_guard, resolve_device, write_json  # noqa: E402
+from transformers_zoo.cli import main_guard, resolve_device  # noqa: E402
 from transformers_zoo.corpora import load_multi30k, load_tinyshakespeare, read_text, resolve_data_dir  # noqa: E402
+from transformers_zoo.runs import write_json  # noqa: E402
 from transformers_zoo.tasks.lm import evaluate_lm, lm_loss, prepare_lm_data, train_stream  # noqa: E402
 from transformers_zoo.tasks.prefix_lm import (  # noqa: E402
     evaluate_prefix_loss,

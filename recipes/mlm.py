@@ -65,6 +65,7 @@ from transformers_zoo.corpora import load_imdb, load_sst2, read_jsonl  # noqa: E
 from transformers_zoo.interop import hf_classifier_config, load_hf_classifier  # noqa: E402
 from transformers_zoo.interop import resolve_checkpoint as resolve_hf  # noqa: E402
 from transformers_zoo.runs import (  # noqa: E402
+    fingerprint,
     new_run_dir,
     read_run_config,
     resume_train_settings,
@@ -334,14 +335,6 @@ def stage_plan(args: argparse.Namespace, stage: str, cli_train: bool = True) -> 
                     label_column=args.label_column or "label")
     model = dict(preset["model"], **preset[base].get("model", {}), **task.get("model", {}))
     return {"model": dict(model, **overrides(args, "model__")), "train": train, "data": data}
-
-
-def fingerprint(cfg: ModelConfig, tokenizer: Tokenizer, labels: list[str] | None = None) -> dict[str, Any]:
-    """What a checkpoint belongs to: the model, the tokenizer and (fine-tuning) the label names."""
-    out: dict[str, Any] = {"model": cfg.to_dict(), "tokenizer": tokenizer.fingerprint}
-    if labels is not None:
-        out["labels"] = list(labels)
-    return out
 
 
 def log(message: str) -> None:
@@ -753,8 +746,8 @@ def run_finetune(job: FinetuneJob, run_dir: Path, preset: str, resume: bool = Fa
         res = evaluate_classifier(m, job.encoded["val"], data["eval_batch_tokens"], device_of(m), tok)
         return {f"val_{k}": v for k, v in res.items()}
 
-    trainer = Trainer(model, stream, classify_loss, job.train_cfg, run_dir, evaluate, fingerprint(cfg, tok, names),
-                      unit="ex")
+    trainer = Trainer(model, stream, classify_loss, job.train_cfg, run_dir, evaluate,
+                      fingerprint(cfg, tok, labels=list(names)), unit="ex")
     summary = trainer.fit()
     if not is_main():
         return {}

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import FFNS, NORMS, POOLINGS, POSITIONALS, SINUSOIDAL_LAYOUTS, ModelConfig
-from .runs import new_run_dir, read_run_config, run_dir_of, write_json  # noqa: F401  (recipes import them here)
 from .training.trainer import resolve_device  # noqa: F401  (recipes import it from here; one definition)
 
 # Fields the recipe derives from its data (vocabulary, classes) rather than from flags.

@@ -169,9 +169,11 @@ def encode_examples(tokenizer: Tokenizer, examples: Sequence[Example], max_token
     return encoded, n_cut
 
 
-def collator_for(tokenizer: Tokenizer) -> ClassificationCollator:
+def collator_for(tokenizer: Tokenizer | None) -> ClassificationCollator:
     """``[CLS] ids [SEP]`` padded with the tokenizer's own pad, CLS and SEP ids (a pre-trained BERT's are
-    not ours): exactly what the model was trained on."""
+    not ours): exactly what the model was trained on. None: our fixed ids."""
+    if tokenizer is None:
+        return ClassificationCollator()
     if tokenizer.cls_id is None or tokenizer.sep_id is None:
         raise ValueError(f"a {tokenizer.kind} tokenizer has no [CLS]/[SEP] tokens to build classifier inputs with")
     return ClassificationCollator(pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id)
@@ -186,13 +188,13 @@ def classification_stream(examples: Sequence[tuple[list[int], int]], max_tokens:
     (:class:`~transformers_zoo.batching.TokenMaskingCollator`). ``tokenizer`` gives the special ids (default:
     ours, see :mod:`~transformers_zoo.tokenizers`)."""
     lengths = [len(ids) + 2 for ids, _ in examples]
-    base = ClassificationCollator() if tokenizer is None else collator_for(tokenizer)
-    if token_mask and tokenizer is not None:
+    collate = collator_for(tokenizer)
+    if token_mask and tokenizer is None:
+        collate = TokenMaskingCollator(seed, token_mask)
+    elif token_mask:
         if tokenizer.mask_id is None:
             raise ValueError(f"token masking needs a [MASK] token, which this {tokenizer.kind} tokenizer lacks")
-        collate = TokenMaskingCollator(seed, token_mask, tokenizer.mask_id, base, frozenset(tokenizer.special_ids))
-    else:
-        collate = TokenMaskingCollator(seed, token_mask) if token_mask else base
+        collate = TokenMaskingCollator(seed, token_mask, tokenizer.mask_id, collate, frozenset(tokenizer.special_ids))
     return EpochBatches(examples, lambda epoch: token_budget_batches(
         lengths, max_tokens, seed=seed, epoch=epoch, max_sentences=max_sentences), collate)
 
@@ -211,7 +213,7 @@ def predict_proba(model: nn.Module, examples: Sequence[tuple[list[int], int]], m
     lengths = [len(ids) + 2 for ids, _ in examples]
     batches = token_budget_batches(lengths, max_tokens, seed=0, epoch=0, shuffle=False,
                                    max_sentences=EVAL_MAX_SENTENCES)
-    collate = ClassificationCollator() if tokenizer is None else collator_for(tokenizer)
+    collate = collator_for(tokenizer)
     was_training = model.training
     model.eval()
     probs = torch.empty(len(examples), model.config.n_classes)

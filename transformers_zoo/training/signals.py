@@ -23,15 +23,14 @@ DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SIGNAL_AT_STEP_ENV = "TZOO_SIGNAL_AT_STEP"
 
 
-def signal_at_step(step: int) -> None:
-    """Send this process the signal `TZOO_SIGNAL_AT_STEP` names for `step`, if any (a test hook)."""
+def scheduled_signals() -> dict[int, signal.Signals]:
+    """Step -> signal from `TZOO_SIGNAL_AT_STEP` (empty when unset): read once, when training starts."""
     spec = os.environ.get(SIGNAL_AT_STEP_ENV)
-    if not spec:
-        return
-    for item in spec.split(","):
+    out = {}
+    for item in spec.split(",") if spec else ():
         at, _, name = item.partition(":")
-        if int(at) == step:
-            os.kill(os.getpid(), signal.Signals["SIG" + (name or "TERM").upper()])
+        out[int(at)] = signal.Signals["SIG" + (name or "TERM").upper()]
+    return out
 
 
 class SignalGuard:

@@ -21,6 +21,7 @@ backward, optimizer; not evaluation, logging or checkpoint writes).
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 import warnings
@@ -58,7 +59,7 @@ from .metrics_log import MetricsLog
 from .optim import build_optimizer
 from .progress import Progress
 from .schedules import build_scheduler
-from .signals import SignalGuard, signal_at_step
+from .signals import SignalGuard, scheduled_signals
 
 Batch = dict[str, Any]
 LossFn = Callable[[nn.Module, Batch], tuple[torch.Tensor, "int | torch.Tensor"]]
@@ -150,6 +151,7 @@ class Trainer:
         self.unit = unit  # what loss_fn counts, for the progress line ("tok", "ex" for a classifier)
         self.rank, self.world = dist.rank(), dist.world_size()
         self.is_main = self.rank == 0
+        self._signals_at = scheduled_signals() if self.is_main else {}
         self.device = resolve_device(cfg.device)
         self.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
         if self.amp and self.device.type != "cuda":
@@ -389,8 +391,8 @@ class Trainer:
                     reason = "early_stopping"
             if improved or reason is not None or (cfg.save_every and self.step % cfg.save_every == 0):
                 self._save(best=improved)
-            if self.is_main:
-                signal_at_step(self.step)
+            if self.step in self._signals_at:  # the resume tests' deterministic interruption (signals.py)
+                os.kill(os.getpid(), self._signals_at[self.step])
         return reason
 
     def _autocast(self):
