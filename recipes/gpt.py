@@ -33,8 +33,8 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without install
 from transformers_zoo import DecoderOnly, ModelConfig  # noqa: E402
 from transformers_zoo.cli import (  # noqa: E402
     add_common_args,
+    init_model_overrides,
     main_guard,
-    overrides,
     resolve_device,
     resolve_preset,
 )
@@ -152,15 +152,12 @@ def build_lm_data(data: dict, data_dir: str | None, tokenizer=None):
 def hf_init(args: argparse.Namespace, preset: dict, data: dict) -> tuple[tuple, str, dict]:
     """``((model, tokenizer), "hf:DIR", data)`` for --init: the checkpoint's model config replaces the preset's
     (dropout may change), the tokenizer is gpt2 and the block size at most the checkpoint's positions."""
-    for key, value in overrides(args, "model__").items():
-        if key not in ("dropout", "attention_dropout"):
-            raise ValueError(f"--{key.replace('_', '-')} {value}: the architecture comes from --init {args.init}; "
-                             "only --dropout and --attention-dropout may change")
+    changes = init_model_overrides(args)
     if args.tokenizer not in (None, "gpt2"):
         raise ValueError(f"--tokenizer {args.tokenizer}: a GPT-2 checkpoint reads the gpt2 tokenizer")
     model, tok = load_hf_lm(args.init, args.data_dir)
     init = f"hf:{resolve_hf(args.init).resolve()}"
-    preset["model"] = dict(model.config.to_dict(), **overrides(args, "model__"))
+    preset["model"] = dict(model.config.to_dict(), **changes)
     max_len = model.config.max_len
     if args.block_size is not None and args.block_size > max_len:
         raise ValueError(f"--block-size {args.block_size} exceeds the checkpoint's n_positions={max_len}")

@@ -9,10 +9,15 @@ best or checkpoint-averaged weights on validation, and report sacreBLEU and chrF
     python recipes/translate.py translate --checkpoint RUN_DIR "A man rides a bike."
     cat input.en | python recipes/translate.py translate --checkpoint RUN_DIR --show-attention attn.png
     python recipes/translate.py --eval-only --checkpoint RUN_DIR --beam 10 --out RUN_DIR/eval-beam10
+    python recipes/translate.py translate --init hf:Helsinki-NLP/opus-mt-en-de "A man rides a bike."
+    python recipes/translate.py --init hf:Helsinki-NLP/opus-mt-en-de --lr 5e-5 --warmup-steps 100   # fine-tune
 
 Data: one joint sentencepiece BPE vocabulary (--vocab) trained on the training split only (cached under
 $TZOO_CACHE_DIR/tokenizers, default ~/.cache/transformers_zoo; never in the data dir), shared source/target
-embeddings tied to the output layer; or one vocabulary per language with --separate-vocab. Training:
+embeddings tied to the output layer; or one vocabulary per language with --separate-vocab. --init hf:PATH
+starts from a Hugging Face Marian (opus-mt) checkpoint instead: its architecture (only --dropout and
+--attention-dropout may change), its weights and its own tokenizers (source.spm, target.spm, vocab.json;
+decoding starts from its <pad>, as transformers' does). Training:
 token-budget batches (--max-tokens), label smoothing, inverse-sqrt warm-up, selection of the best checkpoint on
 validation loss (or greedy BLEU with --select bleu). At the end the last --average-last checkpoints are
 averaged; the better of best and averaged on validation is evaluated on every test split with beam search and
@@ -44,11 +49,13 @@ from safetensors.torch import save_model  # noqa: E402
 from transformers_zoo import EncoderDecoder, ModelConfig  # noqa: E402
 from transformers_zoo.cli import (  # noqa: E402
     add_common_args,
+    init_model_overrides,
     main_guard,
     resolve_device,
     resolve_preset,
 )
 from transformers_zoo.corpora import DataError, load_multi30k, read_parallel, resolve_data_dir  # noqa: E402
+from transformers_zoo.interop import load_hf_translator, resolve_checkpoint  # noqa: E402
 from transformers_zoo.runs import (  # noqa: E402
     fingerprint,
     open_run,
@@ -67,11 +74,12 @@ from transformers_zoo.tasks.translation import (  # noqa: E402
     generate_ids,
     prepare_translation_data,
     score,
+    target_ids,
     train_stream,
     translate,
     translation_loss,
 )
-from transformers_zoo.tokenizers import EOS, PAD, Tokenizer, load_tokenizer  # noqa: E402
+from transformers_zoo.tokenizers import Tokenizer, load_tokenizer  # noqa: E402
 from transformers_zoo.training import (  # noqa: E402
     TrainConfig,
     Trainer,
@@ -145,6 +153,9 @@ def parse_train_args(argv: list[str]) -> argparse.Namespace:
     data.add_argument("--max-tokens", type=int, default=None, help="padded tokens per training batch and side")
     data.add_argument("--eval-limit", type=int, default=None,
                       help="evaluate only the first N pairs of validation and test splits (default: all)")
+    data.add_argument("--init", default=None, metavar="hf:PATH",
+                      help="fine-tune a Hugging Face Marian checkpoint (directory or Hub name, e.g. "
+                           "Helsinki-NLP/opus-mt-en-de) with its own tokenizers")
     add_eval_args(parser.add_argument_group("evaluation"), training=True)
     return parser.parse_args(argv)
 
@@ -167,7 +178,7 @@ def add_eval_args(group: argparse.ArgumentParser | argparse._ArgumentGroup, trai
 
 # Flags a resumed run cannot change (its data and checkpoint selection are fixed once started).
 DATA_FLAGS = ("src", "tgt", "file_train_src", "file_train_tgt", "file_valid_src", "file_valid_tgt", "test",
-              "tokenizer", "vocab", "separate_vocab", "max_tokens", "eval_limit", "select", "average_last")
+              "tokenizer", "vocab", "separate_vocab", "max_tokens", "eval_limit", "select", "average_last", "init")
 
 
 def data_settings(preset: dict, args: argparse.Namespace) -> dict[str, Any]:
@@ -296,10 +307,24 @@ def fingerprint_of(cfg: ModelConfig, src_tok: Tokenizer, tgt_tok: Tokenizer) -> 
     return fingerprint(cfg, tgt_tok, src_tokenizer=src_tok.fingerprint)
 
 
+def hf_init(args: argparse.Namespace, data: dict[str, Any]) -> tuple[EncoderDecoder, ModelConfig, tuple]:
+    """``(model, its config, (source, target) tokenizers)`` for --init; records the checkpoint in ``data``. The
+    architecture and tokenizers are the checkpoint's: only dropout may change, vocabulary flags are refused."""
+    changes = init_model_overrides(args)
+    for flag, value in (("--vocab", args.vocab), ("--tokenizer", args.tokenizer),
+                        ("--separate-vocab", args.separate_vocab or None)):
+        if value is not None:
+            raise ValueError(f"{flag}: the tokenizers come from --init {args.init}")
+    model, src_tok, tgt_tok = load_hf_translator(args.init)
+    data.update(init=f"hf:{resolve_checkpoint(args.init).resolve()}", joint=False, tokenizer="marian",
+                vocab=tgt_tok.vocab_size)
+    return model, model.config.replace(**changes), (src_tok, tgt_tok)
+
+
 def model_config(model: dict[str, Any], td: TranslationData) -> ModelConfig:
     """The ModelConfig of the preset (with overrides) sized for the tokenizers; separate vocabularies get
     separate source and target embeddings whatever --share-src-tgt-embeddings says."""
-    model = dict(model, vocab_size=td.tgt_tokenizer.vocab_size, pad_id=PAD)
+    model = dict(model, vocab_size=td.tgt_tokenizer.vocab_size, pad_id=td.tgt_tokenizer.pad_id)
     if not td.joint:
         model.update(share_src_tgt_embeddings=False, src_vocab_size=td.src_tokenizer.vocab_size)
     return ModelConfig.from_dict(model)
@@ -325,11 +350,17 @@ def train(args: argparse.Namespace) -> int:
         td = build_data(data, args.data_dir, saved["model"]["max_len"], load_tokenizers(run_dir))
         cfg = ModelConfig.from_dict(saved["model"])
         train_cfg = TrainConfig.from_dict(train_cfg)
+        init = None  # a resumed run has its own weights
     else:
         data, ev, preset_name = data_settings(preset, args), eval_settings(preset, args), args.preset
         # Everything that can be wrong with the input is found before the run directory exists.
-        td = build_data(data, args.data_dir, preset["model"].get("max_len", ModelConfig.max_len))
-        cfg = model_config(preset["model"], td)
+        if args.init:
+            init, cfg, tokenizers = hf_init(args, data)
+            td = build_data(data, args.data_dir, cfg.max_len, tokenizers)
+        else:
+            init = None
+            td = build_data(data, args.data_dir, preset["model"].get("max_len", ModelConfig.max_len))
+            cfg = model_config(preset["model"], td)
         longest = max(example_width(e) for e in td.examples["train"])
         if longest > data["max_tokens"]:
             raise ValueError(f"--max-tokens {data['max_tokens']} cannot hold the longest training pair ({longest} "
@@ -355,15 +386,18 @@ def train(args: argparse.Namespace) -> int:
 
     torch.manual_seed(train_cfg.seed)  # the initial weights
     model = EncoderDecoder(cfg)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
     params = sum(p.numel() for p in model.parameters())
-    print(f"model: EncoderDecoder, {params:,} parameters", file=sys.stderr)
-    stream = train_stream(td.examples["train"], data["max_tokens"], train_cfg.seed, PAD)
+    start = f", initialised from {data['init']}" if init is not None else ""
+    print(f"model: EncoderDecoder, {params:,} parameters{start}", file=sys.stderr)
+    stream = train_stream(td.examples["train"], data["max_tokens"], train_cfg.seed, **target_ids(tgt_tok))
     loss_fn = functools.partial(translation_loss, label_smoothing=train_cfg.label_smoothing)
     val_src = [s for s, _ in td.pairs["val"]]
     val_ref = [t for _, t in td.pairs["val"]]
 
     def evaluate(m: EncoderDecoder) -> dict[str, float]:
-        res = evaluate_loss(m, td.examples["val"], data["eval_max_tokens"], device)
+        res = evaluate_loss(m, td.examples["val"], data["eval_max_tokens"], device, **target_ids(tgt_tok))
         out = {"val_loss": res["loss"], "val_ppl": res["ppl"]}
         if ev["select"] == "bleu":
             hyps = translate(m, tgt_tok, val_src, src_tokenizer=src_tok, beam_size=1, max_len_a=ev["max_len_a"],
@@ -396,7 +430,8 @@ def search_kwargs(ev: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
 
 def validation_scores(model: EncoderDecoder, td: TranslationData, ev: dict, data: dict, device) -> dict[str, float]:
     """Validation loss and greedy BLEU/chrF: what best and averaged weights are compared on."""
-    res = evaluate_loss(model, td.examples["val"], data.get("eval_max_tokens", 6000), device)
+    res = evaluate_loss(model, td.examples["val"], data.get("eval_max_tokens", 6000), device,
+                        **target_ids(td.tgt_tokenizer))
     hyps = translate(model, td.tgt_tokenizer, [s for s, _ in td.pairs["val"]], src_tokenizer=td.src_tokenizer,
                      beam_size=1, **search_kwargs(ev, data))
     scores = score(hyps, [t for _, t in td.pairs["val"]])
@@ -409,7 +444,8 @@ def evaluate_split(model: EncoderDecoder, td: TranslationData, split: str, ev: d
     detokenized `hypotheses` (beam), `hypotheses_greedy` and `references`, one per pair."""
     sources = [s for s, _ in td.pairs[split]]
     refs = [t for _, t in td.pairs[split]]
-    res = evaluate_loss(model, td.examples[split], data.get("eval_max_tokens", 6000), device)
+    res = evaluate_loss(model, td.examples[split], data.get("eval_max_tokens", 6000), device,
+                        **target_ids(td.tgt_tokenizer))
     kwargs = dict(src_tokenizer=td.src_tokenizer, **search_kwargs(ev, data))
     beam = translate(model, td.tgt_tokenizer, sources, beam_size=ev["beam"], **kwargs)
     greedy = beam if ev["beam"] == 1 else translate(model, td.tgt_tokenizer, sources, beam_size=1, **kwargs)
@@ -532,14 +568,15 @@ def plot_cross_attention(model: EncoderDecoder, src_tok: Tokenizer, tgt_tok: Tok
                          ev: dict[str, Any], heads: str = "mean") -> Path:
     """Translate `sentence` (beam search), then plot the last decoder layer's cross-attention on a teacher-forced
     pass over that translation: rows are output tokens, columns source tokens; one map or one per head."""
-    src_ids = [*src_tok.encode(sentence)[: model.config.max_len - 1], EOS]
+    src_ids = [*src_tok.encode(sentence)[: model.config.max_len - 1], src_tok.eos_id]
     out = generate_ids(model, [src_ids], beam_size=ev["beam"], length_penalty=ev["length_penalty"],
-                       max_len_a=ev["max_len_a"], max_len_b=ev["max_len_b"])[0]
-    weights = cross_attention(model, src_ids, out)  # (H, T, S)
+                       max_len_a=ev["max_len_a"], max_len_b=ev["max_len_b"], bos_id=tgt_tok.bos_id,
+                       eos_id=tgt_tok.eos_id)[0]
+    weights = cross_attention(model, src_ids, out, bos_id=tgt_tok.bos_id)  # (H, T, S)
     if heads == "mean":
         weights = weights.mean(dim=0, keepdim=True)
     what = "mean of heads" if heads == "mean" else "per head"
-    return plot_attention(weights, [tgt_tok.id_to_piece(i) for i in [*out, EOS]], path,
+    return plot_attention(weights, [tgt_tok.id_to_piece(i) for i in [*out, tgt_tok.eos_id]], path,
                           key_labels=[src_tok.id_to_piece(i) for i in src_ids],
                           title=f"cross-attention, last decoder layer ({what})\n{sentence}\n-> {tgt_tok.decode(out)}")
 
@@ -627,11 +664,14 @@ def translate_main(argv: list[str]) -> int:
     """`translate` subcommand: one translation per input line, optionally cross-attention maps."""
     parser = argparse.ArgumentParser(
         prog="recipes/translate.py translate",
-        description="Translate sentences with a trained run: given as arguments, else one per line on stdin. "
-                    "Prints one translation per line.")
+        description="Translate sentences with a trained run (or a Hugging Face Marian checkpoint): given as "
+                    "arguments, else one per line on stdin. Prints one translation per line.")
     parser.add_argument("sentences", nargs="*", help="sentences to translate (default: read stdin)")
-    parser.add_argument("--checkpoint", required=True, metavar="RUN_DIR",
-                        help="run directory (its selected weights), RUN_DIR/averaged or a checkpoints/step_* folder")
+    weights = parser.add_mutually_exclusive_group(required=True)
+    weights.add_argument("--checkpoint", metavar="RUN_DIR",
+                         help="run directory (its selected weights), RUN_DIR/averaged or a checkpoints/step_* folder")
+    weights.add_argument("--init", metavar="hf:PATH",
+                         help="a Hugging Face Marian checkpoint instead (directory or Hub name), with its tokenizers")
     add_eval_args(parser, training=False)
     parser.add_argument("--show-attention", metavar="PATH.png", default=None,
                         help="save the last decoder layer's cross-attention of the (first) sentence as a heat map; "
@@ -641,8 +681,12 @@ def translate_main(argv: list[str]) -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
-    model, src_tok, tgt_tok, config, what = load_trained(args.checkpoint, device)
-    ev = eval_settings({}, args, saved=config["eval"])
+    if args.init:
+        model, src_tok, tgt_tok = load_hf_translator(args.init)
+        model, ev = model.to(device), eval_settings(PRESETS["cpu"], args)
+    else:
+        model, src_tok, tgt_tok, config, _ = load_trained(args.checkpoint, device)
+        ev = eval_settings({}, args, saved=config["eval"])
     sentences = [s.strip() for s in (args.sentences or sys.stdin.read().splitlines())]
     todo = [s for s in sentences if s]
     hyps = iter(translate(model, tgt_tok, todo, src_tokenizer=src_tok, beam_size=ev["beam"],

@@ -156,6 +156,19 @@ def overrides(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
     return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix) and v is not None}
 
 
+def init_model_overrides(args: argparse.Namespace, allowed: tuple[str, ...] = ("dropout", "attention_dropout")
+                         ) -> dict[str, Any]:
+    """The model flags given with ``--init CHECKPOINT``, whose architecture is the checkpoint's: only
+    ``allowed`` fields (dropout by default) may change; any other is refused with one line naming it."""
+    given = overrides(args, "model__")
+    for key, value in given.items():
+        if key not in allowed:
+            flags = " and ".join("--" + k.replace("_", "-") for k in allowed)
+            raise ValueError(f"--{key.replace('_', '-')} {value}: the architecture comes from --init {args.init}; "
+                             f"only {flags} may change")
+    return given
+
+
 def resolve_preset(presets: dict[str, dict], args: argparse.Namespace) -> dict[str, dict]:
     """The preset with the command line's overrides applied (model, train; budgets and seed too)."""
     preset = json.loads(json.dumps(presets[args.preset]))  # a deep copy

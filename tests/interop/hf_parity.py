@@ -3,6 +3,7 @@ logits (with and without padding) and greedy tokens; exported back, `from_pretra
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -100,4 +101,60 @@ def write_tiny_gpt2(directory: Path, data_dir: Path, n_positions: int = 32) -> P
     torch.manual_seed(0)
     config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=n_positions)
     transformers.GPT2LMHeadModel(config).save_pretrained(directory)
+    return directory
+
+
+# Source and target texts of the tiny Marian checkpoints: the two sentencepiece models see different
+# languages, so some target pieces are missing from the source model (and the reverse).
+MARIAN_SRC = ["A man rides a bike down the street.", "Two dogs play in the snow.", "A woman is reading a book.",
+              "Children are playing football in a park.", "The cat sleeps on a red sofa."] * 4
+MARIAN_TGT = ["Ein Mann fährt mit dem Fahrrad die Straße hinunter.", "Zwei Hunde spielen im Schnee.",
+              "Eine Frau liest ein Buch.", "Kinder spielen Fußball in einem Park.",
+              "Die Katze schläft auf einem roten Sofa."] * 4
+
+
+def _spm_model(texts: list[str], vocab_size: int) -> bytes:
+    """A sentencepiece model with opus-mt's specials (<unk> 0, <s> 1, </s> 2)."""
+    import io
+
+    import sentencepiece as spm
+
+    out = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=out, vocab_size=vocab_size,
+                                   model_type="unigram", character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2,
+                                   pad_id=-1, minloglevel=2, num_threads=1, hard_vocab_limit=False)
+    return out.getvalue()
+
+
+def write_tiny_marian(directory: Path, seed: int = 0, d_model: int = 32, layers: int = 1) -> Path:
+    """A random `MarianMTModel` with its tokenizer (source.spm, target.spm, one vocab.json laid out as
+    opus-mt's: </s> 0, <unk> 1, the pieces of both models, <pad> last = decoder start), saved by transformers."""
+    import sentencepiece as spm
+
+    directory.mkdir(parents=True, exist_ok=True)
+    models = {"source.spm": _spm_model(MARIAN_SRC, 60), "target.spm": _spm_model(MARIAN_TGT, 60)}
+    vocab = {"</s>": 0, "<unk>": 1}
+    for name, proto in models.items():
+        (directory / name).write_bytes(proto)
+        sp = spm.SentencePieceProcessor(model_proto=proto)
+        for i in range(sp.get_piece_size()):
+            if not sp.is_control(i) and not sp.is_unknown(i):
+                vocab.setdefault(sp.id_to_piece(i), len(vocab))
+    vocab["<pad>"] = len(vocab)
+    (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    tok = transformers.MarianTokenizer(*(str(directory / n) for n in ("source.spm", "target.spm", "vocab.json")))
+    tok.save_pretrained(directory)
+    torch.manual_seed(seed)
+    pad = vocab["<pad>"]
+    config = transformers.MarianConfig(
+        vocab_size=len(vocab), d_model=d_model, encoder_layers=layers, decoder_layers=layers,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=2 * d_model,
+        decoder_ffn_dim=2 * d_model, max_position_embeddings=64, pad_token_id=pad, decoder_start_token_id=pad,
+        eos_token_id=0, forced_eos_token_id=0, activation_function="swish", scale_embedding=True)
+    model = transformers.MarianMTModel(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "embed_positions" not in name:
+                p.add_(torch.randn_like(p) * 0.05)
+    model.eval().save_pretrained(directory)
     return directory

@@ -4,6 +4,7 @@
     model = load_hf_model("hf:gpt2")                    # the same, built: a DecoderOnly with the weights
     export_hf(model, "out/")                            # config.json + model.safetensors for from_pretrained
     model, notes = load_hf_classifier("hf:bert-base-uncased", n_classes=2)  # for fine-tuning, as HF builds it
+    model, src_tok, tgt_tok = load_hf_translator("hf:Helsinki-NLP/opus-mt-en-de")  # with its tokenizers
 
 Each family converter is a module with the same small interface, registered by `model_type`:
 - `MODEL_TYPES`: the config.json `model_type` strings it reads; `FAMILY`: key of `models.MODELS` it builds;
@@ -34,7 +35,7 @@ FAMILIES: tuple[ModuleType, ...] = (gpt2, bert, llama, bart, marian, t5)
 CONVERTERS: dict[str, ModuleType] = {t: m for m in FAMILIES for t in m.MODEL_TYPES}
 
 __all__ = ["CONVERTERS", "ConversionError", "export_hf", "hf_classifier_config", "load_hf", "load_hf_classifier",
-           "load_hf_model", "resolve_checkpoint"]
+           "load_hf_lm", "load_hf_model", "load_hf_translator", "resolve_checkpoint"]
 
 
 def converter(model_type: str | None, where: Path | None = None) -> ModuleType:
@@ -144,6 +145,29 @@ def load_hf_lm(path: str | os.PathLike, data_dir: str | os.PathLike | None = Non
     if model_type != "gpt2":
         raise ConversionError(f"no tokenizer for model_type={model_type!r} yet (supported: gpt2)", str(path))
     return model, GPT2Tokenizer.fetch(data_dir)
+
+
+def load_hf_translator(path: str | os.PathLike):
+    """A converted encoder-decoder checkpoint and its tokenizers: `(model, source tokenizer, target tokenizer)`.
+
+    Supported: Marian / opus-mt (`source.spm`, `target.spm`, `vocab.json`: `tokenizers.MarianTokenizer`).
+    BART's byte-level BPE (`vocab.json` + `merges.txt`) and T5's sentencepiece are not wrapped yet: a clear
+    error says so.
+    """
+    from ..tokenizers import MarianTokenizer
+
+    directory = resolve_checkpoint(path)
+    model_type = read_config(directory).get("model_type")
+    if model_type not in marian.MODEL_TYPES:
+        raise ConversionError(f"no tokenizer for model_type={model_type!r} yet (translation supports: "
+                              f"{', '.join(marian.MODEL_TYPES)})", directory / "config.json")
+    src_tok, tgt_tok = MarianTokenizer.pair_from_hf(directory)
+    model = load_hf_model(directory)
+    if tgt_tok.vocab_size > model.config.vocab_size or tgt_tok.pad_id != model.config.pad_id:
+        raise ConversionError(f"vocab.json ({tgt_tok.vocab_size} ids, <pad> {tgt_tok.pad_id}) does not fit the "
+                              f"model (vocab_size={model.config.vocab_size}, pad_token_id={model.config.pad_id})",
+                              directory / "vocab.json")
+    return model, src_tok, tgt_tok
 
 
 def hf_classifier_config(path: str | os.PathLike, n_classes: int, **overrides) -> ModelConfig:

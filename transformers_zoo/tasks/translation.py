@@ -10,6 +10,8 @@
 
 Every source sentence ends with EOS (as in fairseq): the encoder always sees at least one token and a
 fixed anchor at the end. Targets are `[BOS] y` in and `y [EOS]` out (`batching.TranslationCollator`).
+The ids are the tokenizers' own: a pre-trained Marian tokenizer has other EOS and pad ids, and no BOS (its
+decoder starts from pad, which is its `bos_id`); pass them on as `pad_id`, `bos_id`, `eos_id`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ __all__ = [
     "length_sorted_batches",
     "prepare_translation_data",
     "score",
+    "target_ids",
     "train_stream",
     "train_tokenizers",
     "translate",
@@ -108,7 +111,7 @@ def encode_pairs(pairs: Sequence[tuple[str, str]], src_tokenizer: Tokenizer, tgt
     """
     src_ids = src_tokenizer.encode_batch([s for s, _ in pairs])
     tgt_ids = tgt_tokenizer.encode_batch([t for _, t in pairs])
-    examples = [([*s, EOS], t) for s, t in zip(src_ids, tgt_ids, strict=True)]
+    examples = [([*s, src_tokenizer.eos_id], t) for s, t in zip(src_ids, tgt_ids, strict=True)]
     if max_len is None:
         return examples, 0
     # The source already holds its EOS; the target gains one token (BOS in, EOS out) in the collator.
@@ -133,18 +136,25 @@ def prepare_translation_data(pairs: dict[str, list[tuple[str, str]]], vocab_size
     return TranslationData(src_tok, tgt_tok, pairs, examples, skipped)
 
 
+def target_ids(tokenizer: Tokenizer) -> dict[str, int]:
+    """`pad_id`, `bos_id` (the decoder's start) and `eos_id` of a target tokenizer, as keyword arguments."""
+    return {"pad_id": tokenizer.pad_id, "bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id}
+
+
 def example_width(example: Pair) -> int:
     """Width of a pair in a padded batch: the longer of the source and the shifted target."""
     src, tgt = example
     return max(len(src), len(tgt) + 1)
 
 
-def train_stream(examples: Sequence[Pair], max_tokens: int, seed: int, pad_id: int = PAD) -> EpochBatches:
+def train_stream(examples: Sequence[Pair], max_tokens: int, seed: int, pad_id: int = PAD, *, bos_id: int = BOS,
+                 eos_id: int = EOS) -> EpochBatches:
     """Endless, resumable batches of similar-length pairs, at most `max_tokens` padded tokens per side
-    (fairseq's `--max-tokens`); the batches of each epoch are shuffled from `(seed, epoch)`."""
+    (fairseq's `--max-tokens`); the batches of each epoch are shuffled from `(seed, epoch)`. The ids are the
+    target tokenizer's (`bos_id` is the decoder's start token: pad for Marian)."""
     lengths = [example_width(e) for e in examples]
     return EpochBatches(examples, lambda epoch: token_budget_batches(lengths, max_tokens, seed=seed, epoch=epoch),
-                        TranslationCollator(pad_id))
+                        TranslationCollator(pad_id, bos_id, eos_id))
 
 
 def translation_loss(model: nn.Module, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0
@@ -157,7 +167,7 @@ def translation_loss(model: nn.Module, batch: dict[str, torch.Tensor], label_smo
 
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, examples: Sequence[Pair], max_tokens: int, device: torch.device | str,
-                  pad_id: int = PAD) -> dict[str, float]:
+                  pad_id: int = PAD, *, bos_id: int = BOS, eos_id: int = EOS) -> dict[str, float]:
     """Mean per-token cross-entropy (no smoothing: the model's real likelihood) over every pair of a split.
 
     Returns `loss` (nats/token), `ppl` and `tokens` (scored target tokens, EOS included).
@@ -169,7 +179,7 @@ def evaluate_loss(model: nn.Module, examples: Sequence[Pair], max_tokens: int, d
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    for batch in collate_batches(examples, batches, TranslationCollator(pad_id)):
+    for batch in collate_batches(examples, batches, TranslationCollator(pad_id, bos_id, eos_id)):
         batch = {k: v.to(device) for k, v in batch.items()}
         loss, n = translation_loss(model, batch)
         total += float(loss)
@@ -240,26 +250,28 @@ def translate(model: nn.Module, tokenizer: Tokenizer, sentences: Sequence[str], 
               device: torch.device | str | None = None) -> list[str]:
     """Translate `sentences` (one per item) into detokenized text, in the order given.
 
-    `tokenizer` decodes the output (and encodes the input unless a separate `src_tokenizer` is given).
-    Sources longer than learned positions allow are cut to `max_len`. See `generate_ids` for the rest.
+    `tokenizer` decodes the output (and encodes the input unless a separate `src_tokenizer` is given); its
+    `bos_id` starts decoding and its `eos_id` ends it. Sources longer than learned positions allow are cut to
+    `max_len`. See `generate_ids` for the rest.
     """
     src_tokenizer = src_tokenizer or tokenizer
     max_src = model.config.max_len if model.config.positional == "learned" else None
-    sources = [[*ids[: None if max_src is None else max_src - 1], EOS]
+    sources = [[*ids[: None if max_src is None else max_src - 1], src_tokenizer.eos_id]
                for ids in src_tokenizer.encode_batch(list(sentences))]
     ids = generate_ids(model, sources, beam_size=beam_size, length_penalty=length_penalty, max_len_a=max_len_a,
-                       max_len_b=max_len_b, max_tokens=max_tokens, device=device)
+                       max_len_b=max_len_b, max_tokens=max_tokens, bos_id=tokenizer.bos_id,
+                       eos_id=tokenizer.eos_id, device=device)
     return [tokenizer.decode(row) for row in ids]
 
 
 @torch.no_grad()
-def cross_attention(model: nn.Module, src_ids: Sequence[int], tgt_ids: Sequence[int], layer: int = -1
-                    ) -> torch.Tensor:
+def cross_attention(model: nn.Module, src_ids: Sequence[int], tgt_ids: Sequence[int], layer: int = -1,
+                    bos_id: int = BOS) -> torch.Tensor:
     """Cross-attention weights `(H, T, S)` of one decoder layer on a teacher-forced pass: query row `t` is
     the step that predicts `(tgt_ids + [EOS])[t]` from `[BOS] + tgt_ids[:t]`; key column `s` is `src_ids[s]`."""
     device = next(model.parameters()).device
     src = torch.tensor([list(src_ids)], device=device)  # (1, S)
-    tgt_in = torch.tensor([[BOS, *tgt_ids]], device=device)  # (1, T)
+    tgt_in = torch.tensor([[bos_id, *tgt_ids]], device=device)  # (1, T)
     n_layers = len(model.decoder.layers)
     name = f"decoder.layers.{layer % n_layers}.cross_attn"
     was_training = model.training
