@@ -252,12 +252,8 @@ def train(args: argparse.Namespace) -> int:
         print(f"model: DecoderOnly, {params:,} parameters", file=sys.stderr)
     # the run's seed (a resume's is the saved one): the batch order is a function of it
     stream = train_stream(lm.tokens["train"], data["block_size"], data["batch_size"], train_cfg.seed, tok.pad_id)
-    max_eval_tokens = data.get("max_eval_tokens")
-
     def evaluate(m) -> dict[str, float]:
-        tokens = lm.tokens["val"] if not max_eval_tokens else lm.tokens["val"][:max_eval_tokens]
-        chars = lm.chars["val"] if not max_eval_tokens else None
-        res = evaluate_lm(m, tokens, data["block_size"], data["eval_batch_size"], device, tok.pad_id, chars)
+        res = evaluate_split(m, lm, data, "val", device)
         sample = generate_text(m, tok, SAMPLE_PROMPT, 200, seed=train_cfg.seed)
         with open(run_dir / "samples.md", "a", encoding="utf-8") as f:
             f.write(f"\n### step {trainer.step}, val loss {res['loss']:.4f}\n\n```\n{sample}\n```\n")
@@ -276,18 +272,19 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate_split(model, lm, data: dict, split: str, device) -> dict[str, float]:
+    """Loss and perplexity (and bits per character) of one held-out split, as the run's report measures it:
+    the first `max_eval_tokens` tokens when the preset caps evaluation (then no bits per character)."""
+    tokens, chars, cap = lm.tokens[split], lm.chars[split], data.get("max_eval_tokens")
+    if cap:
+        tokens, chars = tokens[:cap], None
+    return evaluate_lm(model, tokens, data["block_size"], data["eval_batch_size"], device, lm.tokenizer.pad_id, chars)
+
+
 def final_report(model, lm, data, device, run_dir: Path, config: dict, params: int, summary: dict) -> dict:
     """Evaluate the best checkpoint on every held-out split; write report.json/.md, plots, a sample."""
     tok = lm.tokenizer
-    evals = {}
-    for split in ("val", "test"):
-        if split in lm.tokens:
-            tokens = lm.tokens[split]
-            chars = lm.chars[split]
-            if data.get("max_eval_tokens"):
-                tokens, chars = tokens[: data["max_eval_tokens"]], None
-            res = evaluate_lm(model, tokens, data["block_size"], data["eval_batch_size"], device, tok.pad_id, chars)
-            evals[split] = {k: v for k, v in res.items()}
+    evals = {split: evaluate_split(model, lm, data, split, device) for split in ("val", "test") if split in lm.tokens}
     sample = generate_text(model, tok, "ROMEO:", 300, seed=config["train"]["seed"])
     images = plot_curves(run_dir)
     attention_png = run_dir / "attention.png"
@@ -327,8 +324,7 @@ def eval_only(args: argparse.Namespace) -> int:
     results = {}
     for split in ("val", "test"):
         if split in lm.tokens:
-            results[split] = evaluate_lm(model, lm.tokens[split], data["block_size"], data["eval_batch_size"],
-                                         device, tok.pad_id, lm.chars[split])
+            results[split] = evaluate_split(model, lm, data, split, device)
             print(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in results[split].items()))
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)

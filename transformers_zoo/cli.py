@@ -21,7 +21,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from .config import FFNS, NORMS, POOLINGS, POSITIONALS, SINUSOIDAL_LAYOUTS, ModelConfig
+from .config import FFN_MODULES, NORM_BUILDERS, POOLINGS, POSITIONAL_BUILDERS, SINUSOIDAL_LAYOUTS, ModelConfig
 from .training.trainer import resolve_device  # noqa: F401  (recipes import it from here; one definition)
 
 # Fields the recipe derives from its data (vocabulary, classes) rather than from flags.
@@ -35,7 +35,8 @@ IGNORED_FIELDS = {
     "encoder_decoder": ("pooling",),
     "encoder_only": (*_TWO_STACKS, *_LM_OUTPUT),
 }
-CHOICES = {"positional": POSITIONALS, "norm": NORMS, "ffn": FFNS, "pooling": POOLINGS,
+# the variant registries themselves (modules/), so a variant registered there is a choice here
+CHOICES = {"positional": POSITIONAL_BUILDERS, "norm": NORM_BUILDERS, "ffn": FFN_MODULES, "pooling": POOLINGS,
            "sinusoidal_layout": SINUSOIDAL_LAYOUTS}
 MODEL_HELP = {
     "d_model": "width of the residual stream", "n_heads": "attention heads",

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-POSITIONALS = ("sinusoidal", "learned", "rope", "alibi", "relative")
-NORMS = ("layernorm", "rmsnorm")
-FFNS = ("relu", "gelu", "swiglu", "geglu", "silu", "gelu_tanh", "geglu_tanh")
-GATED_FFNS = ("swiglu", "geglu", "geglu_tanh")
+from .modules.embedding import POSITIONALS as POSITIONAL_BUILDERS
+from .modules.ffn import FFNS as FFN_MODULES
+from .modules.ffn import is_gated
+from .modules.norm import NORMS as NORM_BUILDERS
+
+# The variant registries live with their modules (name -> builder): a variant added there is valid here
+# and a command-line choice; these tuples are the names registered at import.
+POSITIONALS = tuple(POSITIONAL_BUILDERS)
+NORMS = tuple(NORM_BUILDERS)
+FFNS = tuple(FFN_MODULES)
 SINUSOIDAL_LAYOUTS = ("interleaved", "split")
 POOLINGS = ("cls", "cls_tanh", "mean", "max")
 
@@ -89,9 +96,9 @@ class ModelConfig:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        _choice("positional", self.positional, POSITIONALS)
-        _choice("norm", self.norm, NORMS)
-        _choice("ffn", self.ffn, FFNS)
+        _choice("positional", self.positional, POSITIONAL_BUILDERS)
+        _choice("norm", self.norm, NORM_BUILDERS)
+        _choice("ffn", self.ffn, FFN_MODULES)
         _choice("pooling", self.pooling, POOLINGS)
         _choice("sinusoidal_layout", self.sinusoidal_layout, SINUSOIDAL_LAYOUTS)
         _positive("vocab_size", self.vocab_size)
@@ -143,7 +150,7 @@ class ModelConfig:
     def ffn_dim(self) -> int:
         if self.d_ff is not None:
             return self.d_ff
-        if self.ffn in GATED_FFNS:
+        if is_gated(self.ffn):
             return -(-int(8 * self.d_model / 3) // 8) * 8
         return 4 * self.d_model
 
@@ -183,7 +190,7 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+def _choice(name: str, value: Any, choices: Iterable[str]) -> None:
     if value not in choices:
         raise ValueError(f"ModelConfig.{name}={value!r} is not valid; choose one of: {', '.join(choices)}")
 

@@ -65,7 +65,11 @@ def test_sampling_streams_and_is_reproducible(tiny_run):
 def test_eval_only_matches_report(tiny_run, shared_data_dir, tmp_path):
     proc = run("--eval-only", "--checkpoint", tiny_run, "--data-dir", shared_data_dir, "--out", tmp_path / "eval")
     result = json.loads((tmp_path / "eval" / "eval.json").read_text())
-    assert "val: loss" in proc.stdout and math.isfinite(result["eval"]["val"]["loss"])
+    report = json.loads((tiny_run / "report.json").read_text())
+    assert "val: loss" in proc.stdout and set(result["eval"]) == set(report["eval"]) >= {"val"}
+    for split, metrics in report["eval"].items():  # the same weights and data: the report's numbers again
+        for key in ("loss", "ppl"):
+            assert result["eval"][split][key] == pytest.approx(metrics[key], rel=1e-6), (split, key)
 
 
 def test_resume_continues_to_a_larger_budget(tiny_run, shared_data_dir, tmp_path):

@@ -12,6 +12,8 @@ A scheme that has nothing to say returns its input or None. `positions` are inte
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -178,16 +180,20 @@ class RelativePositional(Positional):
         return self.embedding(buckets).permute(0, 3, 1, 2)  # (1|B, H, Tq, Tk)
 
 
+# The registry of positional schemes, and the only place to add one: name -> a builder from (cfg, causal).
+# `ModelConfig` validates `positional` against its keys; `--positional` offers them.
+POSITIONALS: dict[str, Callable[[Any, bool], Positional]] = {
+    "sinusoidal": lambda cfg, causal: SinusoidalPositional(cfg.d_model, cfg.sinusoidal_layout),
+    "learned": lambda cfg, causal: LearnedPositional(cfg.max_len, cfg.d_model, cfg.positional_offset),
+    "rope": lambda cfg, causal: RotaryPositional(cfg.head_dim, cfg.rope_theta),
+    "alibi": lambda cfg, causal: ALiBiPositional(cfg.n_heads),
+    "relative": lambda cfg, causal: RelativePositional(cfg.n_heads, cfg.relative_buckets, cfg.relative_max_distance,
+                                                       bidirectional=not causal),
+}
+
+
 def build_positional(cfg, causal: bool) -> Positional:
     """The positional scheme named by `cfg.positional` for a stack (causal for decoders)."""
-    kinds = {
-        "sinusoidal": lambda: SinusoidalPositional(cfg.d_model, cfg.sinusoidal_layout),
-        "learned": lambda: LearnedPositional(cfg.max_len, cfg.d_model, cfg.positional_offset),
-        "rope": lambda: RotaryPositional(cfg.head_dim, cfg.rope_theta),
-        "alibi": lambda: ALiBiPositional(cfg.n_heads),
-        "relative": lambda: RelativePositional(cfg.n_heads, cfg.relative_buckets, cfg.relative_max_distance,
-                                               bidirectional=not causal),
-    }
-    if cfg.positional not in kinds:
-        raise ValueError(f"unknown positional {cfg.positional!r}; choose one of: {', '.join(kinds)}")
-    return kinds[cfg.positional]()
+    if cfg.positional not in POSITIONALS:
+        raise ValueError(f"unknown positional {cfg.positional!r}; choose one of: {', '.join(POSITIONALS)}")
+    return POSITIONALS[cfg.positional](cfg, causal)

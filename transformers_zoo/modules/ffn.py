@@ -5,6 +5,8 @@ geglu_tanh (gated, three).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,10 +15,6 @@ from torch import nn
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     """GELU's tanh approximation (GPT-2's and T5 v1.1's "gelu_new")."""
     return F.gelu(x, approximate="tanh")
-
-
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu, "gelu_tanh": gelu_tanh,
-               "swiglu": F.silu, "geglu": F.gelu, "geglu_tanh": gelu_tanh}
 
 
 class FeedForward(nn.Module):
@@ -28,7 +26,7 @@ class FeedForward(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "gelu", bias: bool = True):
         super().__init__()
-        self.act = ACTIVATIONS[activation]
+        self.act = FFNS[activation][1]
         self.up = nn.Linear(d_model, d_ff, bias=bias)
         self.down = nn.Linear(d_ff, d_model, bias=bias)
 
@@ -46,7 +44,7 @@ class GatedFeedForward(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "swiglu", bias: bool = True):
         super().__init__()
-        self.act = ACTIVATIONS[activation]
+        self.act = FFNS[activation][1]
         self.gate_up = nn.Linear(d_model, 2 * d_ff, bias=bias)
         self.down = nn.Linear(d_ff, d_model, bias=bias)
 
@@ -55,11 +53,20 @@ class GatedFeedForward(nn.Module):
         return self.down(self.act(gate) * up)
 
 
-FFNS = {"relu": FeedForward, "gelu": FeedForward, "silu": FeedForward, "gelu_tanh": FeedForward,
-        "swiglu": GatedFeedForward, "geglu": GatedFeedForward, "geglu_tanh": GatedFeedForward}
+# The registry of FFN variants, and the only place to add one: name -> (module, activation).
+# `ModelConfig` validates `ffn` against it and sizes gated ones (`is_gated`) at 2/3 width; `--ffn` offers its keys.
+FFNS: dict[str, tuple[type[nn.Module], Callable[[torch.Tensor], torch.Tensor]]] = {
+    "relu": (FeedForward, F.relu), "gelu": (FeedForward, F.gelu), "swiglu": (GatedFeedForward, F.silu),
+    "geglu": (GatedFeedForward, F.gelu), "silu": (FeedForward, F.silu), "gelu_tanh": (FeedForward, gelu_tanh),
+    "geglu_tanh": (GatedFeedForward, gelu_tanh)}
+
+
+def is_gated(kind: str) -> bool:
+    """Whether the FFN `kind` has a gate (three matrices: `ModelConfig.ffn_dim` sizes it at 2/3 width)."""
+    return FFNS[kind][0] is GatedFeedForward
 
 
 def build_ffn(kind: str, d_model: int, d_ff: int, bias: bool = True) -> nn.Module:
     if kind not in FFNS:
         raise ValueError(f"unknown ffn {kind!r}; choose one of: {', '.join(FFNS)}")
-    return FFNS[kind](d_model, d_ff, activation=kind, bias=bias)
+    return FFNS[kind][0](d_model, d_ff, activation=kind, bias=bias)
