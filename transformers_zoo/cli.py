@@ -117,7 +117,7 @@ def add_common_args(parser: argparse.ArgumentParser, presets: dict[str, dict], d
     run = parser.add_argument_group("run")
     run.add_argument("--data-dir", default=None,
                      help="data sets folder (default: env TZOO_DATA_DIR, else data/ in the repo, downloading "
-                          "there when missing)")
+                          "there when missing); not saved with a run, so give it again with --resume")
     run.add_argument("--preset", default=default_preset, choices=sorted(presets), action=StoreGiven,
                      help=f"model/training size (default: {default_preset}); 'tiny' is a seconds-long smoke test")
     run.add_argument("--out", default=None, help="run directory (default: runs/<recipe>-<preset>-<time>)")
