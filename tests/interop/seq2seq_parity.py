@@ -6,14 +6,19 @@ swapped or forgotten tensor shows."""
 from __future__ import annotations
 
 import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from transformers_zoo.generation import greedy
+from transformers_zoo.interop import ConversionError, load_hf
+from transformers_zoo.interop.files import read_tensors
 from transformers_zoo.interop.mapping import model_from_hf, special_ids
 
 ATOL = 1e-5
@@ -139,6 +144,28 @@ def check_missing(case: Case, name: str) -> None:
         case.converter.state_from_hf(tensors, cfg)
 
 
+def check_leftovers(case: Case) -> None:
+    """Every tensor of a saved checkpoint is used (or a known buffer): an extra tensor, or a head that
+    differs from the embedding under a config that says tied, is refused with one line naming it."""
+    directory = Path(tempfile.mkdtemp())
+    case.hf_model.eval().save_pretrained(directory)
+    load_hf(directory)  # as saved: nothing left over
+    tensors = read_tensors(directory / "model.safetensors")
+    extra = "model.encoder.layers.0.extra.weight" if "model.shared.weight" in tensors else "encoder.extra.weight"
+    for name, value in ((extra, torch.zeros(2)), ("lm_head.weight", None)):
+        changed = dict(tensors)
+        if value is None:  # an untied head, where config.json says tied
+            if not case.converter.config_from_hf(case.hf_model.config.to_dict()).tie_embeddings:
+                continue
+            table = next(t for n, t in tensors.items() if n.endswith(("shared.weight", "embed_tokens.weight")))
+            value = table + 1.0
+        changed[name] = value
+        save_file({n: t.contiguous() for n, t in changed.items()}, str(directory / "model.safetensors"))
+        with pytest.raises(ConversionError, match=f"model.safetensors: unexpected tensor '{re.escape(name)}'"):
+            load_hf(directory)
+    shutil.rmtree(directory)
+
+
 def check_round_trip(case: Case) -> None:
     """Ours -> config_to_hf / state_to_hf -> a fresh HF model (strict load) gives our logits."""
     ours = convert(case)
@@ -180,7 +207,8 @@ def check_saveable(case: Case) -> None:
 # every check, by the name a test id shows
 CHECKS = {"logits": lambda case: check_logits(case, padded=False),
           "logits-padded": lambda case: check_logits(case, padded=True),
-          "greedy": check_greedy, "round-trip": check_round_trip, "saveable": check_saveable}
+          "greedy": check_greedy, "round-trip": check_round_trip, "saveable": check_saveable,
+          "leftovers": check_leftovers}
 
 
 def parity_test(case: Callable[..., Case], variants: dict[str, dict]) -> Callable:

@@ -18,14 +18,24 @@ import torch
 
 from ..config import ModelConfig
 from ..models import EncoderDecoder
-from .mapping import Pairs, expected_shapes, ffn_from_hf, ffn_to_hf, fill, gather, reads_config, same, scatter
+from .mapping import (
+    Pairs,
+    consume,
+    expected_shapes,
+    ffn_from_hf,
+    ffn_to_hf,
+    fill,
+    gather,
+    reads_config,
+    same,
+    scatter,
+)
 
 MODEL_TYPES = ("bart",)
 MODEL_CLASS = EncoderDecoder
 FAMILY = "encoder_decoder"
-# This converter reads tensors by name without removing them (interop/mapping.py), so the leftovers check
-# does not apply: every name it needs is checked for presence and shape, any other tensor is ignored.
-IGNORED = (r".",)
+# Every tensor is used (`mapping.consume`), or reported as unexpected by the loader.
+IGNORED: tuple[str, ...] = ()
 ARCHITECTURE = "BartForConditionalGeneration"
 # special token ids a recipe or HF generate needs, kept in cfg.extra["hf"]
 TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "decoder_start_token_id", "forced_bos_token_id",
@@ -184,8 +194,30 @@ def logits_bias_to_hf(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def tied_copies(cfg: ModelConfig) -> tuple[tuple[str, str], ...]:
+    """`(name, of)`: the embedding names HF saves as copies of the table `embedding_pairs` reads."""
+    if cfg.share_src_tgt_embeddings:
+        copies = [(f"model.{n}.embed_tokens.weight", "model.shared.weight") for n in ("encoder", "decoder")]
+    else:
+        copies = []
+    if cfg.tie_embeddings:
+        copies.append(("lm_head.weight", embedding_pairs(cfg)[1][1][0]))
+    return tuple(copies)
+
+
+def convert_state(tensors: dict[str, torch.Tensor], cfg: ModelConfig, table: Pairs) -> dict[str, torch.Tensor]:
+    """Our state dict through `table` (BART's or Marian's pairs); what it used is removed from `tensors`."""
+    prepared = prepare(tensors, cfg)
+    state = gather(prepared, table, expected_shapes(MODEL_CLASS, cfg))
+    consume(tensors, prepared, table, tied_copies(cfg))
+    if not cfg.share_src_tgt_embeddings:  # transformers >= 5 keeps `model.shared` that nothing reads then
+        for name in ("model.shared.weight", "shared.weight"):
+            tensors.pop(name, None)
+    return state
+
+
 def state_from_hf(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    return gather(prepare(tensors, cfg), pairs(cfg), expected_shapes(MODEL_CLASS, cfg))
+    return convert_state(tensors, cfg, pairs(cfg))
 
 
 def state_to_hf(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:

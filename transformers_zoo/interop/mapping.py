@@ -107,6 +107,22 @@ def gather(tensors: dict[str, torch.Tensor], pairs: Pairs, shapes: dict[str, tor
     return state
 
 
+def consume(tensors: dict[str, torch.Tensor], prepared: dict[str, torch.Tensor], pairs: Pairs,
+            aliases: tuple[tuple[str, str], ...] = ()) -> None:
+    """Remove from `tensors` (the checkpoint's, as read) what a conversion through `pairs` used, so that the
+    loader reports what is left (`interop.load_hf`). `prepared` is the converter's copy of `tensors` (a bare
+    checkpoint's names gain the `model.` prefix). `aliases` are `(name, of)` pairs of tied copies that HF
+    may save besides the table read (`of`): one is used only when it equals that table; an untied head
+    under a config that says tied stays, and is reported."""
+    used = {name for _, names in pairs for name in names}
+    for alias, of in aliases:
+        if alias in prepared and of in prepared and of in used and torch.equal(prepared[alias], prepared[of]):
+            used.add(alias)
+    for key in list(tensors):
+        if key in used or f"model.{key}" in used:
+            del tensors[key]
+
+
 def scatter(state: dict[str, torch.Tensor], pairs: Pairs) -> dict[str, torch.Tensor]:
     """HF tensors from our `state` through `pairs` (the inverse of `gather`; `pairs` may name more HF
     tensors than `gather` reads: the tied copies HF's state_dict also holds).

@@ -18,14 +18,14 @@ from ..config import ModelConfig
 from ..models import EncoderDecoder
 from ..modules import SinusoidalPositional
 from . import bart
-from .mapping import Pairs, expected_shapes, gather, reads_config, scatter
+from .mapping import Pairs, reads_config, scatter
 
 MODEL_TYPES = ("marian",)
 MODEL_CLASS = EncoderDecoder
 FAMILY = "encoder_decoder"
-# This converter reads tensors by name without removing them (interop/mapping.py), so the leftovers check
-# does not apply: every name it needs is checked for presence and shape, any other tensor is ignored.
-IGNORED = (r".",)
+# Every tensor is used (`mapping.consume`) or is the fixed sinusoid table HF may save, or the loader
+# reports it as unexpected.
+IGNORED = (r"^(model\.)?(encoder|decoder)\.embed_positions\.weight$",)
 ARCHITECTURE = "MarianMTModel"
 
 
@@ -58,7 +58,7 @@ def pairs(cfg: ModelConfig) -> Pairs:
 
 
 def state_from_hf(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    return gather(bart.prepare(tensors, cfg), pairs(cfg), expected_shapes(MODEL_CLASS, cfg))
+    return bart.convert_state(tensors, cfg, pairs(cfg))
 
 
 def state_to_hf(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:

@@ -16,14 +16,13 @@ import torch
 
 from ..config import ModelConfig
 from ..models import EncoderDecoder
-from .mapping import FFN_TO_HF, Pairs, expected_shapes, ffn_from_hf, fill, gather, reads_config, scatter
+from .mapping import FFN_TO_HF, Pairs, consume, expected_shapes, ffn_from_hf, fill, gather, reads_config, scatter
 
 MODEL_TYPES = ("t5",)
 MODEL_CLASS = EncoderDecoder
 FAMILY = "encoder_decoder"
-# This converter reads tensors by name without removing them (interop/mapping.py), so the leftovers check
-# does not apply: every name it needs is checked for presence and shape, any other tensor is ignored.
-IGNORED = (r".",)
+# Every tensor is used (`mapping.consume`), or reported as unexpected by the loader.
+IGNORED: tuple[str, ...] = ()
 ARCHITECTURE = "T5ForConditionalGeneration"
 TOKEN_FIELDS = ("eos_token_id", "decoder_start_token_id")
 # gated activation -> our gated FFN (HF reads "gated-gelu" as gelu_new, the tanh approximation)
@@ -124,10 +123,15 @@ def pairs(cfg: ModelConfig) -> Pairs:
 
 
 def state_from_hf(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    tensors = dict(tensors)
-    fill(tensors, "shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
-    fill(tensors, "lm_head.weight", "shared.weight")  # an untied head saved as tied
-    return gather(tensors, pairs(cfg), expected_shapes(MODEL_CLASS, cfg))
+    prepared = dict(tensors)
+    fill(prepared, "shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
+    fill(prepared, "lm_head.weight", "shared.weight")  # an untied head saved as tied
+    table = pairs(cfg)
+    state = gather(prepared, table, expected_shapes(MODEL_CLASS, cfg))
+    copies = [(f"{n}.embed_tokens.weight", "shared.weight") for n in ("encoder", "decoder")]
+    consume(tensors, prepared, table, tuple(copies + ([("lm_head.weight", "shared.weight")] if cfg.tie_embeddings
+                                                      else [])))
+    return state
 
 
 def state_to_hf(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
