@@ -45,18 +45,20 @@ def converter(model_type: str | None, where: Path | None = None) -> ModuleType:
     return CONVERTERS[model_type]
 
 
-def load_hf(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.Tensor], str]:
+def load_hf(path: str | os.PathLike, **changes) -> tuple[ModelConfig, dict[str, torch.Tensor], str]:
     """Read a Hugging Face checkpoint directory (or `hf:NAME`) -> (ModelConfig, our state_dict, family).
 
     `family` names the model class in `models.MODELS`. Every tensor of the checkpoint must be used or
-    known to be unused, and every weight of our model must come from the checkpoint, or a one-line
-    ConversionError names the file and the tensor.
+    known to be unused, and every weight of our model must come from the checkpoint (but the converter's
+    `FRESH` ones), or a one-line ConversionError names the file and the tensor. `changes` are applied to
+    the checkpoint's config before its weights are read (e.g. `n_classes`, `pooling` for a new head).
     """
     directory = resolve_checkpoint(path)
     hf = read_config(directory)
     module = converter(hf.get("model_type"), directory / "config.json")
     try:
         cfg = module.config_from_hf(hf)
+        cfg = cfg.replace(**changes) if changes else cfg
     except KeyError as err:
         raise ConversionError(f"missing field {err} for model_type={hf['model_type']!r}", directory / "config.json"
                               ) from None
@@ -76,15 +78,16 @@ def load_hf(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.Tenso
         more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
         raise ConversionError(f"unexpected tensor {names[0]!r}{more}: not part of a {hf['model_type']} model "
                               f"with this config.json", wfile)
-    _check_state(state, cfg, module, wfile)
+    fresh = getattr(module, "FRESH", ()) + (getattr(module, "FRESH_HEAD", ()) if changes else ())
+    _check_state(state, cfg, module, wfile, fresh)
     return cfg, state, module.FAMILY
 
 
-def _check_state(state: dict, cfg: ModelConfig, module: ModuleType, wfile: Path) -> None:
+def _check_state(state: dict, cfg: ModelConfig, module: ModuleType, wfile: Path, fresh: tuple[str, ...]) -> None:
     """The converter's output against our model's own state_dict: a net for converter bugs."""
     shapes = our_shapes(cfg, module.FAMILY)
     for name, shape in shapes.items():
-        if name not in state and not any(name.startswith(p) for p in getattr(module, "FRESH", ())):
+        if name not in state and not any(name.startswith(p) for p in fresh):
             raise ConversionError(f"conversion gave no weight for {name!r}", wfile)
         if name in state and tuple(state[name].shape) != shape:
             raise ConversionError(f"converted {name!r} has shape {tuple(state[name].shape)}, expected {shape}", wfile)
@@ -200,14 +203,7 @@ def load_hf_classifier(path: str | os.PathLike, n_classes: int, **overrides) -> 
     """
     directory = resolve_checkpoint(path)
     cfg = hf_classifier_config(directory, n_classes, **overrides)
-    saved_cfg, state, _ = load_hf(directory)
-    if saved_cfg.n_classes != n_classes:  # another head (or none): a fresh classifier; the pooler from the file
-        state = {k: v for k, v in state.items() if not k.startswith(("classifier.", "pooler."))}
-        for name, tensor in read_tensors(weights_file(directory)).items():
-            if name.removeprefix("bert.").startswith("pooler.dense."):
-                state[name.removeprefix("bert.").replace("pooler.dense.", "pooler.")] = tensor.float()
-    if cfg.pooling != "cls_tanh":
-        state = {k: v for k, v in state.items() if not k.startswith("pooler.")}
+    _, state, _ = load_hf(directory, n_classes=n_classes, pooling=cfg.pooling)  # (a head of n_classes or none)
     model = MODELS[bert.FAMILY](cfg)
     missing, _ = model.load_state_dict(state, strict=False)
     new = sorted({n.split(".")[0] for n in missing if not n.startswith("mlm_")})

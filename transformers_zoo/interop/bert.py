@@ -25,7 +25,10 @@ from .tensors import hf_special_ids, our_shapes, require, special_ids, take, tak
 MODEL_TYPES = ("bert",)
 FAMILY = "encoder_only"
 IGNORED = (r"^embeddings\.position_ids$", r"^pooler\.", r"^cls\.seq_relationship\.", r"^cls\.predictions\.decoder\.")
+# weights a checkpoint may lack, which then keep their fresh init: the MLM head of a bare encoder; and, when
+# the config is changed for a new head (`load_hf(..., n_classes=, pooling=)`), the pooler and classifier
 FRESH = ("mlm_",)
+FRESH_HEAD = ("pooler.", "classifier.")
 CLASSIFIER = "BertForSequenceClassification"
 
 
@@ -66,7 +69,8 @@ def config_to_hf(cfg: ModelConfig) -> dict:
     return hf
 
 
-def _table(cfg: ModelConfig, has_mlm: bool) -> dict[str, tuple[str, ...]]:
+def _table(cfg: ModelConfig, has_mlm: bool, has_pooler: bool = True, has_classifier: bool = True
+           ) -> dict[str, tuple[str, ...]]:
     """Our name -> the BERT names concatenated (dim 0) into it (the position table is special-cased)."""
     table = {"embed.weight": ("embeddings.word_embeddings.weight",)}
     for p in ("weight", "bias"):
@@ -83,8 +87,9 @@ def _table(cfg: ModelConfig, has_mlm: bool) -> dict[str, tuple[str, ...]]:
         if has_mlm:
             table[f"mlm_dense.{p}"] = (f"cls.predictions.transform.dense.{p}",)
             table[f"mlm_norm.{p}"] = (f"cls.predictions.transform.LayerNorm.{p}",)
-        if cfg.n_classes:
+        if cfg.pooling == "cls_tanh" and has_pooler:
             table[f"pooler.{p}"] = (f"pooler.dense.{p}",)
+        if cfg.n_classes and has_classifier:
             table[f"classifier.{p}"] = (f"classifier.{p}",)
     if has_mlm:
         table["mlm_head.bias"] = ("cls.predictions.bias",)
@@ -97,9 +102,14 @@ def state_from_hf(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
         tensors["cls.predictions.bias"] = tensors.pop("cls.predictions.decoder.bias")
     has_mlm = "cls.predictions.transform.dense.weight" in tensors or not cfg.n_classes and any(
         n.startswith("cls.predictions.") for n in tensors)
+    # A classifier of another number of labels is another task's head: dropped, a fresh one is made.
+    head = tensors.get("classifier.weight")
+    if head is not None and cfg.n_classes and head.shape[0] != cfg.n_classes:
+        tensors.pop("classifier.weight"), tensors.pop("classifier.bias", None)
     shapes = our_shapes(cfg, FAMILY)
+    table = _table(cfg, has_mlm, "pooler.dense.weight" in tensors, "classifier.weight" in tensors)
     state = {ours: take_cat(tensors, names, *[(shapes[ours][0] // len(names), *shapes[ours][1:])] * len(names))
-             for ours, names in _table(cfg, has_mlm).items()}
+             for ours, names in table.items()}
     position = take(tensors, "embeddings.position_embeddings.weight", cfg.max_len, cfg.d_model)
     token_types = tensors.pop("embeddings.token_type_embeddings.weight", None)
     state["stack.positional.weight"] = position if token_types is None else position + token_types[0].float()
