@@ -12,9 +12,10 @@ Evaluation covers the whole validation and test splits (every token scored once,
 blocks), reporting loss, perplexity and bits per character. The run directory gets config.json, the
 tokenizer, checkpoints/, metrics.jsonl, samples.md, report.json, report.md and PNG plots.
 
---init hf:PATH fine-tunes a Hugging Face GPT-2 checkpoint: the model (and its dropout) comes from the
-checkpoint, the tokenizer is GPT-2's byte-level BPE (--tokenizer gpt2), and training blocks are at most its
-n_positions long; the preset gives the training settings and the data.
+--init hf:PATH fine-tunes a Hugging Face GPT-2 or Llama-family checkpoint: the model (and its dropout) comes
+from the checkpoint, the tokenizer is its own (GPT-2's byte-level BPE, --tokenizer gpt2; a Llama's
+tokenizer.json), and training blocks are at most its positions long; the preset gives the training settings
+and the data.
 """
 
 from __future__ import annotations
@@ -114,8 +115,8 @@ def parse_train_args(argv: list[str]) -> argparse.Namespace:
     data.add_argument("--split", default=None,
                       help="train,val,test fractions of the text in order, e.g. 0.9,0.1,0 (nanoGPT) or 0.8,0.1,0.1")
     data.add_argument("--init", default=None, metavar="hf:PATH",
-                      help="fine-tune a Hugging Face GPT-2 checkpoint (directory or Hub name): its architecture "
-                           "and the gpt2 tokenizer; only --dropout/--attention-dropout may change the model")
+                      help="fine-tune a Hugging Face GPT-2 or Llama-family checkpoint (directory or Hub name): its "
+                           "architecture and tokenizer; only --dropout/--attention-dropout may change the model")
     return parser.parse_args(argv)
 
 
@@ -151,17 +152,17 @@ def build_lm_data(data: dict, data_dir: str | None, tokenizer=None):
 
 def hf_init(args: argparse.Namespace, preset: dict, data: dict) -> tuple[tuple, str, dict]:
     """``((model, tokenizer), "hf:DIR", data)`` for --init: the checkpoint's model config replaces the preset's
-    (dropout may change), the tokenizer is gpt2 and the block size at most the checkpoint's positions."""
+    (dropout may change), the tokenizer is the checkpoint's and the block size at most its positions."""
     changes = init_model_overrides(args)
-    if args.tokenizer not in (None, "gpt2"):
-        raise ValueError(f"--tokenizer {args.tokenizer}: a GPT-2 checkpoint reads the gpt2 tokenizer")
     model, tok = load_hf_lm(args.init, args.data_dir)
+    if args.tokenizer not in (None, tok.kind):
+        raise ValueError(f"--tokenizer {args.tokenizer}: the checkpoint reads its own tokenizer ({tok.kind})")
     init = f"hf:{resolve_hf(args.init).resolve()}"
     preset["model"] = dict(model.config.to_dict(), **changes)
     max_len = model.config.max_len
     if args.block_size is not None and args.block_size > max_len:
         raise ValueError(f"--block-size {args.block_size} exceeds the checkpoint's n_positions={max_len}")
-    data = dict(data, tokenizer="gpt2", block_size=min(data["block_size"], max_len))
+    data = dict(data, tokenizer=tok.kind, block_size=min(data["block_size"], max_len))
     return (model, tok), init, data
 
 
@@ -177,7 +178,7 @@ def generate_text(model, tokenizer, prompt: str, max_new_tokens: int, temperatur
     """
     device = next(model.parameters()).device
     window = model.config.max_len
-    ids = (tokenizer.encode(prompt) or [tokenizer.bos_id])[-window:]
+    ids = (tokenizer.encode_prompt(prompt) or [tokenizer.bos_id])[-window:]
     generator = torch.Generator(device=device).manual_seed(seed)
     choose = sampler(temperature, top_k, top_p, generator)
     decoder = model if use_cache else Recompute(model)

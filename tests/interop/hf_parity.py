@@ -158,3 +158,31 @@ def write_tiny_marian(directory: Path, seed: int = 0, d_model: int = 32, layers:
                 p.add_(torch.randn_like(p) * 0.05)
     model.eval().save_pretrained(directory)
     return directory
+
+
+def write_tiny_llama(directory: Path, seed: int = 0) -> Path:
+    """A random one-layer `LlamaForCausalLM` (GQA: 2 heads, 1 key/value head) with a byte-level BPE
+    `tokenizer.json` trained here by `tokenizers`, whose post-processor puts `<s>` first as Llama's does."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(MARIAN_SRC + MARIAN_TGT, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tok.save(str(directory / "tokenizer.json"))
+    (directory / "tokenizer_config.json").write_text(json.dumps(
+        {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "tokenizer_class": "PreTrainedTokenizerFast"}))
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                      max_position_embeddings=64, bos_token_id=1, eos_token_id=2)
+    model = transformers.LlamaForCausalLM(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.eval().save_pretrained(directory)
+    return directory

@@ -138,16 +138,20 @@ def export_hf(model: nn.Module, directory: str | os.PathLike, model_type: str | 
 def load_hf_lm(path: str | os.PathLike, data_dir: str | os.PathLike | None = None):
     """A converted decoder-only checkpoint and its tokenizer: `(model, tokenizer)`, for sampling.
 
-    Supported: GPT-2 (the `gpt2` byte-level BPE from the data dir, see `tokenizers.GPT2Tokenizer`).
-    Llama-family tokenizers (`tokenizer.json`) are not wrapped yet: a clear error says so.
+    GPT-2: the `gpt2` byte-level BPE from the data dir (`tokenizers.GPT2Tokenizer`); Llama-family
+    checkpoints: their own `tokenizer.json` (`tokenizers.HFJsonTokenizer`).
     """
-    from ..tokenizers import GPT2Tokenizer
+    from ..tokenizers import GPT2Tokenizer, HFJsonTokenizer
 
-    model = load_hf_model(path)
-    model_type = model.config.extra.get("hf_model_type")
-    if model_type != "gpt2":
-        raise ConversionError(f"no tokenizer for model_type={model_type!r} yet (supported: gpt2)", str(path))
-    return model, GPT2Tokenizer.fetch(data_dir)
+    directory = resolve_checkpoint(path)
+    model = load_hf_model(directory)
+    if model.config.extra.get("hf_model_type") == "gpt2":
+        return model, GPT2Tokenizer.fetch(data_dir)
+    tokenizer = HFJsonTokenizer.from_hf(directory)
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ConversionError(f"tokenizer.json has {tokenizer.vocab_size} ids, the model {model.config.vocab_size}",
+                              directory / "tokenizer.json")
+    return model, tokenizer
 
 
 def load_hf_translator(path: str | os.PathLike):
