@@ -15,9 +15,10 @@ best or checkpoint-averaged weights on validation, and report sacreBLEU and chrF
 Data: one joint sentencepiece BPE vocabulary (--vocab) trained on the training split only (cached under
 $TZOO_CACHE_DIR/tokenizers, default ~/.cache/transformers_zoo; never in the data dir), shared source/target
 embeddings tied to the output layer; or one vocabulary per language with --separate-vocab. --init hf:PATH
-starts from a Hugging Face Marian (opus-mt) checkpoint instead: its architecture (only --dropout and
---attention-dropout may change), its weights and its own tokenizers (source.spm, target.spm, vocab.json;
-decoding starts from its <pad>, as transformers' does). Training:
+starts from a Hugging Face Marian (opus-mt) or T5 checkpoint instead: its architecture (only --dropout and
+--attention-dropout may change), its weights and its own tokenizers (Marian: source.spm, target.spm,
+vocab.json; T5: tokenizer.json), decoding from its decoder_start_token_id (pad) as transformers does; T5
+wants its task prefix in the source text ("translate English to German: ..."). Training:
 token-budget batches (--max-tokens), label smoothing, inverse-sqrt warm-up, selection of the best checkpoint on
 validation loss (or greedy BLEU with --select bleu). At the end the last --average-last checkpoints are
 averaged; the better of best and averaged on validation is evaluated on every test split with beam search and
@@ -154,7 +155,7 @@ def parse_train_args(argv: list[str]) -> argparse.Namespace:
     data.add_argument("--eval-limit", type=int, default=None,
                       help="evaluate only the first N pairs of validation and test splits (default: all)")
     data.add_argument("--init", default=None, metavar="hf:PATH",
-                      help="fine-tune a Hugging Face Marian checkpoint (directory or Hub name, e.g. "
+                      help="fine-tune a Hugging Face Marian or T5 checkpoint (directory or Hub name, e.g. "
                            "Helsinki-NLP/opus-mt-en-de) with its own tokenizers")
     add_eval_args(parser.add_argument_group("evaluation"), training=True)
     return parser.parse_args(argv)
@@ -316,8 +317,8 @@ def hf_init(args: argparse.Namespace, data: dict[str, Any]) -> tuple[EncoderDeco
         if value is not None:
             raise ValueError(f"{flag}: the tokenizers come from --init {args.init}")
     model, src_tok, tgt_tok = load_hf_translator(args.init)
-    data.update(init=f"hf:{resolve_checkpoint(args.init).resolve()}", joint=False, tokenizer="marian",
-                vocab=tgt_tok.vocab_size)
+    data.update(init=f"hf:{resolve_checkpoint(args.init).resolve()}", joint=src_tok is tgt_tok,
+                tokenizer=tgt_tok.kind, vocab=tgt_tok.vocab_size)
     return model, model.config.replace(**changes), (src_tok, tgt_tok)
 
 
@@ -671,7 +672,8 @@ def translate_main(argv: list[str]) -> int:
     weights.add_argument("--checkpoint", metavar="RUN_DIR",
                          help="run directory (its selected weights), RUN_DIR/averaged or a checkpoints/step_* folder")
     weights.add_argument("--init", metavar="hf:PATH",
-                         help="a Hugging Face Marian checkpoint instead (directory or Hub name), with its tokenizers")
+                         help="a Hugging Face Marian or T5 checkpoint instead (directory or Hub name), with its "
+                              "tokenizers")
     add_eval_args(parser, training=False)
     parser.add_argument("--show-attention", metavar="PATH.png", default=None,
                         help="save the last decoder layer's cross-attention of the (first) sentence as a heat map; "

@@ -186,3 +186,31 @@ def write_tiny_llama(directory: Path, seed: int = 0) -> Path:
             p.add_(torch.randn_like(p) * 0.05)
     model.eval().save_pretrained(directory)
     return directory
+
+
+def write_tiny_t5(directory: Path, seed: int = 0) -> Path:
+    """A random one-layer `T5ForConditionalGeneration` (v1.0: relu, tied) with a `tokenizer.json` laid out as
+    T5's (<pad> 0 = decoder start, </s> 1, <unk> 2; sentencepiece-style metaspace pieces; `</s>` appended)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=200, special_tokens=["<pad>", "</s>", "<unk>"], show_progress=False)
+    tok.train_from_iterator(MARIAN_SRC + MARIAN_TGT, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tok.save(str(directory / "tokenizer.json"))
+    specials = {"eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+    config = {**specials, "tokenizer_class": "PreTrainedTokenizerFast"}
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    torch.manual_seed(seed)
+    config = transformers.T5Config(vocab_size=tok.get_vocab_size(), d_model=32, d_kv=16, d_ff=64, num_layers=1,
+                                   num_heads=2, feed_forward_proj="relu", decoder_start_token_id=0, pad_token_id=0,
+                                   eos_token_id=1, dropout_rate=0.0)
+    model = transformers.T5ForConditionalGeneration(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.eval().save_pretrained(directory)
+    return directory

@@ -17,7 +17,7 @@ from test_translate import _assert_one_line_error, call, recipe  # noqa: F401  (
 from transformers_zoo.training.checkpoint import MODEL_FILE, resolve_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interop"))
-from hf_parity import MARIAN_SRC, write_tiny_marian  # noqa: E402
+from hf_parity import MARIAN_SRC, write_tiny_marian, write_tiny_t5  # noqa: E402
 
 transformers = pytest.importorskip("transformers", reason="the Marian checkpoint is written with transformers")
 pytestmark = pytest.mark.filterwarnings("ignore:Recommended. pip install sacremoses")
@@ -28,11 +28,11 @@ def marian_dir(tmp_path_factory):
     return write_tiny_marian(tmp_path_factory.mktemp("marian") / "opus-mt-tiny")
 
 
-def hf_translations(directory: Path, sentences: list[str]) -> list[str]:
+def hf_translations(directory: Path, sentences: list[str], **decode) -> list[str]:
     """Greedy translations by transformers itself, one sentence at a time, within the recipe's length budget
     (1.2 x source tokens + 10)."""
-    tok = transformers.MarianTokenizer.from_pretrained(directory)
-    model = transformers.MarianMTModel.from_pretrained(directory).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(directory)
+    model = transformers.AutoModelForSeq2SeqLM.from_pretrained(directory).eval()
     out = []
     for sentence in sentences:
         src = tok([sentence], return_tensors="pt")
@@ -40,7 +40,7 @@ def hf_translations(directory: Path, sentences: list[str]) -> list[str]:
         with torch.no_grad():
             ids = model.generate(**src, do_sample=False, num_beams=1, max_new_tokens=budget, min_length=0,
                                  bad_words_ids=None, suppress_tokens=[tok.pad_token_id], forced_eos_token_id=None)
-        out.append(tok.decode(ids[0], skip_special_tokens=True, use_source_tokenizer=False))
+        out.append(tok.decode(ids[0], skip_special_tokens=True, **decode))
     return out
 
 
@@ -49,8 +49,18 @@ def test_translate_with_checkpoint_matches_transformers(call, marian_dir):  # no
     code, out, err = call("translate", "--init", f"hf:{marian_dir}", "--beam", "1", *sentences)
     assert code == 0, err
     got = out.splitlines()
-    assert got == hf_translations(marian_dir, sentences)
+    assert got == hf_translations(marian_dir, sentences, use_source_tokenizer=False)
     assert any(got)  # a random model still writes something
+
+
+def test_t5_checkpoint_translates_as_transformers(call, tmp_path):  # noqa: F811
+    """T5 reads its tokenizer.json (one for both sides) and decodes from pad, as transformers does."""
+    t5_dir = write_tiny_t5(tmp_path / "t5-tiny")
+    sentences = ["translate English to German: " + s for s in MARIAN_SRC[:3]]
+    code, out, err = call("translate", "--init", f"hf:{t5_dir}", "--beam", "1", *sentences)
+    assert code == 0, err
+    got = out.splitlines()
+    assert got == hf_translations(t5_dir, sentences) and any(got)
 
 
 def test_finetune_marian_checkpoint_and_resume(call, marian_dir, shared_data_dir, tmp_path):  # noqa: F811

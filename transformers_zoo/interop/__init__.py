@@ -29,6 +29,7 @@ from ..config import ModelConfig
 from ..models import MODELS
 from . import bart, bert, gpt2, llama, marian, t5
 from .files import ConversionError, read_config, read_tensors, resolve_checkpoint, weights_file, write_checkpoint
+from .mapping import special_ids
 from .tensors import drop, our_shapes
 
 FAMILIES: tuple[ModuleType, ...] = (gpt2, bert, llama, bart, marian, t5)
@@ -157,23 +158,29 @@ def load_hf_lm(path: str | os.PathLike, data_dir: str | os.PathLike | None = Non
 def load_hf_translator(path: str | os.PathLike):
     """A converted encoder-decoder checkpoint and its tokenizers: `(model, source tokenizer, target tokenizer)`.
 
-    Supported: Marian / opus-mt (`source.spm`, `target.spm`, `vocab.json`: `tokenizers.MarianTokenizer`).
-    BART's byte-level BPE (`vocab.json` + `merges.txt`) and T5's sentencepiece are not wrapped yet: a clear
-    error says so.
+    Marian / opus-mt: `source.spm`, `target.spm`, `vocab.json` (`tokenizers.MarianTokenizer`). T5: its
+    `tokenizer.json` (`tokenizers.HFJsonTokenizer`, one for both sides; decoding starts from the config's
+    `decoder_start_token_id`, pad). BART's `<s> x </s>` framing is not wired yet: a clear error says so.
     """
-    from ..tokenizers import MarianTokenizer
+    from ..tokenizers import HFJsonTokenizer, MarianTokenizer
 
     directory = resolve_checkpoint(path)
     model_type = read_config(directory).get("model_type")
-    if model_type not in marian.MODEL_TYPES:
-        raise ConversionError(f"no tokenizer for model_type={model_type!r} yet (translation supports: "
-                              f"{', '.join(marian.MODEL_TYPES)})", directory / "config.json")
-    src_tok, tgt_tok = MarianTokenizer.pair_from_hf(directory)
+    if model_type in marian.MODEL_TYPES:
+        src_tok, tgt_tok = MarianTokenizer.pair_from_hf(directory)
+    elif model_type in t5.MODEL_TYPES:
+        src_tok = tgt_tok = HFJsonTokenizer.from_hf(directory)
+    else:
+        supported = ", ".join(marian.MODEL_TYPES + t5.MODEL_TYPES)
+        raise ConversionError(f"no tokenizer for model_type={model_type!r} yet (translation supports: {supported})",
+                              directory / "config.json")
     model = load_hf_model(directory)
+    if model_type in t5.MODEL_TYPES:
+        tgt_tok.bos_id, tgt_tok.pad_id = special_ids(model.config)["decoder_start"], model.config.pad_id
     if tgt_tok.vocab_size > model.config.vocab_size or tgt_tok.pad_id != model.config.pad_id:
-        raise ConversionError(f"vocab.json ({tgt_tok.vocab_size} ids, <pad> {tgt_tok.pad_id}) does not fit the "
+        raise ConversionError(f"the tokenizer ({tgt_tok.vocab_size} ids, pad {tgt_tok.pad_id}) does not fit the "
                               f"model (vocab_size={model.config.vocab_size}, pad_token_id={model.config.pad_id})",
-                              directory / "vocab.json")
+                              directory)
     return model, src_tok, tgt_tok
 
 
