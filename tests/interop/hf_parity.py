@@ -77,6 +77,16 @@ def bert_vocab(words) -> list[str]:
     return pieces + sorted(set(words) - set(pieces))
 
 
+def perturb(model, scale: float = 0.05, skip: str | None = None):
+    """Add noise to every parameter (but those named with `skip`), so that norm gains (ones) and biases
+    (zeros) count too; returns the model in eval mode."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if skip is None or skip not in name:
+                p.add_(torch.randn_like(p) * scale)
+    return model.eval()
+
+
 def write_tiny_bert(directory: Path, vocab: list[str], cls=None, seed: int = 0, **changes) -> Path:
     """A random `BertForPreTraining` (encoder, MLM head, NSP-trained pooler) with `vocab.txt` and an
     uncased `tokenizer_config.json`, saved as a Hugging Face checkpoint directory."""
@@ -84,10 +94,7 @@ def write_tiny_bert(directory: Path, vocab: list[str], cls=None, seed: int = 0, 
     config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                      intermediate_size=64, max_position_embeddings=64, pad_token_id=0, **changes)
     model = (cls or transformers.BertForPreTraining)(config)
-    with torch.no_grad():
-        for p in model.parameters():  # norms and biases too, so that a weight left out shows
-            p.add_(torch.randn_like(p) * 0.05)
-    model.eval().save_pretrained(directory)
+    perturb(model).save_pretrained(directory)  # norms and biases too, so that a weight left out shows
     (directory / "vocab.txt").write_text("".join(f"{piece}\n" for piece in vocab), encoding="utf-8")
     (directory / "tokenizer_config.json").write_text('{"do_lower_case": true, "tokenizer_class": "BertTokenizer"}\n')
     return directory
@@ -152,11 +159,7 @@ def write_tiny_marian(directory: Path, seed: int = 0, d_model: int = 32, layers:
         decoder_ffn_dim=2 * d_model, max_position_embeddings=64, pad_token_id=pad, decoder_start_token_id=pad,
         eos_token_id=0, forced_eos_token_id=0, activation_function="swish", scale_embedding=True)
     model = transformers.MarianMTModel(config)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "embed_positions" not in name:
-                p.add_(torch.randn_like(p) * 0.05)
-    model.eval().save_pretrained(directory)
+    perturb(model, skip="embed_positions").save_pretrained(directory)
     return directory
 
 
@@ -181,10 +184,7 @@ def write_tiny_llama(directory: Path, seed: int = 0) -> Path:
                                       num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
                                       max_position_embeddings=64, bos_token_id=1, eos_token_id=2)
     model = transformers.LlamaForCausalLM(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    model.eval().save_pretrained(directory)
+    perturb(model).save_pretrained(directory)
     return directory
 
 
@@ -209,8 +209,5 @@ def write_tiny_t5(directory: Path, seed: int = 0) -> Path:
                                    num_heads=2, feed_forward_proj="relu", decoder_start_token_id=0, pad_token_id=0,
                                    eos_token_id=1, dropout_rate=0.0)
     model = transformers.T5ForConditionalGeneration(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    model.eval().save_pretrained(directory)
+    perturb(model).save_pretrained(directory)
     return directory
