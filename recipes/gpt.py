@@ -40,10 +40,8 @@ from transformers_zoo.cli import (  # noqa: E402
     resolve_preset,
 )
 from transformers_zoo.corpora import load_tinyshakespeare, read_text, resolve_data_dir  # noqa: E402
-from transformers_zoo.generation import Recompute, iter_tokens, sampler  # noqa: E402
 from transformers_zoo.interop import load_hf_lm, load_hf_model  # noqa: E402
 from transformers_zoo.interop import resolve_checkpoint as resolve_hf  # noqa: E402
-from transformers_zoo.modules import record_attention  # noqa: E402
 from transformers_zoo.runs import (  # noqa: E402
     fingerprint,
     open_run,
@@ -53,7 +51,7 @@ from transformers_zoo.runs import (  # noqa: E402
     tokenizer_cache_dir,
     write_json,
 )
-from transformers_zoo.tasks.lm import evaluate_lm, lm_loss, prepare_lm_data, train_stream  # noqa: E402
+from transformers_zoo.tasks.lm import continue_text, evaluate_heldout, lm_loss, prepare_lm_data, train_stream  # noqa: E402
 from transformers_zoo.tokenizers import load_tokenizer  # noqa: E402
 from transformers_zoo.training import (  # noqa: E402
     TrainConfig,
@@ -64,7 +62,7 @@ from transformers_zoo.training import (  # noqa: E402
     write_report,
 )
 from transformers_zoo.training.distributed import broadcast_object, init_distributed, is_main  # noqa: E402
-from transformers_zoo.viz import plot_attention  # noqa: E402
+from transformers_zoo.viz import plot_self_attention  # noqa: E402
 
 # nanoGPT's train_shakespeare_char on a laptop CPU: 4 layers, 4 heads, 128 dims, block 64, batch 12,
 # 2000 iterations, no dropout, lr 1e-3 cosine-decayed to 1e-4 after 100 warm-up steps, AdamW
@@ -166,39 +164,6 @@ def hf_init(args: argparse.Namespace, preset: dict, data: dict) -> tuple[tuple, 
     return (model, tok), init, data
 
 
-def generate_text(model, tokenizer, prompt: str, max_new_tokens: int, temperature: float = 0.8,
-                  top_k: int | None = None, top_p: float | None = None, seed: int = 0, stream=None,
-                  use_cache: bool = True) -> str:
-    """Sample a continuation of `prompt` with the KV cache (or, `use_cache=False`, recomputing the whole
-    sequence every step); `stream(text)` receives each piece as it comes.
-
-    The context never exceeds the model's `max_len` (what it was trained on): when the cache is full,
-    decoding restarts from the last `max_len // 2` tokens (one re-encoded prompt, then cached steps again),
-    so any length can be generated at a cost amortised over `max_len // 2` tokens.
-    """
-    device = next(model.parameters()).device
-    window = model.config.max_len
-    ids = (tokenizer.encode_prompt(prompt) or [tokenizer.bos_id])[-window:]
-    generator = torch.Generator(device=device).manual_seed(seed)
-    choose = sampler(temperature, top_k, top_p, generator)
-    decoder = model if use_cache else Recompute(model)
-    was_training = model.training
-    model.eval()
-    out: list[int] = []
-    with torch.no_grad():
-        while len(out) < max_new_tokens:
-            context = (ids + out)[-window:] if not out else (ids + out)[-max(window // 2, 1):]
-            budget = min(max_new_tokens - len(out), window - len(context) + 1)
-            prompt_t = torch.tensor([context], device=device)
-            # no EOS: the model learned running text, in which no sequence ever ends
-            for token in iter_tokens(decoder, decoder.init_cache(1), prompt_t, choose, budget, eos_id=None):
-                out.append(int(token[0]))
-                if stream is not None:
-                    stream(tokenizer.decode([out[-1]]))
-    model.train(was_training)
-    return tokenizer.decode(out)
-
-
 def train(args: argparse.Namespace) -> int:
     preset = resolve_preset(PRESETS, args)
     data = data_settings(preset, args)
@@ -253,9 +218,10 @@ def train(args: argparse.Namespace) -> int:
         print(f"model: DecoderOnly, {params:,} parameters", file=sys.stderr)
     # the run's seed (a resume's is the saved one): the batch order is a function of it
     stream = train_stream(lm.tokens["train"], data["block_size"], data["batch_size"], train_cfg.seed, tok.pad_id)
+
     def evaluate(m) -> dict[str, float]:
         res = evaluate_split(m, lm, data, "val", device)
-        sample = generate_text(m, tok, SAMPLE_PROMPT, 200, seed=train_cfg.seed)
+        sample = continue_text(m, tok, SAMPLE_PROMPT, 200, seed=train_cfg.seed)
         with open(run_dir / "samples.md", "a", encoding="utf-8") as f:
             f.write(f"\n### step {trainer.step}, val loss {res['loss']:.4f}\n\n```\n{sample}\n```\n")
         return {f"val_{k}": v for k, v in res.items() if k != "tokens"}
@@ -274,29 +240,18 @@ def train(args: argparse.Namespace) -> int:
 
 
 def evaluate_split(model, lm, data: dict, split: str, device) -> dict[str, float]:
-    """Loss and perplexity (and bits per character) of one held-out split, as the run's report measures it:
-    the first `max_eval_tokens` tokens when the preset caps evaluation (then no bits per character)."""
-    tokens, chars, cap = lm.tokens[split], lm.chars[split], data.get("max_eval_tokens")
-    if cap:
-        tokens, chars = tokens[:cap], None
-    return evaluate_lm(model, tokens, data["block_size"], data["eval_batch_size"], device, lm.tokenizer.pad_id, chars)
+    """One held-out split as the report measures it (capped at the preset's max_eval_tokens, if any)."""
+    return evaluate_heldout(model, lm, split, data["block_size"], data["eval_batch_size"], device,
+                            data.get("max_eval_tokens"))
 
 
 def final_report(model, lm, data, device, run_dir: Path, config: dict, params: int, summary: dict) -> dict:
     """Evaluate the best checkpoint on every held-out split; write report.json/.md, plots, a sample."""
     tok = lm.tokenizer
     evals = {split: evaluate_split(model, lm, data, split, device) for split in ("val", "test") if split in lm.tokens}
-    sample = generate_text(model, tok, "ROMEO:", 300, seed=config["train"]["seed"])
+    sample = continue_text(model, tok, "ROMEO:", 300, seed=config["train"]["seed"])
     images = plot_curves(run_dir)
-    attention_png = run_dir / "attention.png"
-    prompt = "ROMEO:\nWhat say you, my lord?"
-    ids = torch.tensor([tok.encode(prompt)[: model.config.max_len]], device=device)
-    model.eval()
-    with torch.no_grad(), record_attention(model) as attn:
-        model(ids)
-    last = attn[f"stack.layers.{len(model.stack.layers) - 1}.self_attn"].weights[0]
-    plot_attention(last, [tok.id_to_piece(i) for i in ids[0].tolist()], attention_png,
-                   title=f"last layer self-attention on {prompt!r}")
+    attention_png = plot_self_attention(model, tok, "ROMEO:\nWhat say you, my lord?", run_dir / "attention.png")
     report = {
         "recipe": "gpt", "config": config, "params": params, "wall_s": summary.get("wall_s"),
         "train_tokens_per_s": summary.get("train_tokens_per_s"), "best_step": summary.get("best_step"),
@@ -365,7 +320,7 @@ def sample_main(argv: list[str]) -> int:
         raise ValueError("sample needs --checkpoint RUN_DIR or --init hf:PATH")
     sys.stdout.write(args.prompt)
     start = time.perf_counter()
-    generate_text(model, tok, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
+    continue_text(model, tok, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
                          args.seed, stream=lambda piece: (sys.stdout.write(piece), sys.stdout.flush()),
                          use_cache=not args.no_cache)
     elapsed = time.perf_counter() - start

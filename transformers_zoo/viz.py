@@ -47,3 +47,20 @@ def plot_attention(weights: torch.Tensor, query_labels: list[str], path: str | P
 
 def _show(piece: str) -> str:
     return {"\n": "\\n", " ": "␣"}.get(piece, piece)
+
+
+def plot_self_attention(model, tokenizer, text: str, path: str | Path) -> Path:
+    """The last layer's self-attention of a decoder-only `model` on `text` (cut to `max_len` tokens), one
+    map per head, rows the queries and columns the keys; returns `path`."""
+    from .modules import record_attention
+
+    device = next(model.parameters()).device
+    ids = torch.tensor([tokenizer.encode(text)[: model.config.max_len]], device=device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), record_attention(model) as attn:
+        model(ids)
+    model.train(was_training)
+    last = attn[f"stack.layers.{len(model.stack.layers) - 1}.self_attn"].weights[0]
+    return plot_attention(last, [tokenizer.id_to_piece(i) for i in ids[0].tolist()], path,
+                          title=f"last layer self-attention on {text!r}")

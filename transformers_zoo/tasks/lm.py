@@ -1,8 +1,10 @@
-"""Language modelling: text -> tokens -> contiguous blocks, next-token loss, full-split evaluation."""
+"""Language modelling: text -> tokens -> contiguous blocks, next-token loss, full-split evaluation, and
+continuing a prompt (sampling with the KV cache, any length through a sliding window)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from torch import nn
 
 from ..batching import IGNORE_INDEX, EpochBatches, LMBlocks, LMCollator
 from ..corpora import split_text
+from ..generation import Recompute, iter_tokens, sampler
 from ..tokenizers import CharTokenizer, GPT2Tokenizer, SentencePieceTokenizer, Tokenizer
 from ..training.losses import cross_entropy_sum
 
@@ -103,3 +106,46 @@ def evaluate_lm(model: nn.Module, tokens: torch.Tensor, block_size: int, batch_s
     if n_chars:
         out["bpc"] = total / math.log(2) / n_chars
     return out
+
+
+def evaluate_heldout(model: nn.Module, lm: LMData, split: str, block_size: int, batch_size: int,
+                     device: torch.device, max_tokens: int | None = None) -> dict[str, float]:
+    """`evaluate_lm` on one split of `lm`: its first `max_tokens` tokens when given (then no bits per
+    character: the characters of a prefix are not counted), else the whole split."""
+    tokens, chars = lm.tokens[split], lm.chars[split]
+    if max_tokens:
+        tokens, chars = tokens[:max_tokens], None
+    return evaluate_lm(model, tokens, block_size, batch_size, device, lm.tokenizer.pad_id, chars)
+
+
+@torch.no_grad()
+def continue_text(model: nn.Module, tokenizer: Tokenizer, prompt: str, max_new_tokens: int,
+                  temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None, seed: int = 0,
+                  stream: Callable[[str], object] | None = None, use_cache: bool = True) -> str:
+    """Sample a continuation of `prompt` with the KV cache (or, `use_cache=False`, recomputing the whole
+    sequence every step); `stream(text)` receives each piece as it comes.
+
+    The context never exceeds the model's `max_len` (what it was trained on): when the cache is full,
+    decoding restarts from the last `max_len // 2` tokens (one re-encoded prompt, then cached steps again),
+    so any length can be generated at a cost amortised over `max_len // 2` tokens.
+    """
+    device = next(model.parameters()).device
+    window = model.config.max_len
+    ids = (tokenizer.encode_prompt(prompt) or [tokenizer.bos_id])[-window:]
+    generator = torch.Generator(device=device).manual_seed(seed)
+    choose = sampler(temperature, top_k, top_p, generator)
+    decoder = model if use_cache else Recompute(model)
+    was_training = model.training
+    model.eval()
+    out: list[int] = []
+    while len(out) < max_new_tokens:
+        context = (ids + out)[-window:] if not out else (ids + out)[-max(window // 2, 1):]
+        budget = min(max_new_tokens - len(out), window - len(context) + 1)
+        prompt_t = torch.tensor([context], device=device)
+        # no EOS: the model learned running text, in which no sequence ever ends
+        for token in iter_tokens(decoder, decoder.init_cache(1), prompt_t, choose, budget, eos_id=None):
+            out.append(int(token[0]))
+            if stream is not None:
+                stream(tokenizer.decode([out[-1]]))
+    model.train(was_training)
+    return tokenizer.decode(out)
