@@ -72,13 +72,17 @@ from transformers_zoo.tasks.translation import (  # noqa: E402
     cross_attention,
     evaluate_loss,
     example_width,
+    examples_table,
     generate_ids,
     prepare_translation_data,
     score,
+    scores_table,
+    selection_table,
     target_ids,
     train_stream,
     translate,
     translation_loss,
+    write_hypotheses,
 )
 from transformers_zoo.tokenizers import Tokenizer, load_tokenizer  # noqa: E402
 from transformers_zoo.training import (  # noqa: E402
@@ -456,19 +460,6 @@ def evaluate_split(model: EncoderDecoder, td: TranslationData, split: str, ev: d
     return entry, {"hypotheses": beam, "hypotheses_greedy": greedy, "references": refs}
 
 
-def write_hypotheses(out_dir: Path, split: str, tgt: str, texts: dict[str, list[str]]) -> dict[str, str]:
-    """Write `hyp/<split>.<tgt>` (beam), `hyp/<split>.greedy.<tgt>` and `hyp/<split>.ref.<tgt>` under `out_dir`,
-    one detokenized sentence a line; returns their paths relative to `out_dir` (keyed like `texts`)."""
-    names = {"hypotheses": f"{split}.{tgt}", "hypotheses_greedy": f"{split}.greedy.{tgt}",
-             "references": f"{split}.ref.{tgt}"}
-    (out_dir / "hyp").mkdir(parents=True, exist_ok=True)
-    written = {}
-    for key, name in names.items():
-        (out_dir / "hyp" / name).write_text("".join(line + "\n" for line in texts[key]), encoding="utf-8")
-        written[key] = f"hyp/{name}"
-    return written
-
-
 def final_report(run_dir: Path, config: dict, cfg: ModelConfig, td: TranslationData, device: torch.device,
                  params: int, summary: dict) -> dict[str, Any]:
     """Compare best and averaged weights on validation, evaluate the better on every test split (beam and
@@ -520,49 +511,6 @@ def final_report(run_dir: Path, config: dict, cfg: ModelConfig, td: TranslationD
                  examples_table(td.pairs[show], hypotheses.get(show)))]
     write_report(run_dir, report, sections=sections, images=[*images, attention_png.name])
     return report
-
-
-def scores_table(evals: dict[str, dict[str, Any]], ev: dict[str, Any]) -> str:
-    """Beam and greedy sacreBLEU / chrF per test split, with the signatures."""
-    tests = {split: m for split, m in evals.items() if "bleu" in m}
-    if not tests:
-        return "(no test split)"
-    b = f"beam {ev['beam']}"
-    rows = [f"| split | pairs | BLEU ({b}) | BLEU (greedy) | chrF ({b}) | chrF (greedy) | loss |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for split, m in tests.items():
-        rows.append(f"| {split} | {m['sentences']:,} | {m['bleu']:.2f} | {m['bleu_greedy']:.2f} | {m['chrf']:.2f} | "
-                    f"{m['chrf_greedy']:.2f} | {m['loss']:.4f} |")
-    first = next(iter(tests.values()))
-    rows += ["", f"Length penalty {ev['length_penalty']:g}, at most {ev['max_len_a']:g} x source + {ev['max_len_b']} "
-             "tokens. sacreBLEU signatures:", f"BLEU `{first['signature']}`, chrF `{first['chrf_signature']}`."]
-    return "\n".join(rows)
-
-
-def selection_table(candidates: dict[str, dict], chosen: str, select: str) -> str:
-    """Best vs averaged weights on validation, marking the one used for the test sets."""
-    rows = [f"Selected by validation {'loss' if select == 'loss' else 'greedy BLEU'}: **{chosen}**.", "",
-            "| weights | steps | val loss | val BLEU (greedy) | val chrF (greedy) |",
-            "| --- | --- | ---: | ---: | ---: |"]
-    for key, c in candidates.items():
-        steps = ", ".join(str(s) for s in c["steps"])
-        rows.append(f"| {key}{' (used)' if key == chosen else ''} | {steps} | {c['loss']:.4f} | "
-                    f"{c['bleu_greedy']:.2f} | {c['chrf_greedy']:.2f} |")
-    return "\n".join(rows)
-
-
-def examples_table(pairs: list[tuple[str, str]], hyps: list[str] | None, n: int = 5) -> str:
-    """The first `n` pairs as a markdown table: source, reference, translation."""
-    if not hyps:
-        return "(no test split)"
-    rows = ["| source | reference | translation |", "| --- | --- | --- |"]
-    for (src, ref), hyp in list(zip(pairs, hyps, strict=True))[:n]:
-        rows.append(f"| {_cell(src)} | {_cell(ref)} | {_cell(hyp)} |")
-    return "\n".join(rows)
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
 
 
 def plot_cross_attention(model: EncoderDecoder, src_tok: Tokenizer, tgt_tok: Tokenizer, sentence: str, path: Path,

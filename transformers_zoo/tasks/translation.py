@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -42,15 +43,19 @@ __all__ = [
     "encode_pairs",
     "evaluate_loss",
     "example_width",
+    "examples_table",
     "generate_ids",
     "length_sorted_batches",
     "prepare_translation_data",
     "score",
+    "scores_table",
+    "selection_table",
     "target_ids",
     "train_stream",
     "train_tokenizers",
     "translate",
     "translation_loss",
+    "write_hypotheses",
 ]
 
 Pair = tuple[list[int], list[int]]  # (source ids ending in EOS, target ids without specials)
@@ -326,3 +331,64 @@ def average_checkpoints(run_dir: str | os.PathLike, last: int, model: nn.Module,
                 for name, total in sums.items()}
     model.load_state_dict(averaged)
     return dirs[::-1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reports
+# ---------------------------------------------------------------------------------------------------------
+
+
+def write_hypotheses(out_dir: Path, split: str, tgt: str, texts: dict[str, list[str]]) -> dict[str, str]:
+    """Write `hyp/<split>.<tgt>` (beam), `hyp/<split>.greedy.<tgt>` and `hyp/<split>.ref.<tgt>` under `out_dir`,
+    one detokenized sentence a line; returns their paths relative to `out_dir` (keyed like `texts`)."""
+    names = {"hypotheses": f"{split}.{tgt}", "hypotheses_greedy": f"{split}.greedy.{tgt}",
+             "references": f"{split}.ref.{tgt}"}
+    (out_dir / "hyp").mkdir(parents=True, exist_ok=True)
+    written = {}
+    for key, name in names.items():
+        (out_dir / "hyp" / name).write_text("".join(line + "\n" for line in texts[key]), encoding="utf-8")
+        written[key] = f"hyp/{name}"
+    return written
+
+
+def scores_table(evals: dict[str, dict[str, Any]], ev: dict[str, Any]) -> str:
+    """Beam and greedy sacreBLEU / chrF per test split, with the signatures."""
+    tests = {split: m for split, m in evals.items() if "bleu" in m}
+    if not tests:
+        return "(no test split)"
+    b = f"beam {ev['beam']}"
+    rows = [f"| split | pairs | BLEU ({b}) | BLEU (greedy) | chrF ({b}) | chrF (greedy) | loss |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for split, m in tests.items():
+        rows.append(f"| {split} | {m['sentences']:,} | {m['bleu']:.2f} | {m['bleu_greedy']:.2f} | {m['chrf']:.2f} | "
+                    f"{m['chrf_greedy']:.2f} | {m['loss']:.4f} |")
+    first = next(iter(tests.values()))
+    rows += ["", f"Length penalty {ev['length_penalty']:g}, at most {ev['max_len_a']:g} x source + {ev['max_len_b']} "
+             "tokens. sacreBLEU signatures:", f"BLEU `{first['signature']}`, chrF `{first['chrf_signature']}`."]
+    return "\n".join(rows)
+
+
+def selection_table(candidates: dict[str, dict], chosen: str, select: str) -> str:
+    """Best vs averaged weights on validation, marking the one used for the test sets."""
+    rows = [f"Selected by validation {'loss' if select == 'loss' else 'greedy BLEU'}: **{chosen}**.", "",
+            "| weights | steps | val loss | val BLEU (greedy) | val chrF (greedy) |",
+            "| --- | --- | ---: | ---: | ---: |"]
+    for key, c in candidates.items():
+        steps = ", ".join(str(s) for s in c["steps"])
+        rows.append(f"| {key}{' (used)' if key == chosen else ''} | {steps} | {c['loss']:.4f} | "
+                    f"{c['bleu_greedy']:.2f} | {c['chrf_greedy']:.2f} |")
+    return "\n".join(rows)
+
+
+def examples_table(pairs: list[tuple[str, str]], hyps: list[str] | None, n: int = 5) -> str:
+    """The first `n` pairs as a markdown table: source, reference, translation."""
+    if not hyps:
+        return "(no test split)"
+    rows = ["| source | reference | translation |", "| --- | --- | --- |"]
+    for (src, ref), hyp in list(zip(pairs, hyps, strict=True))[:n]:
+        rows.append(f"| {_cell(src)} | {_cell(ref)} | {_cell(hyp)} |")
+    return "\n".join(rows)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
