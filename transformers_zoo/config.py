@@ -18,11 +18,8 @@ from .modules.ffn import FFNS as FFN_MODULES
 from .modules.ffn import is_gated
 from .modules.norm import NORMS as NORM_BUILDERS
 
-# The variant registries live with their modules (name -> builder): a variant added there is valid here
-# and a command-line choice; these tuples are the names registered at import.
-POSITIONALS = tuple(POSITIONAL_BUILDERS)
-NORMS = tuple(NORM_BUILDERS)
-FFNS = tuple(FFN_MODULES)
+# The variant registries (positional, norm, ffn) live with their modules, name -> builder: a variant added
+# there is valid here and a command-line choice. The other choices are fixed here.
 SINUSOIDAL_LAYOUTS = ("interleaved", "split")
 POOLINGS = ("cls", "cls_tanh", "mean", "max")
 

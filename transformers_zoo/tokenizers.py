@@ -458,10 +458,7 @@ class WordPieceTokenizer(Tokenizer):
         settings: dict[str, Any] = {}
         config_path = directory / "tokenizer_config.json"
         if config_path.is_file():
-            try:
-                hf = json.loads(config_path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                raise DataError(f"not valid JSON ({err})", config_path) from None
+            hf = _read_json(config_path)
             for key in ("do_lower_case", "strip_accents", "tokenize_chinese_chars"):
                 if hf.get(key) is not None:
                     settings[key] = hf[key]
@@ -712,9 +709,8 @@ class HFJsonTokenizer(Tokenizer):
             raise DataError("file not found (the checkpoint's fast tokenizer, tokenizer.json, was expected)",
                             path) from None
         tok = cls(data, source=path)
-        config = _read_json(directory / "tokenizer_config.json") if (directory / "tokenizer_config.json"
-                                                                     ).is_file() else {}
-        model = _read_json(directory / "config.json") if (directory / "config.json").is_file() else {}
+        config, model = ((_read_json(directory / name) if (directory / name).is_file() else {})
+                         for name in ("tokenizer_config.json", "config.json"))
         ids = {}
         for name in ("bos", "eos", "pad"):
             token = config.get(f"{name}_token")
@@ -722,7 +718,9 @@ class HFJsonTokenizer(Tokenizer):
             value = tok.tok.token_to_id(token) if isinstance(token, str) else None
             fallback = model.get(f"{name}_token_id")
             ids[name] = value if value is not None else (fallback[0] if isinstance(fallback, list) else fallback)
-        return cls(data, ids["bos"], ids["eos"], ids["pad"], source=path)
+        tok.bos_id, tok.eos_id = ids["bos"], ids["eos"]
+        tok.pad_id = ids["pad"] if ids["pad"] is not None else ids["eos"]
+        return tok
 
     @property
     def vocab_size(self) -> int:

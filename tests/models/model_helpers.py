@@ -5,8 +5,10 @@ import itertools
 import torch
 
 from transformers_zoo import DecoderOnly, EncoderDecoder, EncoderOnly, ModelConfig
+from transformers_zoo.modules.embedding import POSITIONALS as POSITIONAL_REGISTRY
+from transformers_zoo.modules.norm import NORMS
 
-POSITIONALS = ["sinusoidal", "learned", "rope", "alibi", "relative"]
+POSITIONALS = list(POSITIONAL_REGISTRY)  # every registered scheme is tested
 KV_HEADS = {"mha": None, "gqa": 2, "mqa": 1}
 
 
@@ -26,6 +28,6 @@ def ids(*shape, seed=0, low=4, high=37):
     return torch.randint(low, high, shape, generator=torch.Generator().manual_seed(seed))
 
 
-ALL_VARIANTS = list(itertools.product(POSITIONALS, ["layernorm", "rmsnorm"], [True, False],
+ALL_VARIANTS = list(itertools.product(POSITIONALS, list(NORMS), [True, False],
                                       ["relu", "gelu", "swiglu", "geglu"], list(KV_HEADS)))
 

@@ -129,8 +129,9 @@ def state_from_hf(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
     table = pairs(cfg)
     state = gather(prepared, table, expected_shapes(MODEL_CLASS, cfg))
     copies = [(f"{n}.embed_tokens.weight", "shared.weight") for n in ("encoder", "decoder")]
-    consume(tensors, prepared, table, tuple(copies + ([("lm_head.weight", "shared.weight")] if cfg.tie_embeddings
-                                                      else [])))
+    if cfg.tie_embeddings:
+        copies.append(("lm_head.weight", "shared.weight"))
+    consume(tensors, prepared, table, tuple(copies))
     return state
 
 

@@ -120,7 +120,7 @@ def encode_pairs(pairs: Sequence[tuple[str, str]], src_tokenizer: Tokenizer, tgt
     if max_len is None:
         return examples, 0
     # The source already holds its EOS; the target gains one token (BOS in, EOS out) in the collator.
-    kept, affected = check_lengths([(s, [*t, EOS]) for s, t in examples], max_len, what, policy)
+    kept, affected = check_lengths([(s, [*t, tgt_tokenizer.eos_id]) for s, t in examples], max_len, what, policy)
     return [(s, t[:-1]) for s, t in kept], affected
 
 
