@@ -14,7 +14,7 @@ from torch import nn
 from ..batching import IGNORE_INDEX, EpochBatches, LMBlocks, LMCollator
 from ..corpora import split_text
 from ..generation import Recompute, iter_tokens, sampler
-from ..tokenizers import CharTokenizer, GPT2Tokenizer, SentencePieceTokenizer, Tokenizer
+from ..tokenizers import SentencePieceTokenizer, Tokenizer, train_tokenizer
 from ..training.losses import cross_entropy_sum
 
 
@@ -27,27 +27,13 @@ class LMData:
     chars: dict[str, int]
 
 
-def train_tokenizer(kind: str, train_text: str, vocab_size: int, cache_dir: Path | None,
-                    data_dir: Path | None = None) -> Tokenizer:
-    """`char`: one id per character of the training split; `bpe`/`unigram`: sentencepiece on its lines;
-    `gpt2`: GPT-2's pre-trained byte-level BPE (nothing trained; its rank file from `data_dir`)."""
-    if kind == "gpt2":
-        return GPT2Tokenizer.fetch(data_dir)
-    if kind == "char":
-        return CharTokenizer.train(train_text)
-    if kind in ("bpe", "unigram"):
-        lines = [line for line in train_text.splitlines() if line.strip()]
-        return SentencePieceTokenizer.train(lines, vocab_size=vocab_size, model_type=kind, cache_dir=cache_dir)
-    raise ValueError(f"--tokenizer {kind!r} is not valid; choose one of: char, bpe, unigram, gpt2")
-
-
 def prepare_lm_data(text: str, fractions: tuple[float, ...], tokenizer: Tokenizer | str, vocab_size: int = 0,
                     cache_dir: Path | None = None, data_dir: Path | None = None) -> LMData:
     """Split `text` by characters in order, train the tokenizer on the training split only (unless a
     trained one is given) and encode every split. The newlines are kept: they carry the layout."""
     splits = split_text(text, fractions)
     if isinstance(tokenizer, str):
-        tokenizer = train_tokenizer(tokenizer, splits["train"], vocab_size, cache_dir, data_dir)
+        tokenizer = train_tokenizer(tokenizer, splits["train"], vocab_size, cache_dir=cache_dir, data_dir=data_dir)
     tokens = {name: torch.tensor(encode_text(tokenizer, s), dtype=torch.long) for name, s in splits.items()}
     return LMData(tokenizer, tokens, {name: len(s) for name, s in splits.items()})
 

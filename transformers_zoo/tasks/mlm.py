@@ -19,7 +19,7 @@ from torch import nn
 
 from ..batching import IGNORE_INDEX, EpochBatches, MLMCollator, token_budget_batches
 from ..corpora import DataError, read_text
-from ..tokenizers import SentencePieceTokenizer, Tokenizer
+from ..tokenizers import SentencePieceTokenizer, Tokenizer, train_tokenizer
 from ..training.losses import cross_entropy_sum
 
 __all__ = [
@@ -72,20 +72,11 @@ def split_heldout(texts: Sequence[str], fraction: float = 0.05) -> tuple[list[st
 
 
 def train_sentencepiece(texts: Sequence[str], kind: str, vocab_size: int) -> Tokenizer:
-    """A sentencepiece model (``kind`` "unigram" or "bpe") trained on ``texts`` only.
-
-    ``vocab_size`` is an upper bound: a small corpus that cannot fill it gets a smaller vocabulary instead of
-    an error (``hard_vocab_limit=False``); the recipe prints the size it got.
-    """
+    """A sentencepiece model (``kind`` "unigram" or "bpe") trained on ``texts`` only; ``vocab_size`` is an upper
+    bound (a small corpus gets a smaller vocabulary instead of an error; the recipe prints the size it got)."""
     if kind not in ("unigram", "bpe"):
         raise ValueError(f"tokenizer kind {kind!r} is not valid; choose unigram or bpe")
-    if vocab_size < 300:
-        raise ValueError(f"--vocab {vocab_size} is too small: the 7 specials and 256 byte pieces alone take 263")
-    try:
-        return SentencePieceTokenizer.train(texts, vocab_size=vocab_size, model_type=kind, hard_vocab_limit=False)
-    except RuntimeError as err:  # sentencepiece reports bad settings this way; keep its last line
-        raise ValueError(f"sentencepiece could not train a {kind} vocabulary of {vocab_size}: "
-                         f"{str(err).strip().splitlines()[-1]}") from None
+    return train_tokenizer(kind, texts, vocab_size, hard_vocab_limit=False)
 
 
 def encode_sentences(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: int) -> tuple[list[list[int]], int]:

@@ -31,7 +31,7 @@ from ..corpora import DataError, check_lengths
 from ..generation import beam_search, greedy, strip_special
 from ..metrics import bleu, chrf
 from ..modules import record_attention
-from ..tokenizers import BOS, EOS, PAD, SentencePieceTokenizer, Tokenizer
+from ..tokenizers import BOS, EOS, PAD, Tokenizer, train_tokenizer
 from ..training.checkpoint import iter_checkpoints, load_weights
 from ..training.losses import cross_entropy_sum
 
@@ -92,13 +92,7 @@ def train_tokenizers(train_pairs: Sequence[tuple[str, str]], vocab_size: int, jo
     (returned twice, the same object) or one per language. Cached in `cache_dir` when given."""
 
     def fit(texts: list[str], which: str) -> Tokenizer:
-        try:
-            return SentencePieceTokenizer.train(texts, vocab_size=vocab_size, model_type=model_type,
-                                                cache_dir=cache_dir)
-        except RuntimeError as err:  # sentencepiece's own errors, e.g. "Vocabulary size too high (9000)..."
-            detail = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-            raise ValueError(f"--vocab {vocab_size}: sentencepiece could not train the {which} vocabulary: "
-                             f"{detail}") from None
+        return train_tokenizer(model_type, texts, vocab_size, cache_dir=cache_dir, what=which)
 
     if joint:
         tok = fit([text for pair in train_pairs for text in pair], "joint")

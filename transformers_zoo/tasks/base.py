@@ -1,0 +1,76 @@
+"""The one interface every task offers the recipes and the comparison grids.
+
+A task is built by its module's ``prepare_*`` function from settings and data; bad input fails there,
+before a run directory exists. Then every recipe runs the same four steps::
+
+    task = prepare_lm_task(data, text, ...)              # data + tokenizer, checked
+    model = DecoderOnly(config)                          # the family the task trains
+    summary = fit(task, model, train_cfg, run_dir, fp)   # the Trainer on task.train_stream / task.loss,
+                                                         # selecting on task.evaluate(m, "val")
+    evals = {s: task.evaluate(best, s) for s in task.eval_splits}
+    sections = task.report_sections(best, run_dir)      # report.md: samples, tables, plots
+
+``evaluate`` gives the same numbers during training (checkpoint selection), in the final report and in
+``--eval-only``: one function, so they can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from ..tokenizers import Tokenizer
+from ..training import TrainConfig, Trainer
+
+Batch = dict[str, torch.Tensor]
+
+
+class Task(Protocol):
+    """Data, loss and evaluation of one task, whatever the model family."""
+
+    tokenizer: Tokenizer
+    #: the held-out splits the report scores, "val" first (the one checkpoints are selected on)
+    eval_splits: tuple[str, ...]
+    #: what ``loss`` counts (the unit of the progress line's rate): "tok", "masked tok", "ex"
+    unit: str
+
+    def train_stream(self, seed: int) -> Iterator[Batch]:
+        """Endless training batches, a function of ``seed`` alone; resumable (``state_dict`` /
+        ``load_state_dict``) so an interrupted run continues bitwise."""
+        ...
+
+    def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(summed loss, number of units it sums over)`` of one batch."""
+        ...
+
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        """Metrics of ``split`` (``"val"``, ``"test"``, ...), without the ``val_`` prefix."""
+        ...
+
+    def report_sections(self, model: nn.Module, run_dir: Path) -> list[tuple[str, str]]:
+        """Markdown sections for report.md (``(title, body)``); plots go into ``run_dir``."""
+        ...
+
+
+def validation(task: Task) -> Callable[[nn.Module], dict[str, float]]:
+    """The trainer's evaluation: ``task.evaluate(model, "val")`` as ``val_*`` metrics (numbers only)."""
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        return {f"val_{k}": v for k, v in task.evaluate(model, "val").items() if isinstance(v, (int, float))}
+
+    return evaluate
+
+
+def fit(task: Task, model: nn.Module, train_cfg: TrainConfig, run_dir: Path, fingerprint: dict[str, Any],
+        evaluate: Callable[[nn.Module], dict[str, float]] | None = None, stream: Iterator[Batch] | None = None
+        ) -> dict[str, Any]:
+    """Train ``model`` on ``task`` in ``run_dir`` (or continue it: ``train_cfg.resume``); the summary of
+    ``Trainer.fit``. ``evaluate`` and ``stream`` replace the task's own (a recipe that also writes samples
+    at each evaluation, or counts the tokens it hands out)."""
+    trainer = Trainer(model, stream if stream is not None else task.train_stream(train_cfg.seed), task.loss,
+                      train_cfg, run_dir, evaluate or validation(task), fingerprint, unit=task.unit)
+    return trainer.fit()
