@@ -1,4 +1,5 @@
-"""Plots a person looks at: attention heat maps (curves live in training/reporting)."""
+"""Plots a person looks at: attention heat maps, and one validation metric of several runs against step
+(a run's own loss and learning-rate curves live in training/reporting)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,35 @@ import math
 from pathlib import Path
 
 import torch
+
+
+def plot_val_curves(runs: dict[str, Path], path: str | Path, metric: str = "val_accuracy",
+                    ylabel: str = "validation accuracy") -> bool:
+    """``metric`` against step for each run (name -> run directory, read from its metrics.jsonl), one line a
+    run, saved as a PNG at ``path``; False (and no file) when no run logged it yet."""
+    from .training.metrics_log import read_metrics
+
+    curves = {name: [(r["step"], r[metric]) for r in read_metrics(d)
+                     if r.get("split") == "val" and isinstance(r.get(metric), (int, float))]
+              for name, d in runs.items()}
+    if not any(curves.values()):
+        return False
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, points in curves.items():
+        if points:
+            ax.plot([s for s, _ in points], [a for _, a in points], marker="o", markersize=3, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(Path(path), format="png")
+    return True
 
 
 def plot_attention(weights: torch.Tensor, query_labels: list[str], path: str | Path,

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from ..batching import IGNORE_INDEX
 from ..tokenizers import Tokenizer
 from ..training import TrainConfig, Trainer
 
@@ -74,3 +75,39 @@ def fit(task: Task, model: nn.Module, train_cfg: TrainConfig, run_dir: Path, fin
     trainer = Trainer(model, stream if stream is not None else task.train_stream(train_cfg.seed), task.loss,
                       train_cfg, run_dir, evaluate or validation(task), fingerprint, unit=task.unit)
     return trainer.fit()
+
+
+def device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+class CountingStream:
+    """A training stream that counts the input tokens (padding excluded) and the scored units (masked tokens
+    or examples: what the loss counts, and so what the trainer's rate counts) of the batches it hands out,
+    so a report can give input tokens/s as well. Resumable as the stream it wraps."""
+
+    def __init__(self, stream: Any, pad_id: int):
+        self.stream, self.pad_id = stream, pad_id
+        self.tokens = self.units = 0
+
+    @property
+    def epoch(self) -> int:
+        return self.stream.epoch
+
+    def __iter__(self) -> CountingStream:
+        return self
+
+    def __next__(self) -> Batch:
+        batch = next(self.stream)
+        self.tokens += int((batch["input_ids"] != self.pad_id).sum())
+        self.units += int((batch["labels"] != IGNORE_INDEX).sum())
+        return batch
+
+    def state_dict(self) -> dict[str, int]:
+        return self.stream.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.stream.load_state_dict(state)
+
+    def tokens_per_unit(self) -> float:
+        return self.tokens / self.units if self.units else float("nan")

@@ -16,6 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,9 +32,11 @@ from ..models.encoder_only import EncoderOnly
 from ..tokenizers import Tokenizer
 from ..training.checkpoint import MODEL_FILE
 from ..training.losses import cross_entropy_sum
+from .base import CountingStream, device_of
 
 __all__ = [
     "HEAD_PREFIX",
+    "ClassificationTask",
     "LabelledData",
     "classifier_from_pretrained",
     "classify_loss",
@@ -45,6 +48,7 @@ __all__ = [
     "load_encoder",
     "load_labelled_data",
     "predict_proba",
+    "prepare_classification_task",
 ]
 
 Example = tuple[str, int]
@@ -273,3 +277,91 @@ def classifier_from_pretrained(config: ModelConfig, ckpt_dir: str | os.PathLike)
     model = EncoderOnly(config)
     load_encoder(model, ckpt_dir)
     return model
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The task: what a classifier run trains on, evaluates and reports
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClassificationTask:
+    """Labelled data encoded for a model of ``max_len`` (``encoded[split]``: ``[(ids, label)]``), with the
+    batch settings of ``settings`` (``batch_tokens``, ``max_sentences``, ``token_mask``, ``eval_batch_tokens``)
+    and the ``notes`` a person should see (texts cut to max_len)."""
+
+    data: LabelledData
+    tokenizer: Tokenizer
+    settings: dict[str, Any]
+    encoded: dict[str, list[tuple[list[int], int]]]
+    notes: list[str] = field(default_factory=list)
+    unit: str = "ex"
+
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return tuple(s for s in ("val", "test") if s in self.encoded)
+
+    @property
+    def report_split(self) -> str:
+        """The split the report's tables show: test when there is one."""
+        return "test" if "test" in self.encoded else "val"
+
+    def train_stream(self, seed: int) -> CountingStream:
+        s = self.settings
+        return CountingStream(classification_stream(self.encoded["train"], s["batch_tokens"], seed,
+                                                    s.get("max_sentences"), s.get("token_mask", 0.0),
+                                                    self.tokenizer), self.tokenizer.pad_id)
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return classify_loss(model, batch)
+
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        return evaluate_classifier(model, self.encoded[split], self.settings["eval_batch_tokens"], device_of(model),
+                                   self.tokenizer)
+
+    def report_sections(self, model: nn.Module, run_dir: Path) -> list[tuple[str, str]]:
+        split, names = self.report_split, self.data.label_names
+        probs = predict_proba(model, self.encoded[split], self.settings["eval_batch_tokens"], device_of(model),
+                              self.tokenizer)
+        return [("Data", "\n".join(f"- {s}: {src}" for s, src in self.data.sources.items())),
+                (f"Confusion matrix ({split}; rows: true label, columns: predicted)",
+                 confusion_table(probs, self.data.splits[split], names)),
+                (f"Mistakes ({split}, first 8)", mistakes(probs, self.data.splits[split], names))]
+
+
+def prepare_classification_task(data: LabelledData, tokenizer: Tokenizer, settings: dict[str, Any],
+                                max_len: int) -> ClassificationTask:
+    """Encode every split for a model of ``max_len`` (``settings["truncation"]``: "head" or "head_tail"),
+    checking that the batch budgets hold one full-length text."""
+    for key in ("batch_tokens", "eval_batch_tokens"):
+        if settings[key] < max_len:
+            raise ValueError(f"{key.replace('_', '-')} {settings[key]} must be at least the model's max_len "
+                             f"{max_len} (one full-length sentence per batch)")
+    encoded, notes = {}, []
+    for split, examples in data.splits.items():
+        encoded[split], n_cut = encode_examples(tokenizer, examples, max_len - 2, settings.get("truncation", "head"))
+        if n_cut:
+            notes.append(f"{split}: {n_cut} texts cut to max_len={max_len} tokens")
+    return ClassificationTask(data, tokenizer, settings, encoded, notes)
+
+
+def confusion_table(probs: torch.Tensor, examples: Sequence[Example], names: list[str]) -> str:
+    """Markdown table of counts: rows the true label, columns the predicted one (``probs (N, C)``)."""
+    counts = [[0] * len(names) for _ in names]
+    for pred, (_, label) in zip(probs.argmax(-1).tolist(), examples, strict=True):
+        counts[label][pred] += 1
+    head = "| true \\ predicted | " + " | ".join(names) + " |\n|" + " --- |" * (len(names) + 1)
+    return head + "\n" + "\n".join(f"| {name} | " + " | ".join(map(str, row)) + " |"
+                                   for name, row in zip(names, counts, strict=True))
+
+
+def mistakes(probs: torch.Tensor, examples: Sequence[Example], names: list[str], n: int = 8) -> str:
+    """The first ``n`` misclassified texts with their true and predicted label."""
+    lines = []
+    for (text, label), p in zip(examples, probs, strict=True):
+        pred = int(p.argmax())
+        if pred != label:
+            lines.append(f"- {text!r}: true {names[label]}, predicted {names[pred]} ({float(p[pred]):.2f})")
+            if len(lines) == n:
+                break
+    return "\n".join(lines) or "(none)"
