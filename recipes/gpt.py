@@ -32,13 +32,7 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without install
     sys.path.insert(0, str(ROOT))
 
 from transformers_zoo import DecoderOnly, ModelConfig  # noqa: E402
-from transformers_zoo.cli import (  # noqa: E402
-    add_common_args,
-    init_model_overrides,
-    main_guard,
-    resolve_device,
-    resolve_preset,
-)
+from transformers_zoo.cli import add_common_args, init_model_overrides, main_guard, resolve_device, resolve_preset  # noqa: E402
 from transformers_zoo.corpora import load_tinyshakespeare, read_text, resolve_data_dir  # noqa: E402
 from transformers_zoo.interop import load_hf_lm, load_hf_model  # noqa: E402
 from transformers_zoo.interop import resolve_checkpoint as resolve_hf  # noqa: E402
@@ -51,18 +45,11 @@ from transformers_zoo.runs import (  # noqa: E402
     tokenizer_cache_dir,
     write_json,
 )
-from transformers_zoo.tasks.lm import continue_text, evaluate_heldout, lm_loss, prepare_lm_data, train_stream  # noqa: E402
+from transformers_zoo.tasks.base import fit  # noqa: E402
+from transformers_zoo.tasks.lm import LMTask, continue_text, prepare_lm_task  # noqa: E402
 from transformers_zoo.tokenizers import load_tokenizer  # noqa: E402
-from transformers_zoo.training import (  # noqa: E402
-    TrainConfig,
-    Trainer,
-    latest_checkpoint,
-    load_checkpoint,
-    plot_curves,
-    write_report,
-)
+from transformers_zoo.training import TrainConfig, latest_checkpoint, load_checkpoint, plot_curves, write_report  # noqa: E402
 from transformers_zoo.training.distributed import broadcast_object, init_distributed, is_main  # noqa: E402
-from transformers_zoo.viz import plot_self_attention  # noqa: E402
 
 # nanoGPT's train_shakespeare_char on a laptop CPU: 4 layers, 4 heads, 128 dims, block 64, batch 12,
 # 2000 iterations, no dropout, lr 1e-3 cosine-decayed to 1e-4 after 100 warm-up steps, AdamW
@@ -96,9 +83,6 @@ PRESETS = {
             "data": dict(NANOGPT_DATA, block_size=256, batch_size=64)},
 }
 
-SAMPLE_PROMPT = "\n"
-
-
 def parse_train_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="recipes/gpt.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,10 +107,9 @@ DATA_FLAGS = ("text", "tokenizer", "vocab", "block_size", "batch_size", "split",
 
 def data_settings(preset: dict, args: argparse.Namespace) -> dict:
     data = dict(preset["data"])
-    for key, value in (("tokenizer", args.tokenizer), ("vocab", args.vocab), ("block_size", args.block_size),
-                       ("batch_size", args.batch_size), ("text", args.text)):
-        if value is not None:
-            data[key] = value
+    for key in ("tokenizer", "vocab", "block_size", "batch_size", "text"):
+        if getattr(args, key) is not None:
+            data[key] = getattr(args, key)
     if args.split is not None:
         try:
             data["split"] = [float(x) for x in args.split.split(",")]
@@ -136,16 +119,14 @@ def data_settings(preset: dict, args: argparse.Namespace) -> dict:
     return data
 
 
-def load_text(data: dict, data_dir: str | None) -> str:
-    return read_text(data["text"]) if data.get("text") else load_tinyshakespeare(resolve_data_dir(data_dir))
-
-
-def build_lm_data(data: dict, data_dir: str | None, tokenizer=None):
-    text = load_text(data, data_dir)
+def build_task(data: dict, data_dir: str | None, seed: int, tokenizer=None) -> LMTask:
+    """The run's text as an LMTask (its samples drawn with the run's ``seed``): the tokenizer trained on the
+    training split (or cached), unless a trained one is given."""
+    text = read_text(data["text"]) if data.get("text") else load_tinyshakespeare(resolve_data_dir(data_dir))
     cache = tokenizer_cache_dir() if tokenizer is None else None  # None: the cache dir cannot be written
-    return prepare_lm_data(text, tuple(data["split"]), tokenizer or data["tokenizer"], data["vocab"], cache,
-                           resolve_data_dir(data_dir))
-
+    return prepare_lm_task(text, tuple(data["split"]), tokenizer or data["tokenizer"], data["block_size"],
+                           data["batch_size"], data["vocab"], data["eval_batch_size"], data.get("max_eval_tokens"),
+                           seed, cache, resolve_data_dir(data_dir))
 
 
 def hf_init(args: argparse.Namespace, preset: dict, data: dict) -> tuple[tuple, str, dict]:
@@ -173,28 +154,20 @@ def train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     run = open_run(args, "gpt")
     if run.resumed:  # everything from config.json: the preset and flags of this command line are not used
-        saved = run.saved
-        preset["model"], data = saved["model"], saved["data"]
-        preset["train"] = resume_train_settings(saved["train"], args, DATA_FLAGS)
-        lm = build_lm_data(data, args.data_dir, load_tokenizer(run.dir / "tokenizer"))
+        preset["model"], data = run.saved["model"], run.saved["data"]
+        preset["train"] = resume_train_settings(run.saved["train"], args, DATA_FLAGS)
+        task = build_task(data, args.data_dir, preset["train"]["seed"], load_tokenizer(run.dir / "tokenizer"))
         run_dir = run.dir
-        init, hf = saved.get("init"), None
-    elif args.init:
-        hf, init, data = hf_init(args, preset, data)
-        run_dir = Path(broadcast_object(str(run.dir)))
-        lm = build_lm_data(data, args.data_dir, hf[1])
-        if is_main():
-            run_dir.mkdir(parents=True, exist_ok=True)
-            lm.tokenizer.save(run_dir / "tokenizer")
-    else:
-        init, hf = None, None
+        init, hf = run.saved.get("init"), None
+    else:  # a new run, from scratch or from the --init checkpoint (its model, its tokenizer)
+        hf, init, data = hf_init(args, preset, data) if args.init else (None, None, data)
         # every rank must agree on the directory (its default name has a time stamp)
         run_dir = Path(broadcast_object(str(run.dir)))
-        lm = build_lm_data(data, args.data_dir)  # bad input fails here, before the run dir exists
+        task = build_task(data, args.data_dir, preset["train"]["seed"], hf[1] if hf else None)  # bad input fails here
         if is_main():
             run_dir.mkdir(parents=True, exist_ok=True)
-            lm.tokenizer.save(run_dir / "tokenizer")
-    tok = lm.tokenizer
+            task.tokenizer.save(run_dir / "tokenizer")
+    tok = task.tokenizer
     cfg = ModelConfig.from_dict(dict(preset["model"], vocab_size=tok.vocab_size, pad_id=tok.pad_id))
     if cfg.positional == "learned" and data["block_size"] > cfg.max_len:
         raise ValueError(f"--block-size {data['block_size']} exceeds the model's max_len={cfg.max_len}")
@@ -203,8 +176,7 @@ def train(args: argparse.Namespace) -> int:
               "train": train_cfg.to_dict(), "data": data, "tokenizer_fingerprint": tok.fingerprint, "init": init}
     if is_main():
         write_json(run_dir / "config.json", config)
-    if is_main():
-        print(f"data: {', '.join(f'{k} {len(v):,} tokens' for k, v in lm.tokens.items())}; "
+        print(f"data: {', '.join(f'{k} {len(v):,} tokens' for k, v in task.data.tokens.items())}; "
               f"vocabulary {tok.vocab_size}", file=sys.stderr)
 
     torch.manual_seed(train_cfg.seed)  # the initial weights
@@ -216,54 +188,23 @@ def train(args: argparse.Namespace) -> int:
     params = sum(p.numel() for p in model.parameters())
     if is_main():
         print(f"model: DecoderOnly, {params:,} parameters", file=sys.stderr)
-    # the run's seed (a resume's is the saved one): the batch order is a function of it
-    stream = train_stream(lm.tokens["train"], data["block_size"], data["batch_size"], train_cfg.seed, tok.pad_id)
-
-    def evaluate(m) -> dict[str, float]:
-        res = evaluate_split(m, lm, data, "val", device)
-        sample = continue_text(m, tok, SAMPLE_PROMPT, 200, seed=train_cfg.seed)
-        with open(run_dir / "samples.md", "a", encoding="utf-8") as f:
-            f.write(f"\n### step {trainer.step}, val loss {res['loss']:.4f}\n\n```\n{sample}\n```\n")
-        return {f"val_{k}": v for k, v in res.items() if k != "tokens"}
-
-    trainer = Trainer(model, stream, lm_loss, train_cfg, run_dir, evaluate=evaluate,
-                      fingerprint=fingerprint(cfg, tok))
-    summary = trainer.fit()
+    # batches by the run's seed (a resume's is the saved one); at each evaluation a sample goes into samples.md
+    summary = fit(task, model, train_cfg, run_dir, fingerprint(cfg, tok),
+                  on_eval=lambda m, step, metrics: task.append_sample(m, run_dir, step, metrics["val_loss"]))
     if not is_main():
         return 0
+
+    # the report: the best checkpoint on every held-out split, a sample and its attention map, the curves
     model = DecoderOnly(cfg).to(device)
-    load_checkpoint(run_dir, model)  # the best checkpoint
-    final = final_report(model, lm, data, device, run_dir, config, params, summary)
-    print(f"done: {run_dir}  " + "  ".join(f"{split} loss {m['loss']:.4f}" for split, m in final["eval"].items()),
+    load_checkpoint(run_dir, model)
+    evals = {split: task.evaluate(model, split) for split in task.eval_splits}
+    report = {"recipe": "gpt", "config": config, "params": params,
+              **{k: summary.get(k) for k in ("wall_s", "train_tokens_per_s", "best_step", "steps", "stopped")},
+              "eval": evals}
+    write_report(run_dir, report, task.report_sections(model, run_dir), [*plot_curves(run_dir), *task.images])
+    print(f"done: {run_dir}  " + "  ".join(f"{split} loss {m['loss']:.4f}" for split, m in evals.items()),
           file=sys.stderr)
     return 0
-
-
-def evaluate_split(model, lm, data: dict, split: str, device) -> dict[str, float]:
-    """One held-out split as the report measures it (capped at the preset's max_eval_tokens, if any)."""
-    return evaluate_heldout(model, lm, split, data["block_size"], data["eval_batch_size"], device,
-                            data.get("max_eval_tokens"))
-
-
-def final_report(model, lm, data, device, run_dir: Path, config: dict, params: int, summary: dict) -> dict:
-    """Evaluate the best checkpoint on every held-out split; write report.json/.md, plots, a sample."""
-    tok = lm.tokenizer
-    evals = {split: evaluate_split(model, lm, data, split, device) for split in ("val", "test") if split in lm.tokens}
-    sample = continue_text(model, tok, "ROMEO:", 300, seed=config["train"]["seed"])
-    images = plot_curves(run_dir)
-    attention_png = plot_self_attention(model, tok, "ROMEO:\nWhat say you, my lord?", run_dir / "attention.png")
-    report = {
-        "recipe": "gpt", "config": config, "params": params, "wall_s": summary.get("wall_s"),
-        "train_tokens_per_s": summary.get("train_tokens_per_s"), "best_step": summary.get("best_step"),
-        "steps": summary.get("steps"), "stopped": summary.get("stopped"), "eval": evals,
-    }
-    samples_md = (run_dir / "samples.md").read_text(encoding="utf-8") if (run_dir / "samples.md").exists() else ""
-    sections = [
-        ("Sample from the best checkpoint (prompt 'ROMEO:', temperature 0.8)", f"```\n{sample}\n```"),
-        ("Samples during training", samples_md[-6000:]),
-    ]
-    write_report(run_dir, report, sections=sections, images=[*images, attention_png.name])
-    return report
 
 
 def eval_only(args: argparse.Namespace) -> int:
@@ -271,17 +212,12 @@ def eval_only(args: argparse.Namespace) -> int:
         raise ValueError("--eval-only needs --checkpoint RUN_DIR")
     run_dir = run_dir_of(args.checkpoint)
     saved = read_run_config(run_dir)
-    device = resolve_device(args.device)
-    tok = load_tokenizer(run_dir / "tokenizer")
-    lm = build_lm_data(saved["data"], args.data_dir, tok)
-    model = DecoderOnly(ModelConfig.from_dict(saved["model"])).to(device)
+    task = build_task(saved["data"], args.data_dir, saved["train"]["seed"], load_tokenizer(run_dir / "tokenizer"))
+    model = DecoderOnly(ModelConfig.from_dict(saved["model"])).to(resolve_device(args.device))
     load_checkpoint(args.checkpoint, model)
-    data = saved["data"]
-    results = {}
-    for split in ("val", "test"):
-        if split in lm.tokens:
-            results[split] = evaluate_split(model, lm, data, split, device)
-            print(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in results[split].items()))
+    results = {split: task.evaluate(model, split) for split in task.eval_splits}  # the report's numbers again
+    for split, metrics in results.items():
+        print(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         write_json(Path(args.out) / "eval.json", {"checkpoint": str(args.checkpoint), "eval": results})

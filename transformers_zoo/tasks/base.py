@@ -58,22 +58,31 @@ class Task(Protocol):
 
 
 def validation(task: Task) -> Callable[[nn.Module], dict[str, float]]:
-    """The trainer's evaluation: ``task.evaluate(model, "val")`` as ``val_*`` metrics (numbers only)."""
+    """The trainer's evaluation: ``task.evaluate(model, "val")`` as ``val_*`` metrics (floats only: not
+    strings such as a signature, nor counts such as the number of tokens scored)."""
 
     def evaluate(model: nn.Module) -> dict[str, float]:
-        return {f"val_{k}": v for k, v in task.evaluate(model, "val").items() if isinstance(v, (int, float))}
+        return {f"val_{k}": v for k, v in task.evaluate(model, "val").items() if isinstance(v, float)}
 
     return evaluate
 
 
 def fit(task: Task, model: nn.Module, train_cfg: TrainConfig, run_dir: Path, fingerprint: dict[str, Any],
-        evaluate: Callable[[nn.Module], dict[str, float]] | None = None, stream: Iterator[Batch] | None = None
-        ) -> dict[str, Any]:
+        evaluate: Callable[[nn.Module], dict[str, float]] | None = None, stream: Iterator[Batch] | None = None,
+        on_eval: Callable[[nn.Module, int, dict[str, float]], None] | None = None) -> dict[str, Any]:
     """Train ``model`` on ``task`` in ``run_dir`` (or continue it: ``train_cfg.resume``); the summary of
-    ``Trainer.fit``. ``evaluate`` and ``stream`` replace the task's own (a recipe that also writes samples
-    at each evaluation, or counts the tokens it hands out)."""
+    ``Trainer.fit``. ``evaluate`` and ``stream`` replace the task's own (a recipe that counts the tokens it
+    hands out); ``on_eval(model, step, metrics)`` runs after each evaluation (a recipe that also writes a
+    sample at each one)."""
+    validate = evaluate or validation(task)
+
+    def evaluate_then_tell(m: nn.Module) -> dict[str, float]:
+        metrics = validate(m)
+        on_eval(m, trainer.step, metrics)
+        return metrics
+
     trainer = Trainer(model, stream if stream is not None else task.train_stream(train_cfg.seed), task.loss,
-                      train_cfg, run_dir, evaluate or validation(task), fingerprint, unit=task.unit)
+                      train_cfg, run_dir, evaluate_then_tell if on_eval else validate, fingerprint, unit=task.unit)
     return trainer.fit()
 
 

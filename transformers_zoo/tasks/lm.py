@@ -1,5 +1,9 @@
 """Language modelling: text -> tokens -> contiguous blocks, next-token loss, full-split evaluation, and
-continuing a prompt (sampling with the KV cache, any length through a sliding window)."""
+continuing a prompt (sampling with the KV cache, any length through a sliding window).
+
+``LMTask`` (built by ``prepare_lm_task``) is these pieces as the ``tasks.base.Task`` that recipes/gpt.py and
+the comparison grids train and evaluate.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from ..corpora import split_text
 from ..generation import Recompute, iter_tokens, sampler
 from ..tokenizers import SentencePieceTokenizer, Tokenizer, train_tokenizer
 from ..training.losses import cross_entropy_sum
+from ..viz import plot_self_attention
 
 
 @dataclass
@@ -135,3 +140,72 @@ def continue_text(model: nn.Module, tokenizer: Tokenizer, prompt: str, max_new_t
                 stream(tokenizer.decode([out[-1]]))
     model.train(was_training)
     return tokenizer.decode(out)
+
+
+@dataclass
+class LMTask:
+    """Next-token prediction on one text (the ``tasks.base.Task`` of a decoder-only model): random blocks of
+    ``block_size`` tokens to train on; each held-out split scored whole in non-overlapping blocks (its first
+    ``max_eval_tokens`` tokens when given); samples and an attention map for the report, drawn with
+    ``sample_seed``. ``dataclasses.replace(task, block_size=L)`` is the same task at another context."""
+
+    data: LMData
+    block_size: int
+    batch_size: int
+    eval_batch_size: int = 64
+    max_eval_tokens: int | None = None
+    sample_seed: int = 0
+
+    unit = "tok"
+    #: what the report shows: a sample continuing SAMPLE_PROMPT, the last layer's attention on ATTENTION_TEXT
+    SAMPLE_PROMPT = "ROMEO:"
+    ATTENTION_TEXT = "ROMEO:\nWhat say you, my lord?"
+    #: the plots report_sections writes into the run directory, and the file of samples during training
+    images = ("attention.png",)
+    SAMPLES_FILE = "samples.md"
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.data.tokenizer
+
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return tuple(split for split in ("val", "test") if split in self.data.tokens)
+
+    def train_stream(self, seed: int) -> EpochBatches:
+        return train_stream(self.data.tokens["train"], self.block_size, self.batch_size, seed, self.tokenizer.pad_id)
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return lm_loss(model, batch)
+
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        """``loss``, ``ppl``, ``tokens`` (and ``bpc`` on a whole split) of ``split``, on the model's device."""
+        device = next(model.parameters()).device
+        return evaluate_heldout(model, self.data, split, self.block_size, self.eval_batch_size, device,
+                                self.max_eval_tokens)
+
+    def append_sample(self, model: nn.Module, run_dir: Path, step: int, val_loss: float) -> None:
+        """Add a sample (200 tokens after a newline) to ``run_dir/samples.md``: how the text improves."""
+        sample = continue_text(model, self.tokenizer, "\n", 200, seed=self.sample_seed)
+        with open(run_dir / self.SAMPLES_FILE, "a", encoding="utf-8") as f:
+            f.write(f"\n### step {step}, val loss {val_loss:.4f}\n\n```\n{sample}\n```\n")
+
+    def report_sections(self, model: nn.Module, run_dir: Path) -> list[tuple[str, str]]:
+        """A sample from ``model``, the last samples written during training; ``attention.png`` in ``run_dir``."""
+        sample = continue_text(model, self.tokenizer, self.SAMPLE_PROMPT, 300, seed=self.sample_seed)
+        plot_self_attention(model, self.tokenizer, self.ATTENTION_TEXT, run_dir / self.images[0])
+        samples = run_dir / self.SAMPLES_FILE
+        samples_md = samples.read_text(encoding="utf-8") if samples.exists() else ""
+        return [(f"Sample from the best checkpoint (prompt {self.SAMPLE_PROMPT!r}, temperature 0.8)",
+                 f"```\n{sample}\n```"),
+                ("Samples during training", samples_md[-6000:])]
+
+
+def prepare_lm_task(text: str, split: tuple[float, ...], tokenizer: Tokenizer | str, block_size: int,
+                    batch_size: int, vocab_size: int = 0, eval_batch_size: int = 64,
+                    max_eval_tokens: int | None = None, sample_seed: int = 0, cache_dir: Path | None = None,
+                    data_dir: Path | None = None) -> LMTask:
+    """The ``LMTask`` of ``text``: split by characters in ``split`` fractions, the tokenizer trained on the
+    training split (a ``kind`` for ``train_tokenizer``) or given; see ``prepare_lm_data``."""
+    data = prepare_lm_data(text, split, tokenizer, vocab_size, cache_dir, data_dir)
+    return LMTask(data, block_size, batch_size, eval_batch_size, max_eval_tokens, sample_seed)

@@ -1,0 +1,321 @@
+"""Comparing architecture variants under equal budgets: a grid is a base ModelConfig plus named cells
+(a few overrides each); every (cell, seed) is trained on the same task under the same budget (equal steps,
+tokens, wall time or training FLOPs) in its own run directory, writing ``result.json``; the results are then
+aggregated over seeds into a table and plots. recipes/compare.py is the script around it:
+
+    grid = load_grid("my_grid.toml", GRIDS)            # checked before anything runs
+    run_cell(cell_dir)                                 # one (cell, seed) from cell_dir/cell.json
+    rows = aggregate(results, base_name)               # mean +- std per cell, difference to the base
+    write_table(rows, out, header); plot(results, out)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import resource
+import statistics
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .cli import resolve_device
+from .config import ModelConfig
+from .corpora import load_multi30k, load_tinyshakespeare, read_text, resolve_data_dir
+from .models import DecoderOnly, EncoderDecoder
+from .runs import write_json
+from .tasks.base import fit
+from .tasks.lm import prepare_lm_task
+from .tasks.prefix_lm import evaluate_prefix_loss, generate_prefix_ids, prefix_lm_loss, prefix_train_stream
+from .tasks.translation import evaluate_loss, generate_ids, prepare_translation_data, score, translation_loss
+from .tasks.translation import train_stream as mt_train_stream
+from .training import TrainConfig, Trainer, load_checkpoint
+from .training.metrics_log import read_metrics
+
+#: what every cell of a grid gets equally
+BUDGETS = ("steps", "tokens", "time", "flops")
+#: the model families a translation cell may choose (``family = ...``)
+FAMILIES = {"encoder_decoder": EncoderDecoder, "decoder_only": DecoderOnly}
+
+
+# ----------------------------------------------------------------------------------------------- grids
+
+
+def load_grid(name: str, builtin: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A copy of the grid ``builtin[name]``, or a TOML/JSON grid file, every cell checked to be a valid
+    ModelConfig (and family) before anything runs; a bad one is a ValueError naming it."""
+    if name in builtin:
+        return json.loads(json.dumps(builtin[name]))
+    path = Path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"--grid {name}: neither a built-in grid ({', '.join(builtin)}) nor a file")
+    if path.suffix == ".json":
+        grid = json.loads(path.read_text())
+    else:
+        import tomllib
+
+        try:
+            grid = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"{path}: not valid TOML ({err})") from None
+    if grid.get("task", "lm") not in TASKS:
+        raise ValueError(f"{path}: task {grid.get('task')!r} is not one of {', '.join(TASKS)}")
+    if not grid.get("cells"):
+        raise ValueError(f"{path}: the grid has no [cells.<name>] tables")
+    for cell, overrides in grid["cells"].items():
+        try:  # validate every cell before anything runs
+            model = {**grid.get("base", {}), **overrides}
+            if model.pop("family", "decoder_only") not in FAMILIES:
+                raise ValueError(f"family must be one of {', '.join(FAMILIES)}")
+            ModelConfig.from_dict(model)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: cell {cell!r}: {err}") from None
+    grid.setdefault("task", "lm")
+    grid.setdefault("base", {})
+    return grid
+
+
+def flops_per_token(cfg: ModelConfig, n_params_nonembedding: int, context: int) -> float:
+    """Training FLOPs per token (Kaplan et al. 2020): 3 x forward, forward = 2 N + 2 n_layers n_ctx d_model."""
+    return 3.0 * (2.0 * n_params_nonembedding + 2.0 * cfg.n_layers * context * cfg.d_model)
+
+
+def non_embedding_params(model: torch.nn.Module) -> int:
+    """Parameters outside the token and learned position embeddings (what the FLOPs count multiplies)."""
+    seen = {id(p) for name, p in model.named_parameters() if "embed" in name or "positional.weight" in name}
+    return sum(p.numel() for p in model.parameters() if id(p) not in seen)
+
+
+def cell_slug(name: str) -> str:
+    """A cell's name as a folder name."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name).strip("_")
+
+
+# ------------------------------------------------------------------------------------------- one cell
+
+
+def run_cell(cell_dir: Path) -> None:
+    """Train and evaluate one (cell, seed) as described by `cell_dir/cell.json`; write `result.json`."""
+    spec = json.loads((cell_dir / "cell.json").read_text())
+    torch.manual_seed(spec["seed"])
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    TASKS[spec["task"]](spec, cell_dir)
+
+
+def budget_steps(spec: dict[str, Any], train: dict[str, Any], tokens_per_step: float, fpt: float) -> None:
+    """Turn the grid's budget into the TrainConfig's: steps, or minutes for an equal-wall-time budget."""
+    kind, budget = spec["budget_kind"], spec["budget"]
+    if kind == "steps":
+        train["max_steps"] = int(budget)
+    elif kind == "tokens":
+        train["max_steps"] = max(1, int(budget // tokens_per_step))
+    elif kind == "flops":
+        train["max_steps"] = max(1, int(budget // (fpt * tokens_per_step)))
+    else:  # equal wall time: the schedule cannot know the step count, so decay by inverse sqrt instead of cosine
+        train.update(max_minutes=float(budget), schedule="inverse_sqrt", max_steps=None)
+
+
+def finish_cell(cell_dir: Path, spec: dict[str, Any], summary: dict[str, Any], device: torch.device,
+                **fields: Any) -> None:
+    """Write ``cell_dir/result.json``: the run's summary, its validation curve, peak memory and ``fields``."""
+    rows = read_metrics(cell_dir)
+    curve = [{"step": r["step"], "elapsed_s": r.get("elapsed_s"), "val_loss": r["val_loss"]}
+             for r in rows if r.get("split") == "val" and r.get("val_loss") is not None]
+    peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    write_json(cell_dir / "result.json", {
+        "cell": spec["cell"], "seed": spec["seed"], "steps": summary["steps"], "wall_s": summary["wall_s"],
+        "tokens_per_s": summary["train_tokens_per_s"], "best_val_loss": summary["best_metric"],
+        "final_val_loss": curve[-1]["val_loss"] if curve else None, "peak_memory_mb": peak_mb, "curve": curve,
+        "extrapolation": {}, **fields})
+
+
+def run_lm_cell(spec: dict[str, Any], cell_dir: Path) -> None:
+    """A decoder-only LM on characters (the LMTask recipes/gpt.py trains: the same data, loss and evaluation);
+    optionally evaluated at longer contexts (extrapolation)."""
+    data, seed = spec["data"], spec["seed"]
+    device = resolve_device(spec["device"])
+    text = read_text(data["text"]) if data.get("text") else load_tinyshakespeare(resolve_data_dir(spec["data_dir"]))
+    task = prepare_lm_task(text, (0.9, 0.1, 0.0), "char", data["block_size"], data["batch_size"],
+                           eval_batch_size=64, max_eval_tokens=data.get("max_eval_tokens"))
+    tok = task.tokenizer
+    cfg = ModelConfig.from_dict({**spec["model"], "vocab_size": tok.vocab_size, "pad_id": tok.pad_id})
+    model = DecoderOnly(cfg)
+    params = sum(p.numel() for p in model.parameters())
+    fpt = flops_per_token(cfg, non_embedding_params(model), data["block_size"])
+    tokens_per_step = data["block_size"] * data["batch_size"]
+    train = dict(spec["train"], seed=seed, device=spec["device"], resume=(cell_dir / "checkpoints").exists())
+    budget_steps(spec, train, tokens_per_step, fpt)
+    summary = fit(task, model, TrainConfig.from_dict(train), cell_dir, {"model": cfg.to_dict()})
+    best = DecoderOnly(cfg).to(device)
+    load_checkpoint(cell_dir, best)
+    extrapolation = {}
+    for factor in spec.get("eval_lengths", []):
+        length = factor * data["block_size"]
+        if cfg.positional == "learned" and length > cfg.max_len:
+            extrapolation[str(factor)] = None  # learned positions stop at max_len
+            continue
+        longer = replace(task, block_size=length, eval_batch_size=max(1, 64 // factor))
+        extrapolation[str(factor)] = longer.evaluate(best, "val")["loss"]
+    finish_cell(cell_dir, spec, summary, device, params=params, flops_per_token=fpt, tokens_per_step=tokens_per_step,
+                extrapolation=extrapolation)
+
+
+def run_translation_cell(spec: dict[str, Any], cell_dir: Path) -> None:
+    """Multi30k en->de by an encoder-decoder or a decoder-only model (source as a prefix): the same data,
+    vocabulary, batches (by padded tokens), loss on target tokens, and beam search; BLEU on test_2016_flickr.
+
+    (Still its own loop: once tasks.translation has its TranslationTask, this cell becomes
+    ``prepare_translation_task`` + ``fit`` + ``task.evaluate``, as ``run_lm_cell`` is for LMTask.)"""
+    data, seed = spec["data"], spec["seed"]
+    device = resolve_device(spec["device"])
+    model_fields = dict(spec["model"])
+    family = model_fields.pop("family", "encoder_decoder")
+    pairs = load_multi30k(resolve_data_dir(spec["data_dir"]), "en", "de")
+    pairs = {k: v for k, v in pairs.items() if k in ("train", "val", "test_2016_flickr")}
+    mt = prepare_translation_data(pairs, vocab_size=data["vocab"], joint=True,
+                                  max_len=ModelConfig.from_dict(model_fields).max_len)
+    tok = mt.src_tokenizer
+    cfg = ModelConfig.from_dict({**model_fields, "vocab_size": tok.vocab_size, "pad_id": tok.pad_id})
+    model = FAMILIES[family](cfg)
+    params = sum(p.numel() for p in model.parameters())
+    # training FLOPs per scored target token: 6 x (non-embedding) parameters x the tokens each reads
+    train_ex = mt.examples["train"]
+    src_len = statistics.fmean(len(s) for s, _ in train_ex)  # source + EOS (or + SEP as a prefix)
+    tgt_len = statistics.fmean(len(t) + 1 for _, t in train_ex)  # target + EOS
+    if family == "encoder_decoder":
+        enc = non_embedding_params(model.encoder)
+        dec = non_embedding_params(model) - enc
+        fpt = 6.0 * (enc * src_len + dec * tgt_len) / tgt_len
+        stream = mt_train_stream(train_ex, data["max_tokens"], seed, tok.pad_id)
+        loss_fn, eval_loss, generate = translation_loss, evaluate_loss, generate_ids
+    else:
+        fpt = 6.0 * non_embedding_params(model) * (src_len + tgt_len) / tgt_len
+        stream = prefix_train_stream(train_ex, data["max_tokens"], seed, tok.pad_id)
+        loss_fn, eval_loss, generate = prefix_lm_loss, evaluate_prefix_loss, generate_prefix_ids
+    train = dict(spec["train"], seed=seed, device=spec["device"], label_smoothing=0.1,
+                 resume=(cell_dir / "checkpoints").exists())
+    budget_steps(spec, train, data["max_tokens"], fpt)
+
+    def evaluate(m) -> dict[str, float]:
+        return {"val_loss": eval_loss(m, mt.examples["val"], 6000, device, tok.pad_id)["loss"]}
+
+    trainer = Trainer(model, stream, functools.partial(loss_fn, label_smoothing=0.1), TrainConfig.from_dict(train),
+                      cell_dir, evaluate=evaluate, fingerprint={"model": cfg.to_dict(), "family": family})
+    summary = trainer.fit()
+    best = FAMILIES[family](cfg).to(device)
+    load_checkpoint(cell_dir, best)
+    limit = data.get("eval_limit")
+    test = mt.examples["test_2016_flickr"][:limit]
+    refs = [t for _, t in mt.pairs["test_2016_flickr"][:limit]]
+    hyps = [tok.decode(ids) for ids in generate(best, [s for s, _ in test], beam_size=data["beam"])]
+    (cell_dir / "hyp.de").write_text("\n".join(hyps) + "\n", encoding="utf-8")
+    finish_cell(cell_dir, spec, summary, device, params=params, flops_per_token=fpt,
+                tokens_per_step=data["max_tokens"], bleu=score(hyps, refs)["bleu"], bleu_sentences=len(hyps))
+
+
+#: the cell of each grid task
+TASKS = {"lm": run_lm_cell, "translation": run_translation_cell}
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+
+def aggregate(results: list[dict[str, Any]], base_name: str) -> list[dict[str, Any]]:
+    """Mean and spread per cell, in grid order; a difference to the base counts only beyond the spread."""
+    by_cell: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_cell.setdefault(r["cell"], []).append(r)
+    rows = []
+    for name, runs in by_cell.items():
+        losses = [r["best_val_loss"] for r in runs]
+        rows.append({
+            "cell": name, "seeds": len(runs), "params": runs[0]["params"],
+            "flops_per_token": runs[0]["flops_per_token"],
+            "tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs),
+            "steps": statistics.median(r["steps"] for r in runs),
+            "val_loss": statistics.fmean(losses), "val_loss_std": statistics.stdev(losses) if len(losses) > 1 else 0.0,
+            "peak_memory_mb": max(r["peak_memory_mb"] for r in runs),
+            "bleu": _mean_or_none([r.get("bleu") for r in runs]),
+            "extrapolation": {k: _mean_or_none([r["extrapolation"].get(k) for r in runs])
+                              for k in runs[0]["extrapolation"]},
+        })
+    base = next((r for r in rows if r["cell"] == base_name), None)
+    for r in rows:
+        if base is None or r is base:
+            r["delta"], r["beyond_spread"] = None, None
+            continue
+        r["delta"] = r["val_loss"] - base["val_loss"]
+        spread = r["val_loss_std"] + base["val_loss_std"]
+        r["beyond_spread"] = abs(r["delta"]) > spread if r["seeds"] > 1 and base["seeds"] > 1 else None
+    return rows
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def write_table(rows: list[dict[str, Any]], out: Path, header: str) -> str:
+    with_bleu = any(r.get("bleu") is not None for r in rows)
+    bleu_head, bleu_rule = (" BLEU (beam) |", " ---: |") if with_bleu else ("", "")
+    lines = [header, "",
+             "| cell | params | FLOPs/token | tokens/s | steps | val loss (mean ± std) | Δ vs base | beyond spread |"
+             " peak mem (MB) |" + bleu_head,
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | :---: | ---: |" + bleu_rule]
+    for r in sorted(rows, key=lambda r: r["val_loss"]):
+        delta = "" if r["delta"] is None else f"{r['delta']:+.4f}"
+        beyond = "" if r["beyond_spread"] is None else ("yes" if r["beyond_spread"] else "no")
+        bleu = f" {r['bleu']:.2f} |" if with_bleu and r.get("bleu") is not None else (" |" if with_bleu else "")
+        lines.append(f"| {r['cell']} | {r['params']:,} | {r['flops_per_token']:.3g} | {r['tokens_per_s']:,.0f} | "
+                     f"{r['steps']:.0f} | {r['val_loss']:.4f} ± {r['val_loss_std']:.4f} | {delta} | {beyond} | "
+                     f"{r['peak_memory_mb']:.0f} |" + bleu)
+    factors = sorted({k for r in rows for k in r["extrapolation"]}, key=float)
+    if factors:
+        lines += ["", "Validation loss when evaluated at longer contexts than trained (× training block size):", "",
+                  "| cell | " + " | ".join(f"{f}×" for f in factors) + " |",
+                  "| --- | " + " | ".join("---:" for _ in factors) + " |"]
+        for r in sorted(rows, key=lambda r: r["cell"]):
+            cells = [("n/a" if r["extrapolation"].get(f) is None else f"{r['extrapolation'][f]:.4f}") for f in factors]
+            lines.append(f"| {r['cell']} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    (out / "table.md").write_text(text)
+    return text
+
+
+def plot(results: list[dict[str, Any]], out: Path) -> list[Path]:
+    """Validation loss against steps, wall time and FLOPs: one line per cell (mean over seeds)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    paths = []
+    axes = {"steps": ("step", lambda p, r: p["step"]),
+            "time": ("wall time (s)", lambda p, r: p["elapsed_s"] or 0.0),
+            "flops": ("training FLOPs", lambda p, r: p["step"] * r["tokens_per_step"] * r["flops_per_token"])}
+    cells = list(dict.fromkeys(r["cell"] for r in results))
+    for key, (label, x_of) in axes.items():
+        fig = Figure(figsize=(8, 5), dpi=110)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        for n_cell, cell in enumerate(cells):
+            runs = [r for r in results if r["cell"] == cell and r["curve"]]
+            if not runs:
+                continue
+            n = min(len(r["curve"]) for r in runs)
+            xs = [statistics.fmean(x_of(r["curve"][i], r) for r in runs) for i in range(n)]
+            ys = [statistics.fmean(r["curve"][i]["val_loss"] for r in runs) for i in range(n)]
+            # matplotlib's cycle has 10 colours: past them a new line style, so no two cells look alike
+            ax.plot(xs, ys, color=f"C{n_cell % 10}", linestyle=("-", "--", ":")[n_cell // 10 % 3], marker="o",
+                    markersize=2, linewidth=1.2, label=cell)
+        ax.set_xlabel(label)
+        ax.set_ylabel("validation loss (nats/token)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / f"loss_vs_{key}.png"
+        fig.savefig(path)
+        paths.append(path)
+    return paths
