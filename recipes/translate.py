@@ -69,11 +69,9 @@ from transformers_zoo.runs import (  # noqa: E402
 from transformers_zoo.tasks.translation import (  # noqa: E402
     TranslationData,
     average_checkpoints,
-    cross_attention,
     evaluate_loss,
     example_width,
     examples_table,
-    generate_ids,
     prepare_translation_data,
     score,
     scores_table,
@@ -94,7 +92,7 @@ from transformers_zoo.training import (  # noqa: E402
 )
 from transformers_zoo.training.checkpoint import MODEL_FILE, load_weights  # noqa: E402
 from transformers_zoo.training.distributed import is_main  # noqa: E402
-from transformers_zoo.viz import plot_attention  # noqa: E402
+from transformers_zoo.viz import plot_cross_attention  # noqa: E402
 
 # A pre-norm Transformer with one joint vocabulary: shared source/target embeddings, tied to the output layer.
 BASE_MODEL = dict(d_model=256, n_heads=4, n_layers=3, n_encoder_layers=3, n_decoder_layers=3, d_ff=1024,
@@ -511,23 +509,6 @@ def final_report(run_dir: Path, config: dict, cfg: ModelConfig, td: TranslationD
                  examples_table(td.pairs[show], hypotheses.get(show)))]
     write_report(run_dir, report, sections=sections, images=[*images, attention_png.name])
     return report
-
-
-def plot_cross_attention(model: EncoderDecoder, src_tok: Tokenizer, tgt_tok: Tokenizer, sentence: str, path: Path,
-                         ev: dict[str, Any], heads: str = "mean") -> Path:
-    """Translate `sentence` (beam search), then plot the last decoder layer's cross-attention on a teacher-forced
-    pass over that translation: rows are output tokens, columns source tokens; one map or one per head."""
-    src_ids = [*src_tok.encode(sentence)[: model.config.max_len - 1], src_tok.eos_id]
-    out = generate_ids(model, [src_ids], beam_size=ev["beam"], length_penalty=ev["length_penalty"],
-                       max_len_a=ev["max_len_a"], max_len_b=ev["max_len_b"], bos_id=tgt_tok.bos_id,
-                       eos_id=tgt_tok.eos_id)[0]
-    weights = cross_attention(model, src_ids, out, bos_id=tgt_tok.bos_id)  # (H, T, S)
-    if heads == "mean":
-        weights = weights.mean(dim=0, keepdim=True)
-    what = "mean of heads" if heads == "mean" else "per head"
-    return plot_attention(weights, [tgt_tok.id_to_piece(i) for i in [*out, tgt_tok.eos_id]], path,
-                          key_labels=[src_tok.id_to_piece(i) for i in src_ids],
-                          title=f"cross-attention, last decoder layer ({what})\n{sentence}\n-> {tgt_tok.decode(out)}")
 
 
 # ---------------------------------------------------------------------------------------------------------
