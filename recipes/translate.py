@@ -50,13 +50,12 @@ from safetensors.torch import save_model  # noqa: E402
 from transformers_zoo import EncoderDecoder, ModelConfig  # noqa: E402
 from transformers_zoo.cli import (  # noqa: E402
     add_common_args,
-    init_model_overrides,
     main_guard,
     resolve_device,
     resolve_preset,
 )
 from transformers_zoo.corpora import DataError, load_multi30k, read_parallel, resolve_data_dir  # noqa: E402
-from transformers_zoo.interop import load_hf_translator, resolve_checkpoint  # noqa: E402
+from transformers_zoo.interop import load_hf_translator  # noqa: E402
 from transformers_zoo.runs import (  # noqa: E402
     fingerprint,
     open_run,
@@ -66,6 +65,7 @@ from transformers_zoo.runs import (  # noqa: E402
     tokenizer_cache_dir,
     write_json,
 )
+from transformers_zoo.tasks import translation_settings as settings  # noqa: E402
 from transformers_zoo.tasks.translation import (  # noqa: E402
     TranslationData,
     average_checkpoints,
@@ -179,79 +179,6 @@ def add_eval_args(group: argparse.ArgumentParser | argparse._ArgumentGroup, trai
                            help="average the last K checkpoints and evaluate that too (1 = off; default: preset)")
 
 
-# Flags a resumed run cannot change (its data and checkpoint selection are fixed once started).
-DATA_FLAGS = ("src", "tgt", "file_train_src", "file_train_tgt", "file_valid_src", "file_valid_tgt", "test",
-              "tokenizer", "vocab", "separate_vocab", "max_tokens", "eval_limit", "select", "average_last", "init")
-
-
-def data_settings(preset: dict, args: argparse.Namespace) -> dict[str, Any]:
-    """The preset's data settings with the command line applied; file paths made absolute."""
-    data = dict(preset["data"])
-    flags = {"--train-src": args.file_train_src, "--train-tgt": args.file_train_tgt,
-             "--valid-src": args.file_valid_src, "--valid-tgt": args.file_valid_tgt}
-    files = {"train": (args.file_train_src, args.file_train_tgt), "val": (args.file_valid_src, args.file_valid_tgt)}
-    given = [flag for flag, value in flags.items() if value]
-    if given:
-        missing = [flag for flag, value in flags.items() if not value]
-        if missing:
-            raise ValueError(f"{', '.join(given)} given without {', '.join(missing)}: training on your own files "
-                             "needs all four")
-        data["corpus"] = "files"
-        data["files"] = {split: [str(Path(s).resolve()), str(Path(t).resolve())] for split, (s, t) in files.items()}
-        data["src"] = args.src or _language_label(args.file_train_src, "src")
-        data["tgt"] = args.tgt or _language_label(args.file_train_tgt, "tgt")
-    else:
-        data["corpus"] = "multi30k"
-        data["files"] = {}
-        data["src"], data["tgt"] = args.src or "en", args.tgt or "de"
-    data["tests"] = parse_tests(args.test)
-    for key, value in (("tokenizer", args.tokenizer), ("vocab", args.vocab), ("max_tokens", args.max_tokens),
-                       ("eval_limit", args.eval_limit)):
-        if value is not None:
-            data[key] = value
-    if args.separate_vocab:
-        data["joint"] = False
-    for key in ("vocab", "max_tokens", "eval_limit"):
-        if data.get(key) is not None and data[key] < 1:
-            raise ValueError(f"--{key.replace('_', '-')} {data[key]} must be a positive number")
-    return data
-
-
-def eval_settings(preset: dict, args: argparse.Namespace, saved: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Search and selection settings: the run's saved ones (eval-only) or the preset's, then the flags."""
-    ev = dict(saved if saved is not None else preset["eval"])
-    for key in ("beam", "length_penalty", "max_len_a", "max_len_b", "select", "average_last"):
-        value = getattr(args, key, None)
-        if value is not None:
-            ev[key] = value
-    if ev["beam"] < 1:
-        raise ValueError(f"--beam {ev['beam']} must be >= 1")
-    if ev["average_last"] < 1:
-        raise ValueError(f"--average-last {ev['average_last']} must be >= 1 (1 = no averaging)")
-    return ev
-
-
-def _language_label(path: str, default: str) -> str:
-    """`train.de` -> "de", `train.de.gz` -> "de"; `default` when the name has no such extension."""
-    suffixes = [s.lstrip(".") for s in Path(path).suffixes if s != ".gz"]
-    label = suffixes[-1] if suffixes else ""
-    return label if label.isalpha() and len(label) <= 8 else default
-
-
-def parse_tests(specs: list[str]) -> dict[str, list[str]]:
-    """`["news=a.en,a.de"]` -> `{"news": [abs a.en, abs a.de]}`."""
-    tests: dict[str, list[str]] = {}
-    for spec in specs:
-        name, sep, paths = spec.partition("=")
-        parts = paths.split(",")
-        if not sep or not name or len(parts) != 2 or not all(parts):
-            raise ValueError(f"--test {spec!r}: expected NAME=SRC_FILE,TGT_FILE")
-        if name in ("train", "val") or not name.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(f"--test {spec!r}: NAME must be letters, digits, - or _ and not train or val")
-        tests[name] = [str(Path(p).resolve()) for p in parts]
-    return tests
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------------------
@@ -310,29 +237,6 @@ def fingerprint_of(cfg: ModelConfig, src_tok: Tokenizer, tgt_tok: Tokenizer) -> 
     return fingerprint(cfg, tgt_tok, src_tokenizer=src_tok.fingerprint)
 
 
-def hf_init(args: argparse.Namespace, data: dict[str, Any]) -> tuple[EncoderDecoder, ModelConfig, tuple]:
-    """``(model, its config, (source, target) tokenizers)`` for --init; records the checkpoint in ``data``. The
-    architecture and tokenizers are the checkpoint's: only dropout may change, vocabulary flags are refused."""
-    changes = init_model_overrides(args)
-    for flag, value in (("--vocab", args.vocab), ("--tokenizer", args.tokenizer),
-                        ("--separate-vocab", args.separate_vocab or None)):
-        if value is not None:
-            raise ValueError(f"{flag}: the tokenizers come from --init {args.init}")
-    model, src_tok, tgt_tok = load_hf_translator(args.init)
-    data.update(init=f"hf:{resolve_checkpoint(args.init).resolve()}", joint=src_tok is tgt_tok,
-                tokenizer=tgt_tok.kind, vocab=tgt_tok.vocab_size)
-    return model, model.config.replace(**changes), (src_tok, tgt_tok)
-
-
-def model_config(model: dict[str, Any], td: TranslationData) -> ModelConfig:
-    """The ModelConfig of the preset (with overrides) sized for the tokenizers; separate vocabularies get
-    separate source and target embeddings whatever --share-src-tgt-embeddings says."""
-    model = dict(model, vocab_size=td.tgt_tokenizer.vocab_size, pad_id=td.tgt_tokenizer.pad_id)
-    if not td.joint:
-        model.update(share_src_tgt_embeddings=False, src_vocab_size=td.src_tokenizer.vocab_size)
-    return ModelConfig.from_dict(model)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------------------
@@ -348,30 +252,27 @@ def train(args: argparse.Namespace) -> int:
     run_dir = run.dir
     if run.resumed:  # everything from config.json but the budgets (and search flags) of this command line
         saved = run.saved
-        data, ev, preset_name = saved["data"], eval_settings(preset, args, saved["eval"]), saved["preset"]
-        train_cfg = resume_train_settings(saved["train"], args, DATA_FLAGS)
+        data, ev, preset_name = saved["data"], settings.eval_settings(preset, args, saved["eval"]), saved["preset"]
+        train_cfg = resume_train_settings(saved["train"], args, settings.DATA_FLAGS)
         td = build_data(data, args.data_dir, saved["model"]["max_len"], load_tokenizers(run_dir))
         cfg = ModelConfig.from_dict(saved["model"])
         train_cfg = TrainConfig.from_dict(train_cfg)
         init = None  # a resumed run has its own weights
     else:
-        data, ev, preset_name = data_settings(preset, args), eval_settings(preset, args), args.preset
+        data, ev, preset_name = settings.data_settings(preset, args), settings.eval_settings(preset, args), args.preset
         # Everything that can be wrong with the input is found before the run directory exists.
         if args.init:
-            init, cfg, tokenizers = hf_init(args, data)
+            init, cfg, tokenizers = settings.hf_init(args, data)
             td = build_data(data, args.data_dir, cfg.max_len, tokenizers)
         else:
             init = None
             td = build_data(data, args.data_dir, preset["model"].get("max_len", ModelConfig.max_len))
-            cfg = model_config(preset["model"], td)
+            cfg = settings.model_config(preset["model"], td)
         longest = max(example_width(e) for e in td.examples["train"])
         if longest > data["max_tokens"]:
             raise ValueError(f"--max-tokens {data['max_tokens']} cannot hold the longest training pair ({longest} "
                              "tokens); raise --max-tokens or lower --max-len")
-        train_cfg = TrainConfig.from_dict(dict(
-            preset["train"], best_metric="val_bleu" if ev["select"] == "bleu" else "val_loss",
-            best_mode="max" if ev["select"] == "bleu" else "min",
-            keep_last=max(preset["train"].get("keep_last", 3), ev["average_last"])))
+        train_cfg = TrainConfig.from_dict(settings.train_settings(preset["train"], ev))
         if is_main():
             run_dir.mkdir(parents=True, exist_ok=True)
             save_tokenizers(td, run_dir)
@@ -560,11 +461,7 @@ def eval_only(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model, src_tok, tgt_tok, config, what = load_trained(args.checkpoint, device)
-    data, ev = dict(config["data"]), eval_settings({}, args, saved=config["eval"])
-    if args.eval_limit is not None:
-        data["eval_limit"] = args.eval_limit
-    if args.test:
-        data["tests"] = {**data.get("tests", {}), **parse_tests(args.test)}
+    data, ev = settings.saved_settings(config, args)
     td = build_data(data, args.data_dir, model.config.max_len, (src_tok, tgt_tok))
     print(f"evaluating {args.checkpoint}: {what}", file=sys.stderr)
     results: dict[str, dict[str, Any]] = {"val": validation_scores(model, td, ev, data, device)}
@@ -614,10 +511,10 @@ def translate_main(argv: list[str]) -> int:
     device = resolve_device(args.device)
     if args.init:
         model, src_tok, tgt_tok = load_hf_translator(args.init)
-        model, ev = model.to(device), eval_settings(PRESETS["cpu"], args)
+        model, ev = model.to(device), settings.eval_settings(PRESETS["cpu"], args)
     else:
         model, src_tok, tgt_tok, config, _ = load_trained(args.checkpoint, device)
-        ev = eval_settings({}, args, saved=config["eval"])
+        ev = settings.eval_settings({}, args, saved=config["eval"])
     sentences = [s.strip() for s in (args.sentences or sys.stdin.read().splitlines())]
     todo = [s for s in sentences if s]
     hyps = iter(translate(model, tgt_tok, todo, src_tokenizer=src_tok, beam_size=ev["beam"],
