@@ -33,8 +33,6 @@ reproduces the reported BLEU; report.json, report.md, loss.png, lr.png, attentio
 from __future__ import annotations
 
 import argparse
-import functools
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,56 +43,17 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from safetensors.torch import save_model  # noqa: E402
-
 from transformers_zoo import EncoderDecoder, ModelConfig  # noqa: E402
-from transformers_zoo.cli import (  # noqa: E402
-    add_common_args,
-    init_model_overrides,
-    main_guard,
-    resolve_device,
-    resolve_preset,
-)
-from transformers_zoo.corpora import DataError, load_multi30k, read_parallel, resolve_data_dir  # noqa: E402
-from transformers_zoo.interop import load_hf_translator, resolve_checkpoint  # noqa: E402
-from transformers_zoo.runs import (  # noqa: E402
-    fingerprint,
-    open_run,
-    read_run_config,
-    resume_train_settings,
-    run_dir_of,
-    tokenizer_cache_dir,
-    write_json,
-)
-from transformers_zoo.tasks.translation import (  # noqa: E402
-    TranslationData,
-    average_checkpoints,
-    cross_attention,
-    evaluate_loss,
-    example_width,
-    examples_table,
-    generate_ids,
-    prepare_translation_data,
-    score,
-    scores_table,
-    selection_table,
-    target_ids,
-    train_stream,
-    translate,
-    translation_loss,
-    write_hypotheses,
-)
-from transformers_zoo.tokenizers import Tokenizer, load_tokenizer  # noqa: E402
-from transformers_zoo.training import (  # noqa: E402
-    TrainConfig,
-    Trainer,
-    load_checkpoint,
-    plot_curves,
-    write_report,
-)
-from transformers_zoo.training.checkpoint import MODEL_FILE, load_weights  # noqa: E402
+from transformers_zoo.cli import add_common_args, main_guard, resolve_device, resolve_preset  # noqa: E402
+from transformers_zoo.interop import load_hf_translator  # noqa: E402
+from transformers_zoo.runs import open_run, resume_train_settings, write_json  # noqa: E402
+from transformers_zoo.tasks import translation_run as mt  # noqa: E402
+from transformers_zoo.tasks import translation_settings as settings  # noqa: E402
+from transformers_zoo.tasks.base import fit  # noqa: E402
+from transformers_zoo.tasks.translation import translate  # noqa: E402
+from transformers_zoo.training import TrainConfig, plot_curves, write_report  # noqa: E402
 from transformers_zoo.training.distributed import is_main  # noqa: E402
-from transformers_zoo.viz import plot_attention  # noqa: E402
+from transformers_zoo.viz import plot_cross_attention  # noqa: E402
 
 # A pre-norm Transformer with one joint vocabulary: shared source/target embeddings, tied to the output layer.
 BASE_MODEL = dict(d_model=256, n_heads=4, n_layers=3, n_encoder_layers=3, n_decoder_layers=3, d_ff=1024,
@@ -130,6 +89,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "data": dict(BASE_DATA, vocab=8000, max_tokens=4096),
             "eval": dict(BASE_EVAL, average_last=5)},
 }
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Command line
@@ -181,165 +141,6 @@ def add_eval_args(group: argparse.ArgumentParser | argparse._ArgumentGroup, trai
                            help="average the last K checkpoints and evaluate that too (1 = off; default: preset)")
 
 
-# Flags a resumed run cannot change (its data and checkpoint selection are fixed once started).
-DATA_FLAGS = ("src", "tgt", "file_train_src", "file_train_tgt", "file_valid_src", "file_valid_tgt", "test",
-              "tokenizer", "vocab", "separate_vocab", "max_tokens", "eval_limit", "select", "average_last", "init")
-
-
-def data_settings(preset: dict, args: argparse.Namespace) -> dict[str, Any]:
-    """The preset's data settings with the command line applied; file paths made absolute."""
-    data = dict(preset["data"])
-    flags = {"--train-src": args.file_train_src, "--train-tgt": args.file_train_tgt,
-             "--valid-src": args.file_valid_src, "--valid-tgt": args.file_valid_tgt}
-    files = {"train": (args.file_train_src, args.file_train_tgt), "val": (args.file_valid_src, args.file_valid_tgt)}
-    given = [flag for flag, value in flags.items() if value]
-    if given:
-        missing = [flag for flag, value in flags.items() if not value]
-        if missing:
-            raise ValueError(f"{', '.join(given)} given without {', '.join(missing)}: training on your own files "
-                             "needs all four")
-        data["corpus"] = "files"
-        data["files"] = {split: [str(Path(s).resolve()), str(Path(t).resolve())] for split, (s, t) in files.items()}
-        data["src"] = args.src or _language_label(args.file_train_src, "src")
-        data["tgt"] = args.tgt or _language_label(args.file_train_tgt, "tgt")
-    else:
-        data["corpus"] = "multi30k"
-        data["files"] = {}
-        data["src"], data["tgt"] = args.src or "en", args.tgt or "de"
-    data["tests"] = parse_tests(args.test)
-    for key, value in (("tokenizer", args.tokenizer), ("vocab", args.vocab), ("max_tokens", args.max_tokens),
-                       ("eval_limit", args.eval_limit)):
-        if value is not None:
-            data[key] = value
-    if args.separate_vocab:
-        data["joint"] = False
-    for key in ("vocab", "max_tokens", "eval_limit"):
-        if data.get(key) is not None and data[key] < 1:
-            raise ValueError(f"--{key.replace('_', '-')} {data[key]} must be a positive number")
-    return data
-
-
-def eval_settings(preset: dict, args: argparse.Namespace, saved: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Search and selection settings: the run's saved ones (eval-only) or the preset's, then the flags."""
-    ev = dict(saved if saved is not None else preset["eval"])
-    for key in ("beam", "length_penalty", "max_len_a", "max_len_b", "select", "average_last"):
-        value = getattr(args, key, None)
-        if value is not None:
-            ev[key] = value
-    if ev["beam"] < 1:
-        raise ValueError(f"--beam {ev['beam']} must be >= 1")
-    if ev["average_last"] < 1:
-        raise ValueError(f"--average-last {ev['average_last']} must be >= 1 (1 = no averaging)")
-    return ev
-
-
-def _language_label(path: str, default: str) -> str:
-    """`train.de` -> "de", `train.de.gz` -> "de"; `default` when the name has no such extension."""
-    suffixes = [s.lstrip(".") for s in Path(path).suffixes if s != ".gz"]
-    label = suffixes[-1] if suffixes else ""
-    return label if label.isalpha() and len(label) <= 8 else default
-
-
-def parse_tests(specs: list[str]) -> dict[str, list[str]]:
-    """`["news=a.en,a.de"]` -> `{"news": [abs a.en, abs a.de]}`."""
-    tests: dict[str, list[str]] = {}
-    for spec in specs:
-        name, sep, paths = spec.partition("=")
-        parts = paths.split(",")
-        if not sep or not name or len(parts) != 2 or not all(parts):
-            raise ValueError(f"--test {spec!r}: expected NAME=SRC_FILE,TGT_FILE")
-        if name in ("train", "val") or not name.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(f"--test {spec!r}: NAME must be letters, digits, - or _ and not train or val")
-        tests[name] = [str(Path(p).resolve()) for p in parts]
-    return tests
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------------------------
-
-
-def load_pairs(data: dict[str, Any], data_dir: str | None) -> dict[str, list[tuple[str, str]]]:
-    """Sentence pairs per split: train, val, then every test split. Every file is read (and checked) here."""
-    if data["corpus"] == "multi30k":
-        pairs = load_multi30k(resolve_data_dir(data_dir), data["src"], data["tgt"])
-        for split in ("train", "val"):
-            if split not in pairs:
-                raise DataError(f"Multi30k has no {split} split for {data['src']}-{data['tgt']}",
-                                resolve_data_dir(data_dir) / "multi30k")
-    else:
-        pairs = {split: read_parallel(*data["files"][split]) for split in ("train", "val")}
-    for name, (src, tgt) in data.get("tests", {}).items():
-        pairs[name] = read_parallel(src, tgt)
-    return pairs
-
-
-def test_splits(pairs: dict[str, Any]) -> list[str]:
-    """Every split but train and val, in order."""
-    return [split for split in pairs if split not in ("train", "val")]
-
-
-def build_data(data: dict[str, Any], data_dir: str | None, max_len: int,
-               tokenizers: tuple[Tokenizer, Tokenizer] | None = None) -> TranslationData:
-    """Read the pairs, train (or reuse) the tokenizers on the training split and encode every split; pairs of
-    evaluation splits are cut to `eval_limit`."""
-    pairs = load_pairs(data, data_dir)
-    limit = data.get("eval_limit")
-    if limit:
-        pairs = {split: p if split == "train" else p[:limit] for split, p in pairs.items()}
-    cache = tokenizer_cache_dir() if tokenizers is None else None
-    return prepare_translation_data(pairs, data["vocab"], data["joint"], data["tokenizer"], cache, max_len,
-                                    tokenizers)
-
-
-
-def save_tokenizers(td: TranslationData, run_dir: Path) -> None:
-    """`tokenizer/` (joint or target) and, with separate vocabularies, `tokenizer-src/`."""
-    td.tgt_tokenizer.save(run_dir / "tokenizer")
-    if not td.joint:
-        td.src_tokenizer.save(run_dir / "tokenizer-src")
-
-
-def load_tokenizers(run_dir: Path) -> tuple[Tokenizer, Tokenizer]:
-    """(source, target) tokenizers of a run; the same object when the vocabulary is joint."""
-    tgt = load_tokenizer(run_dir / "tokenizer")
-    src = load_tokenizer(run_dir / "tokenizer-src") if (run_dir / "tokenizer-src").is_dir() else tgt
-    return src, tgt
-
-
-def fingerprint_of(cfg: ModelConfig, src_tok: Tokenizer, tgt_tok: Tokenizer) -> dict[str, Any]:
-    """What a checkpoint belongs to: the model config and both tokenizers' hashes."""
-    return fingerprint(cfg, tgt_tok, src_tokenizer=src_tok.fingerprint)
-
-
-def hf_init(args: argparse.Namespace, data: dict[str, Any]) -> tuple[EncoderDecoder, ModelConfig, tuple]:
-    """``(model, its config, (source, target) tokenizers)`` for --init; records the checkpoint in ``data``. The
-    architecture and tokenizers are the checkpoint's: only dropout may change, vocabulary flags are refused."""
-    changes = init_model_overrides(args)
-    for flag, value in (("--vocab", args.vocab), ("--tokenizer", args.tokenizer),
-                        ("--separate-vocab", args.separate_vocab or None)):
-        if value is not None:
-            raise ValueError(f"{flag}: the tokenizers come from --init {args.init}")
-    model, src_tok, tgt_tok = load_hf_translator(args.init)
-    data.update(init=f"hf:{resolve_checkpoint(args.init).resolve()}", joint=src_tok is tgt_tok,
-                tokenizer=tgt_tok.kind, vocab=tgt_tok.vocab_size)
-    return model, model.config.replace(**changes), (src_tok, tgt_tok)
-
-
-def model_config(model: dict[str, Any], td: TranslationData) -> ModelConfig:
-    """The ModelConfig of the preset (with overrides) sized for the tokenizers; separate vocabularies get
-    separate source and target embeddings whatever --share-src-tgt-embeddings says."""
-    model = dict(model, vocab_size=td.tgt_tokenizer.vocab_size, pad_id=td.tgt_tokenizer.pad_id)
-    if not td.joint:
-        model.update(share_src_tgt_embeddings=False, src_vocab_size=td.src_tokenizer.vocab_size)
-    return ModelConfig.from_dict(model)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Training
-# ---------------------------------------------------------------------------------------------------------
-
-
 def train(args: argparse.Namespace) -> int:
     """Validate the inputs, build the data and model, train (or resume), then write the final report."""
     preset = resolve_preset(PRESETS, args)
@@ -347,262 +148,83 @@ def train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     run = open_run(args, "translate")
-    run_dir = run.dir
-    if run.resumed:  # everything from config.json but the budgets (and search flags) of this command line
-        saved = run.saved
-        data, ev, preset_name = saved["data"], eval_settings(preset, args, saved["eval"]), saved["preset"]
-        train_cfg = resume_train_settings(saved["train"], args, DATA_FLAGS)
-        td = build_data(data, args.data_dir, saved["model"]["max_len"], load_tokenizers(run_dir))
-        cfg = ModelConfig.from_dict(saved["model"])
-        train_cfg = TrainConfig.from_dict(train_cfg)
-        init = None  # a resumed run has its own weights
+    run_dir, init = run.dir, None
+    # Data: a resumed run is rebuilt from its config.json alone (the budgets and search flags apart); a new
+    # one finds everything that can be wrong with its input before the run directory exists.
+    if run.resumed:
+        data, ev = run.saved["data"], settings.eval_settings(preset, args, run.saved["eval"])
+        train_settings = resume_train_settings(run.saved["train"], args, settings.DATA_FLAGS)
+        cfg, tokenizers = ModelConfig.from_dict(run.saved["model"]), mt.load_tokenizers(run_dir)
     else:
-        data, ev, preset_name = data_settings(preset, args), eval_settings(preset, args), args.preset
-        # Everything that can be wrong with the input is found before the run directory exists.
-        if args.init:
-            init, cfg, tokenizers = hf_init(args, data)
-            td = build_data(data, args.data_dir, cfg.max_len, tokenizers)
-        else:
-            init = None
-            td = build_data(data, args.data_dir, preset["model"].get("max_len", ModelConfig.max_len))
-            cfg = model_config(preset["model"], td)
-        longest = max(example_width(e) for e in td.examples["train"])
-        if longest > data["max_tokens"]:
-            raise ValueError(f"--max-tokens {data['max_tokens']} cannot hold the longest training pair ({longest} "
-                             "tokens); raise --max-tokens or lower --max-len")
-        train_cfg = TrainConfig.from_dict(dict(
-            preset["train"], best_metric="val_bleu" if ev["select"] == "bleu" else "val_loss",
-            best_mode="max" if ev["select"] == "bleu" else "min",
-            keep_last=max(preset["train"].get("keep_last", 3), ev["average_last"])))
-        if is_main():
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_tokenizers(td, run_dir)
-    src_tok, tgt_tok = td.src_tokenizer, td.tgt_tokenizer
-    config = {"recipe": "translate", "preset": preset_name, "model": cfg.to_dict(), "train": train_cfg.to_dict(),
-              "data": data, "eval": ev, "tokenizer_fingerprint": tgt_tok.fingerprint,
-              "src_tokenizer_fingerprint": src_tok.fingerprint}
+        data, ev = settings.data_settings(preset, args), settings.eval_settings(preset, args)
+        init, cfg, tokenizers = settings.hf_init(args, data) if args.init else (None, None, None)
+        train_settings = settings.train_settings(preset["train"], ev)
+    max_len = cfg.max_len if cfg is not None else preset["model"].get("max_len", ModelConfig.max_len)
+    task = mt.prepare_translation_task(mt.load_pairs(data, args.data_dir), data, ev, max_len, tokenizers,
+                                       label_smoothing=train_settings.get("label_smoothing", 0.0))
+    td, src_tok, tgt_tok = task.data, task.src_tokenizer, task.tokenizer
+    cfg = cfg or settings.model_config(preset["model"], td)
+    train_cfg = TrainConfig.from_dict(train_settings)
+    if not run.resumed and is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        mt.save_tokenizers(td, run_dir)
+    config = {"recipe": "translate", "preset": run.saved["preset"] if run.resumed else args.preset,
+              "model": cfg.to_dict(), "train": train_cfg.to_dict(), "data": data, "eval": ev,
+              "tokenizer_fingerprint": tgt_tok.fingerprint, "src_tokenizer_fingerprint": src_tok.fingerprint}
     if is_main():
         write_json(run_dir / "config.json", config)
-    vocab = f"joint vocabulary {tgt_tok.vocab_size}" if td.joint else \
-        f"vocabularies {src_tok.vocab_size} ({data['src']}) + {tgt_tok.vocab_size} ({data['tgt']})"
-    skipped = f" ({td.skipped['train']} longer than max_len skipped)" if td.skipped["train"] else ""
-    print(f"data: {data['src']}->{data['tgt']}, " + ", ".join(f"{s} {len(p):,}" for s, p in td.pairs.items())
-          + f" pairs{skipped}; {vocab}", file=sys.stderr)
+    print(task.describe(), file=sys.stderr)
 
-    torch.manual_seed(train_cfg.seed)  # the initial weights
+    # Model: fresh weights from the seed, or the --init checkpoint's.
+    torch.manual_seed(train_cfg.seed)
     model = EncoderDecoder(cfg)
     if init is not None:
         model.load_state_dict(init.state_dict())
     params = sum(p.numel() for p in model.parameters())
     start = f", initialised from {data['init']}" if init is not None else ""
     print(f"model: EncoderDecoder, {params:,} parameters{start}", file=sys.stderr)
-    stream = train_stream(td.examples["train"], data["max_tokens"], train_cfg.seed, **target_ids(tgt_tok))
-    loss_fn = functools.partial(translation_loss, label_smoothing=train_cfg.label_smoothing)
-    val_src = [s for s, _ in td.pairs["val"]]
-    val_ref = [t for _, t in td.pairs["val"]]
 
-    def evaluate(m: EncoderDecoder) -> dict[str, float]:
-        res = evaluate_loss(m, td.examples["val"], data["eval_max_tokens"], device, **target_ids(tgt_tok))
-        out = {"val_loss": res["loss"], "val_ppl": res["ppl"]}
-        if ev["select"] == "bleu":
-            hyps = translate(m, tgt_tok, val_src, src_tokenizer=src_tok, beam_size=1, max_len_a=ev["max_len_a"],
-                             max_len_b=ev["max_len_b"], max_tokens=data["eval_max_tokens"])
-            out["val_bleu"] = score(hyps, val_ref)["bleu"]
-        return out
-
-    trainer = Trainer(model, stream, loss_fn, train_cfg, run_dir, evaluate=evaluate,
-                      fingerprint=fingerprint_of(cfg, src_tok, tgt_tok))
-    summary = trainer.fit()
+    # Train, keeping the best checkpoint on validation loss (or greedy BLEU with --select bleu).
+    fingerprint = mt.fingerprint_of(cfg, src_tok, tgt_tok)
+    summary = fit(task, model, train_cfg, run_dir, fingerprint, evaluate=task.validation_metrics)
     if not is_main():
         return 0
-    final = final_report(run_dir, config, cfg, td, device, params, summary)
-    lines = [f"{split} BLEU {m['bleu']:.2f} (greedy {m['bleu_greedy']:.2f})"
-             for split, m in final["eval"].items() if "bleu" in m]
-    print(f"done: {run_dir}  [{final['selected']['checkpoint']}]  " + "  ".join(lines), file=sys.stderr)
+
+    # Evaluate the better of best and averaged weights on validation, then every test split (beam and greedy).
+    best, selected, candidates = mt.select_weights(task, run_dir, lambda: EncoderDecoder(cfg).to(device), fingerprint)
+    evals = {"val": {k: v for k, v in candidates[selected["checkpoint"]].items() if k != "steps"}}
+    evals.update({split: task.evaluate(best, split, out_dir=run_dir) for split in task.eval_splits[1:]})
+
+    # Report: report.json, report.md with the tables, curves and a cross-attention map.
+    search = {k: ev[k] for k in ("beam", "length_penalty", "max_len_a", "max_len_b")}
+    report = {"recipe": "translate", "config": config, "params": params, "wall_s": summary.get("wall_s"),
+              "train_tokens_per_s": summary.get("train_tokens_per_s"), "best_step": summary.get("best_step"),
+              "steps": summary.get("steps"), "stopped": summary.get("stopped"), "selected": selected,
+              "candidates": candidates, "search": search, "eval": evals}
+    sections = task.report_sections(best, run_dir, evals, candidates, selected["checkpoint"])
+    images = [*(p.name for p in plot_curves(run_dir)), *task.plots]
+    write_report(run_dir, report, sections=sections, images=images)
+    bleu = "  ".join(f"{split} BLEU {m['bleu']:.2f} (greedy {m['bleu_greedy']:.2f})"
+                     for split, m in evals.items() if "bleu" in m)
+    print(f"done: {run_dir}  [{selected['checkpoint']}]  {bleu}", file=sys.stderr)
     return 0
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Evaluation
-# ---------------------------------------------------------------------------------------------------------
-
-
-def search_kwargs(ev: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-    """`translate()` keyword arguments from the run's eval and data settings (beam size apart)."""
-    return {"length_penalty": ev["length_penalty"], "max_len_a": ev["max_len_a"], "max_len_b": ev["max_len_b"],
-            "max_tokens": data.get("eval_max_tokens", 6000)}
-
-
-def validation_scores(model: EncoderDecoder, td: TranslationData, ev: dict, data: dict, device) -> dict[str, float]:
-    """Validation loss and greedy BLEU/chrF: what best and averaged weights are compared on."""
-    res = evaluate_loss(model, td.examples["val"], data.get("eval_max_tokens", 6000), device,
-                        **target_ids(td.tgt_tokenizer))
-    hyps = translate(model, td.tgt_tokenizer, [s for s, _ in td.pairs["val"]], src_tokenizer=td.src_tokenizer,
-                     beam_size=1, **search_kwargs(ev, data))
-    scores = score(hyps, [t for _, t in td.pairs["val"]])
-    return {"loss": res["loss"], "ppl": res["ppl"], "bleu_greedy": scores["bleu"], "chrf_greedy": scores["chrf"]}
-
-
-def evaluate_split(model: EncoderDecoder, td: TranslationData, split: str, ev: dict, data: dict, device
-                   ) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """Loss, beam-search and greedy translations of one split: `(scores, texts)` where texts holds the
-    detokenized `hypotheses` (beam), `hypotheses_greedy` and `references`, one per pair."""
-    sources = [s for s, _ in td.pairs[split]]
-    refs = [t for _, t in td.pairs[split]]
-    res = evaluate_loss(model, td.examples[split], data.get("eval_max_tokens", 6000), device,
-                        **target_ids(td.tgt_tokenizer))
-    kwargs = dict(src_tokenizer=td.src_tokenizer, **search_kwargs(ev, data))
-    beam = translate(model, td.tgt_tokenizer, sources, beam_size=ev["beam"], **kwargs)
-    greedy = beam if ev["beam"] == 1 else translate(model, td.tgt_tokenizer, sources, beam_size=1, **kwargs)
-    beam_scores, greedy_scores = score(beam, refs), score(greedy, refs)
-    entry = {"loss": res["loss"], "ppl": res["ppl"], **beam_scores, "bleu_greedy": greedy_scores["bleu"],
-             "chrf_greedy": greedy_scores["chrf"], "sentences": len(sources)}
-    return entry, {"hypotheses": beam, "hypotheses_greedy": greedy, "references": refs}
-
-
-def final_report(run_dir: Path, config: dict, cfg: ModelConfig, td: TranslationData, device: torch.device,
-                 params: int, summary: dict) -> dict[str, Any]:
-    """Compare best and averaged weights on validation, evaluate the better on every test split (beam and
-    greedy), write hypotheses, report.json/.md, curves and a cross-attention map."""
-    data, ev = config["data"], config["eval"]
-    model = EncoderDecoder(cfg).to(device)
-    manifest = load_checkpoint(run_dir, model)
-    candidates = {"best": {"steps": [manifest["step"]], **validation_scores(model, td, ev, data, device)}}
-    chosen, selected_path = model, None
-    if ev["average_last"] > 1:
-        averaged = EncoderDecoder(cfg).to(device)
-        dirs = average_checkpoints(run_dir, ev["average_last"], averaged)
-        if len(dirs) > 1:
-            steps = [int(d.name.split("_")[1]) for d in dirs]
-            avg_dir = run_dir / "averaged"
-            avg_dir.mkdir(exist_ok=True)
-            save_model(averaged, str(avg_dir / MODEL_FILE), force_contiguous=True)
-            write_json(avg_dir / "averaged.json", {"steps": steps, "fingerprint": fingerprint_of(
-                cfg, td.src_tokenizer, td.tgt_tokenizer)})
-            candidates["averaged"] = {"steps": steps, **validation_scores(averaged, td, ev, data, device)}
-            better = (candidates["averaged"]["loss"] < candidates["best"]["loss"] if ev["select"] == "loss"
-                      else candidates["averaged"]["bleu_greedy"] > candidates["best"]["bleu_greedy"])
-            if better:
-                chosen, selected_path = averaged, avg_dir
-    name = "averaged" if selected_path is not None else "best"
-    selected = {"checkpoint": name, "steps": candidates[name]["steps"], "select": ev["select"],
-                "path": str((selected_path or Path(manifest["path"])).relative_to(run_dir))}
-    evals: dict[str, dict[str, Any]] = {"val": {k: v for k, v in candidates[name].items() if k != "steps"}}
-    hypotheses: dict[str, list[str]] = {}
-    for split in test_splits(td.pairs):
-        entry, texts = evaluate_split(chosen, td, split, ev, data, device)
-        evals[split] = {**entry, **write_hypotheses(run_dir, split, data["tgt"], texts)}
-        hypotheses[split] = texts["hypotheses"]
-    images = [p.name for p in plot_curves(run_dir)]
-    show = test_splits(td.pairs)[0] if test_splits(td.pairs) else "val"
-    src_text = td.pairs[show][0][0]
-    attention_png = plot_cross_attention(chosen, td.src_tokenizer, td.tgt_tokenizer, src_text,
-                                         run_dir / "attention.png", ev, heads="all")
-    report = {
-        "recipe": "translate", "config": config, "params": params, "wall_s": summary.get("wall_s"),
-        "train_tokens_per_s": summary.get("train_tokens_per_s"), "best_step": summary.get("best_step"),
-        "steps": summary.get("steps"), "stopped": summary.get("stopped"), "selected": selected,
-        "candidates": candidates, "search": {k: ev[k] for k in ("beam", "length_penalty", "max_len_a", "max_len_b")},
-        "eval": evals,
-    }
-    sections = [("Test scores", scores_table(evals, ev)),
-                ("Checkpoint selection on validation", selection_table(candidates, name, ev["select"])),
-                (f"Example translations ({show}, beam {ev['beam']})",
-                 examples_table(td.pairs[show], hypotheses.get(show)))]
-    write_report(run_dir, report, sections=sections, images=[*images, attention_png.name])
-    return report
-
-
-def plot_cross_attention(model: EncoderDecoder, src_tok: Tokenizer, tgt_tok: Tokenizer, sentence: str, path: Path,
-                         ev: dict[str, Any], heads: str = "mean") -> Path:
-    """Translate `sentence` (beam search), then plot the last decoder layer's cross-attention on a teacher-forced
-    pass over that translation: rows are output tokens, columns source tokens; one map or one per head."""
-    src_ids = [*src_tok.encode(sentence)[: model.config.max_len - 1], src_tok.eos_id]
-    out = generate_ids(model, [src_ids], beam_size=ev["beam"], length_penalty=ev["length_penalty"],
-                       max_len_a=ev["max_len_a"], max_len_b=ev["max_len_b"], bos_id=tgt_tok.bos_id,
-                       eos_id=tgt_tok.eos_id)[0]
-    weights = cross_attention(model, src_ids, out, bos_id=tgt_tok.bos_id)  # (H, T, S)
-    if heads == "mean":
-        weights = weights.mean(dim=0, keepdim=True)
-    what = "mean of heads" if heads == "mean" else "per head"
-    return plot_attention(weights, [tgt_tok.id_to_piece(i) for i in [*out, tgt_tok.eos_id]], path,
-                          key_labels=[src_tok.id_to_piece(i) for i in src_ids],
-                          title=f"cross-attention, last decoder layer ({what})\n{sentence}\n-> {tgt_tok.decode(out)}")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Loading a trained run (eval-only, translate)
-# ---------------------------------------------------------------------------------------------------------
-
-
-def load_trained(checkpoint: str, device: torch.device) -> tuple[EncoderDecoder, Tokenizer, Tokenizer, dict, str]:
-    """Model, (source, target) tokenizers, config and a description of the weights of `--checkpoint`.
-
-    A run directory gives the weights its report selected (averaged or best; the best checkpoint while no
-    report exists yet); `RUN_DIR/averaged` or `RUN_DIR/checkpoints/step_*` give those weights.
-    """
-    path = Path(checkpoint)
-    if not path.exists():
-        raise FileNotFoundError(f"--checkpoint {checkpoint}: no such run directory")
-    run_dir = run_dir_of(path)
-    config = read_run_config(run_dir)
-    if config.get("recipe") != "translate":
-        raise ValueError(f"--checkpoint {checkpoint}: a {config.get('recipe')!r} run, not a translate run")
-    src_tok, tgt_tok = load_tokenizers(run_dir)
-    cfg = ModelConfig.from_dict(config["model"])
-    model = EncoderDecoder(cfg).to(device)
-    if path.resolve() == run_dir.resolve() and _selected(run_dir) == "averaged":
-        path = run_dir / "averaged"
-    if path.name == "averaged" and (path / MODEL_FILE).is_file():
-        load_weights(path, model)
-        steps = json.loads((path / "averaged.json").read_text()).get("steps", [])
-        what = f"average of steps {', '.join(map(str, steps))}"
-    else:
-        manifest = load_checkpoint(path, model, fingerprint=fingerprint_of(cfg, src_tok, tgt_tok))
-        what = f"step {manifest['step']} ({Path(manifest['path']).name})"
-    model.eval()
-    return model, src_tok, tgt_tok, config, what
-
-
-def _selected(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / "report.json").read_text()).get("selected", {}).get("checkpoint")
-    except (OSError, ValueError):
-        return None
 
 
 def eval_only(args: argparse.Namespace) -> int:
     """Re-evaluate a trained run on its validation and test splits; print the scores, write them to --out."""
     if not args.checkpoint:
         raise ValueError("--eval-only needs --checkpoint RUN_DIR")
-    device = resolve_device(args.device)
+    model, src_tok, tgt_tok, config, what = mt.load_trained(args.checkpoint, resolve_device(args.device))
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, src_tok, tgt_tok, config, what = load_trained(args.checkpoint, device)
-    data, ev = dict(config["data"]), eval_settings({}, args, saved=config["eval"])
-    if args.eval_limit is not None:
-        data["eval_limit"] = args.eval_limit
-    if args.test:
-        data["tests"] = {**data.get("tests", {}), **parse_tests(args.test)}
-    td = build_data(data, args.data_dir, model.config.max_len, (src_tok, tgt_tok))
+    data, ev = settings.saved_settings(config, args)
+    task = mt.prepare_translation_task(mt.load_pairs(data, args.data_dir), data, ev, model.config.max_len,
+                                       (src_tok, tgt_tok))
     print(f"evaluating {args.checkpoint}: {what}", file=sys.stderr)
-    results: dict[str, dict[str, Any]] = {"val": validation_scores(model, td, ev, data, device)}
-    texts: dict[str, dict[str, list[str]]] = {}
-    print("val: " + "  ".join(f"{k} {v:.4f}" for k, v in results["val"].items()))
-    for split in test_splits(td.pairs):
-        results[split], texts[split] = evaluate_split(model, td, split, ev, data, device)
-        m = results[split]
-        print(f"{split}: BLEU {m['bleu']:.2f} chrF {m['chrf']:.2f} (beam {ev['beam']}, length penalty "
-              f"{ev['length_penalty']:g})  greedy: BLEU {m['bleu_greedy']:.2f} chrF {m['chrf_greedy']:.2f}  "
-              f"loss {m['loss']:.4f}")
-    signature = next((m["signature"] for m in results.values() if "signature" in m), None)
-    if signature:
-        print(f"BLEU signature: {signature}")
-    if args.out:
-        out = Path(args.out)
+    out = Path(args.out) if args.out else None
+    results = mt.print_evaluation(task, model, out)
+    if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        for split, split_texts in texts.items():
-            results[split].update(write_hypotheses(out, split, data["tgt"], split_texts))
         write_json(out / "eval.json", {"checkpoint": str(args.checkpoint), "weights": what, "eval_settings": ev,
                                        "eval": results})
         print(f"wrote {out / 'eval.json'} and {out / 'hyp'}/", file=sys.stderr)
@@ -633,10 +255,10 @@ def translate_main(argv: list[str]) -> int:
     device = resolve_device(args.device)
     if args.init:
         model, src_tok, tgt_tok = load_hf_translator(args.init)
-        model, ev = model.to(device), eval_settings(PRESETS["cpu"], args)
+        model, ev = model.to(device), settings.eval_settings(PRESETS["cpu"], args)
     else:
-        model, src_tok, tgt_tok, config, _ = load_trained(args.checkpoint, device)
-        ev = eval_settings({}, args, saved=config["eval"])
+        model, src_tok, tgt_tok, config, _ = mt.load_trained(args.checkpoint, device)
+        ev = settings.eval_settings({}, args, saved=config["eval"])
     sentences = [s.strip() for s in (args.sentences or sys.stdin.read().splitlines())]
     todo = [s for s in sentences if s]
     hyps = iter(translate(model, tgt_tok, todo, src_tokenizer=src_tok, beam_size=ev["beam"],

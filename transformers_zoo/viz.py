@@ -1,5 +1,5 @@
-"""Plots a person looks at: attention heat maps, and one validation metric of several runs against step
-(a run's own loss and learning-rate curves live in training/reporting)."""
+"""Plots a person looks at: self- and cross-attention heat maps, and one validation metric of several runs
+against step (a run's own loss and learning-rate curves live in training/reporting)."""
 
 from __future__ import annotations
 
@@ -94,3 +94,24 @@ def plot_self_attention(model, tokenizer, text: str, path: str | Path) -> Path:
     last = attn[f"stack.layers.{len(model.stack.layers) - 1}.self_attn"].weights[0]
     return plot_attention(last, [tokenizer.id_to_piece(i) for i in ids[0].tolist()], path,
                           title=f"last layer self-attention on {text!r}")
+
+
+def plot_cross_attention(model, src_tok, tgt_tok, sentence: str, path: str | Path, search: dict,
+                         heads: str = "mean") -> Path:
+    """Translate `sentence` with an encoder-decoder `model` (beam search: `search`'s `beam`, `length_penalty`,
+    `max_len_a`, `max_len_b`), then plot the last decoder layer's cross-attention on a teacher-forced pass
+    over that translation: rows are output tokens, columns source tokens; one map (`heads="mean"`) or one
+    per head (`"all"`); returns `path`."""
+    from .tasks.translation import cross_attention, generate_ids
+
+    src_ids = [*src_tok.encode(sentence)[: model.config.max_len - 1], src_tok.eos_id]
+    out = generate_ids(model, [src_ids], beam_size=search["beam"], length_penalty=search["length_penalty"],
+                       max_len_a=search["max_len_a"], max_len_b=search["max_len_b"], bos_id=tgt_tok.bos_id,
+                       eos_id=tgt_tok.eos_id)[0]
+    weights = cross_attention(model, src_ids, out, bos_id=tgt_tok.bos_id)  # (H, T, S)
+    if heads == "mean":
+        weights = weights.mean(dim=0, keepdim=True)
+    what = "mean of heads" if heads == "mean" else "per head"
+    return plot_attention(weights, [tgt_tok.id_to_piece(i) for i in [*out, tgt_tok.eos_id]], path,
+                          key_labels=[src_tok.id_to_piece(i) for i in src_ids],
+                          title=f"cross-attention, last decoder layer ({what})\n{sentence}\n-> {tgt_tok.decode(out)}")
