@@ -15,11 +15,14 @@ import argparse
 import dataclasses
 import json
 import os
+import pathlib
 import sys
 import types
 import typing
 from collections.abc import Callable
 from typing import Any
+
+import torch
 
 from .config import FFN_MODULES, NORM_BUILDERS, POOLINGS, POSITIONAL_BUILDERS, SINUSOIDAL_LAYOUTS, ModelConfig
 from .training.trainer import resolve_device  # noqa: F401  (recipes import it from here; one definition)
@@ -185,6 +188,86 @@ def resolve_preset(presets: dict[str, dict], args: argparse.Namespace) -> dict[s
     if args.compile:
         train["compile"] = True
     return preset
+
+
+def parse_vocab(value: str) -> dict[str, Any]:
+    """``--vocab 8000``, ``--vocab bpe`` or ``--vocab bpe:8000`` -> ``{"tokenizer": ..., "vocab": ...}``."""
+    out: dict[str, Any] = {}
+    for part in value.split(":"):
+        if part.isdigit():
+            out["vocab"] = int(part)
+        elif part in ("unigram", "bpe"):
+            out["tokenizer"] = part
+        else:
+            raise argparse.ArgumentTypeError(f"expected a size, unigram or bpe, or KIND:SIZE (bpe:8000), got {value!r}")
+    return out
+
+
+def add_vocab_args(group: argparse._ArgumentGroup) -> None:
+    """--vocab and --tokenizer of the recipes that train a sentencepiece vocabulary of their own."""
+    group.add_argument("--vocab", type=parse_vocab, default=None, metavar="SIZE|KIND|KIND:SIZE",
+                       help="sentencepiece vocabulary trained on the pre-training text (or, from scratch, the train "
+                            "texts): size, kind (unigram, bpe) or both, e.g. bpe:8000 (preset: unigram:8000)")
+    group.add_argument("--tokenizer", choices=["unigram", "bpe"], default=None,
+                       help="sentencepiece kind (as --vocab KIND)")
+
+
+def add_labelled_data_args(group: argparse._ArgumentGroup, tasks: list[str]) -> None:
+    """The labelled-data flags of the encoder recipes (classify.py, mlm.py's one command). Their dests are
+    tsv_*, never train_*: every train_* dest is read as a training override."""
+    group.add_argument("--batch-tokens", type=int, default=None,
+                       help="fine-tuning batch size in tokens, padding included (length-bucketed batches)")
+    group.add_argument("--task", choices=tasks, default=None,
+                       help="labelled data: sst2 (test: dev.tsv) or imdb (25k reviews, test: its 25k test reviews, "
+                            "head+tail truncation at 256 tokens) (default: sst2)")
+    group.add_argument("--train-tsv", dest="tsv_train", default=None, metavar="FILE",
+                       help="labelled training file (TSV with a header; default: the --task data)")
+    group.add_argument("--valid-tsv", dest="tsv_valid", default=None, metavar="FILE",
+                       help="validation file for checkpoint selection (default: 10%% of --train-tsv held out)")
+    group.add_argument("--test-tsv", dest="tsv_test", default=None, metavar="FILE", help="test file, scored once")
+    group.add_argument("--text-column", default=None, help="column of the text (default: sentence)")
+    group.add_argument("--label-column", default=None,
+                       help="column of the label, integer or string, any number of classes (default: label)")
+    group.add_argument("--token-mask", type=float, default=None, metavar="P",
+                       help="regulariser: replace this share of the training tokens by [MASK], afresh every batch "
+                            "(preset: cpu 0.0)")
+
+
+def absolute(path: str | None) -> str | None:
+    """A path as given on the command line, made absolute (saved in config.json, read from any directory)."""
+    return None if path is None else str(pathlib.Path(path).expanduser().resolve())
+
+
+def train_settings(train: dict[str, Any], args: argparse.Namespace, given: dict[str, Any] | None = None) -> dict:
+    """``train`` with the training flags and budgets of the command line (or, ``given``, these instead: the
+    one command's --pretrain-* flags), the seed, device and compile flag. A warm-up no shorter than a step
+    budget is cut to a tenth of it (a short budget given on the command line), unless it was typed too."""
+    typed = overrides(args, "train__") if given is None else {}
+    train.update(typed if given is None else given)
+    for key in ("max_steps", "max_minutes"):
+        if given is None and getattr(args, key) is not None:
+            train[key] = getattr(args, key)
+    if train.get("max_steps") and train.get("warmup_steps", 0) >= train["max_steps"]:
+        if "warmup_steps" in typed:
+            raise ValueError(f"--warmup-steps {train['warmup_steps']} must be below the step budget "
+                             f"{train['max_steps']}")
+        train["warmup_steps"] = train["max_steps"] // 10
+    train.update(seed=args.seed, device=args.device, **({"compile": True} if args.compile else {}))
+    return train
+
+
+def setup_run(args: argparse.Namespace) -> None:
+    """Threads and device, and --out/--resume checked before any data is read: --out may not hold a run
+    already (nor a run directory under it: the one command of mlm.py writes one per stage)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    resolve_device(args.device)  # fails clearly now rather than after the data is prepared
+    if args.resume and args.out:
+        raise ValueError("--resume continues the run in its own directory; leave --out out")
+    out = pathlib.Path(args.out) if args.out else None
+    if out is not None and out.is_dir() and any((d / "checkpoints").is_dir() and any((d / "checkpoints").iterdir())
+                                                for d in (out, *out.iterdir())):
+        raise ValueError(f"--out {out}: already holds a run; continue it with --resume {out} or choose another --out")
 
 
 def main_guard(main: Callable[[], int | None]) -> None:

@@ -304,3 +304,33 @@ def test_resume_refuses_settings_it_would_ignore(tiny_run: Path, shared_data_dir
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert_one_error_line(proc, needle, "resumed run keeps")
     assert {p: p.stat().st_mtime_ns for p in tiny_run.rglob("*")} == before  # nothing written
+
+
+def test_classify_recipe_alone_fine_tunes_and_eval_only_reproduces_the_reports(tiny_run: Path, shared_data_dir: Path,
+                                                                                  tmp_path: Path) -> None:
+    """recipes/classify.py is the fine-tuning recipe on its own (mlm.py finetune is it); --eval-only recomputes
+    from each run's config.json alone the held-out metrics its report holds (the best checkpoint, same data)."""
+    classify = REPO / "recipes" / "classify.py"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    args = ["--preset", "tiny", "--data-dir", shared_data_dir, "--init", tiny_run, "--max-steps", "6",
+            "--out", tmp_path / "ft"]
+    proc = subprocess.run([sys.executable, str(classify), *map(str, args)], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = read_report(tmp_path / "ft")
+    assert report["stage"] == "finetune" and report["steps"] == 6
+    assert report["init_checkpoint"].startswith(str(tiny_run / "pretrain" / "checkpoints"))
+
+    proc = subprocess.run([sys.executable, str(classify), "--eval-only", "--checkpoint", str(tiny_run), "--data-dir",
+                           str(shared_data_dir), "--out", str(tmp_path / "eval")], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((tmp_path / "eval" / "eval.json").read_text())["eval"]
+    names = ["finetune", "finetune-seed1", "pretrain", "scratch", "scratch-seed1"]
+    assert sorted(again) == names
+    for name in names:
+        saved = read_report(tiny_run / name)["eval"]
+        assert sorted(again[name]) == sorted(saved)
+        for split, metrics in saved.items():
+            for key, value in metrics.items():
+                assert again[name][split][key] == pytest.approx(value, rel=1e-6, abs=1e-9), (name, split, key)

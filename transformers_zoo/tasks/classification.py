@@ -47,6 +47,7 @@ __all__ = [
     "holdout_examples",
     "load_encoder",
     "load_labelled_data",
+    "load_task_data",
     "predict_proba",
     "prepare_classification_task",
 ]
@@ -153,6 +154,16 @@ def load_labelled_data(
         if limit:
             data.splits[name] = data.splits[name][:limit]
     return data
+
+
+def load_task_data(settings: dict[str, Any], data_dir: str | os.PathLike | None,
+                   label_names: Sequence[str] | None = None) -> LabelledData:
+    """:func:`load_labelled_data` from a run's data settings (``task``, ``train_tsv``, ``valid_tsv``,
+    ``test_tsv``, ``text_column``, ``label_column``, ``val_fraction``, ``max_examples``, ``max_eval_examples``)."""
+    d = settings
+    return load_labelled_data(data_dir, d["train_tsv"], d["valid_tsv"], d["test_tsv"], d["text_column"],
+                              d["label_column"], d["val_fraction"], d.get("max_examples"), d.get("max_eval_examples"),
+                              label_names, task=d.get("task", "sst2"))
 
 
 def encode_examples(tokenizer: Tokenizer, examples: Sequence[Example], max_tokens: int,

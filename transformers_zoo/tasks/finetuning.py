@@ -9,6 +9,7 @@ pre-trained encoder only understands its own tokenizer's ids, so the tokenizer a
 from __future__ import annotations
 
 import statistics
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,8 @@ from ..tokenizers import Tokenizer, WordPieceTokenizer, load_tokenizer
 from ..training.checkpoint import load_checkpoint, resolve_checkpoint, verify_checkpoint
 from .classification import classifier_from_pretrained
 
-__all__ = ["FINETUNE_MODEL_FIELDS", "Start", "checked_checkpoint", "gain", "initial_classifier", "is_hf",
-           "load_encoder_run", "pretrain_run_dir", "start_from", "tokenizer_dir"]
+__all__ = ["FINETUNE_MODEL_FIELDS", "Start", "check_init", "checked_checkpoint", "evaluate_run", "gain", "gain_report",
+           "initial_classifier", "is_hf", "load_encoder_run", "pretrain_run_dir", "start_from", "tokenizer_dir"]
 
 #: Fields a fine-tuning run may change on a pre-trained encoder: they change no weight's shape or meaning
 #: (max_len too, unless positions are a learned table: rope and the others are defined at any position).
@@ -81,6 +82,15 @@ def checked_checkpoint(path: str | Path, run_dir: Path, tokenizer: Tokenizer) ->
         raise ValueError(f"checkpoint {ckpt} was trained with another tokenizer ({saved[:12]}) than "
                          f"{run_dir / 'tokenizer'} ({tokenizer.fingerprint[:12]}); they must belong together")
     return ckpt
+
+
+def check_init(init: str | Path) -> None:
+    """Fail on a wrong ``--init`` (no such pre-training run, or no such Hugging Face checkpoint) before any
+    data is read."""
+    if is_hf(init):
+        resolve_hf(str(init))
+    else:
+        pretrain_run_dir(init)
 
 
 def start_from(init: str | Path, model: dict[str, Any], cli_model: dict[str, Any], n_classes: int,
@@ -162,6 +172,29 @@ def load_encoder_run(path: str, want: str, recipe: str = "mlm") -> tuple[Path, d
     return run_dir, config, tokenizer, model
 
 
+def evaluate_run(path: str, data_dir: str | None, device: Any, recipe: str = "mlm") -> dict[str, dict[str, dict]]:
+    """The held-out metrics of a run's best checkpoint (or of the checkpoint folder given) by split, computed
+    again from its config.json: a classifier's val and test, a pre-training run's held-out blocks; an
+    all-in-one run gives each of its runs (keyed by directory name; a single run by its stage)."""
+    from .classification import load_task_data, prepare_classification_task
+    from .pretraining import prepare_pretrain_task
+
+    top = run_dir_of(path)
+    in_all = read_run_config(top).get("stage") == "all"
+    targets = sorted(str(d) for d in top.iterdir() if (d / "config.json").is_file()) if in_all else [path]
+    results = {}
+    for target in targets:
+        run_dir, config, tokenizer, model = load_encoder_run(target, "finetune", recipe)
+        model.to(device)
+        if config["stage"] == "pretrain":
+            task = prepare_pretrain_task(config["data"], data_dir, model.config.max_len, tokenizer)
+        else:
+            data = load_task_data(config["data"], data_dir, config["labels"])
+            task = prepare_classification_task(data, tokenizer, config["data"], model.config.max_len)
+        results[run_dir.name if in_all else config["stage"]] = {s: task.evaluate(model, s) for s in task.eval_splits}
+    return results
+
+
 def gain(reports: dict[str, dict[str, Any]], runs: list[tuple[str, str, int | None]]) -> dict[str, Any]:
     """What pre-training is worth: the mean (and std) test score (val when there is no test split; macro-F1
     when reported, else accuracy) of the ``finetune`` runs against the ``scratch`` runs, one of each a seed
@@ -177,3 +210,52 @@ def gain(reports: dict[str, dict[str, Any]], runs: list[tuple[str, str, int | No
             "gain": mean["finetune"] - mean["scratch"], "seeds": len(scores["finetune"]),
             "pretrained_std": std["finetune"], "scratch_std": std["scratch"],
             "per_seed": {name: reports[name]["eval"][split][metric] for name, _, _ in runs}}
+
+
+def gain_report(parent: Path, config: dict[str, Any], reports: dict[str, dict[str, Any]],
+                runs: list[tuple[str, str, int | None]], recipe: str = "mlm") -> dict[str, Any]:
+    """Write report.json / report.md (and accuracy.png) of a run that pre-trained (``reports["pretrain"]``),
+    then fine-tuned and trained from scratch with each seed (``runs``: ``(name, stage, seed)``, each run in
+    ``parent/name``): pre-trained against from scratch, the mean over the seeds, one row a run."""
+    from ..training import write_report
+    from ..viz import plot_val_curves
+    from .pretraining import contamination_line
+
+    pre = reports["pretrain"]
+    ft, sc = (reports[next(n for n, st, _ in runs if st == stage)] for stage in ("finetune", "scratch"))
+    g = gain(reports, runs)
+    split, metric, n = g["split"], g["metric"], g["seeds"]
+    evals = {**ft["eval"], **{f"scratch_{s}": m for s, m in sc["eval"].items()}, "pretrain_val": pre["eval"]["val"]}
+    report = {"recipe": recipe, "stage": "all", "config": config, "params": ft["params"],
+              "wall_s": sum(r["wall_s"] for r in reports.values()), "train_tokens_per_s": pre["train_tokens_per_s"],
+              "best_step": ft["best_step"], "runs": {name: name for name in reports}, "comparison": g, "eval": evals,
+              "contamination": pre.get("contamination")}
+    f1 = metric == "macro_f1"
+    rows = []
+    for name, stage, _ in runs:
+        r = reports[name]
+        cells = [f"{r['eval'][s].get('accuracy', float('nan')):.4f}" for s in ("val", split)]
+        cells += [f"{r['eval'][split]['macro_f1']:.4f}"] if f1 else []
+        start = "pre-trained + fine-tuned" if stage == "finetune" else "from scratch"
+        rows.append(f"| [{name}]({name}/report.md) | {start} | {r['config']['train']['seed']} | {' | '.join(cells)} "
+                    f"| {r['steps']} | {r['best_step']} | {r['wall_s'] / 60:.1f} |")
+    table = (f"| run | start | seed | val accuracy | {split} accuracy{f' | {split} macro-F1' if f1 else ''} | steps "
+             f"| best step | minutes |\n|{' --- |' * (8 + f1)}\n" + "\n".join(rows))
+    pv = pre["eval"]["val"]
+    sections = [
+        ("Pre-trained against from scratch",
+         f"{table}\n\nMean {split} {metric} over {n} seed{'s' if n > 1 else ''}: pre-trained "
+         f"**{g['pretrained']:.4f}** (std {g['pretrained_std']:.4f}), from scratch **{g['scratch']:.4f}** (std "
+         f"{g['scratch_std']:.4f}). Pre-training adds **{g['gain'] * 100:+.2f} points** (same architecture and "
+         "fine-tuning budget)."),
+        ("Pre-training", f"{pre['steps']} steps, {pre['wall_s'] / 60:.1f} minutes, {pre['train_tokens_per_s']:,.0f} "
+                         f"tokens/s; held-out masked-token accuracy {pv['masked_accuracy']:.4f}, perplexity "
+                         f"{pv['ppl']:.2f}. Details: [pretrain/report.md](pretrain/report.md)")]
+    if pre.get("contamination"):
+        sections.append(("Contamination", contamination_line(pre["contamination"])))
+    curves = {f"{'pre-trained' if st == 'finetune' else 'scratch'} seed {reports[name]['config']['train']['seed']}":
+              parent / name for name, st, _ in runs}
+    write_report(parent, report, sections, ["accuracy.png"] if plot_val_curves(curves, parent / "accuracy.png") else [])
+    print(f"done: {parent}  {split} {metric} over {n} seed(s): pre-trained {g['pretrained']:.4f}, scratch "
+          f"{g['scratch']:.4f} ({g['gain'] * 100:+.2f} points)", file=sys.stderr, flush=True)
+    return report

@@ -85,6 +85,8 @@ class TrainConfig:
             raise ValueError("TrainConfig.schedule='inverse_sqrt' needs warmup_steps > 0 (lr peaks there)")
         if self.schedule == "cosine" and self.max_steps is None:
             raise ValueError("TrainConfig.schedule='cosine' needs max_steps (the step where lr reaches its floor)")
+        if self.schedule == "cosine" and self.max_steps <= self.warmup_steps:
+            raise ValueError(f"cosine needs max_steps > warmup_steps, got {self.max_steps} <= {self.warmup_steps}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"TrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.grad_clip < 0:
