@@ -92,7 +92,8 @@ def make_parser(mode: str) -> argparse.ArgumentParser:
                       help="share of the real tokens masked (preset: cpu 0.3)")
     if mode == "all":
         cli.add_labelled_data_args(parser.add_argument_group("fine-tuning data"), sorted(classify.TASKS))
-        pre = parser.add_argument_group("pre-training budget (the training flags shape the fine-tuning runs)")
+        pre = parser.add_argument_group("pre-training budget (the training flags shape the fine-tuning runs; "
+                                        "--amp every stage)")
         pre.add_argument("--pretrain-steps", type=int, default=None, help="pre-training optimizer steps")
         pre.add_argument("--pretrain-minutes", type=float, default=None, help="pre-training minutes")
         pre.add_argument("--pretrain-lr", type=float, default=None, help="pre-training peak learning rate")

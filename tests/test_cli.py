@@ -1,4 +1,4 @@
-"""cli: each recipe family is offered a flag for every ModelConfig field its model reads, and only those."""
+"""cli: each recipe family is offered a flag for every ModelConfig field its model reads, and only those; --amp."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from transformers_zoo import ModelConfig
-from transformers_zoo.cli import DERIVED_FIELDS, IGNORED_FIELDS, add_common_args, model_fields
+from transformers_zoo.cli import DERIVED_FIELDS, IGNORED_FIELDS, add_common_args, model_fields, train_settings
 
 PRESETS = {"tiny": {"model": {}, "train": {}, "data": {}}}
 
@@ -41,3 +41,17 @@ def test_fields_only_some_families_read():
 def test_unknown_family_is_refused():
     with pytest.raises(ValueError, match="unknown model family"):
         model_fields("encoder_only_typo")
+
+
+def test_amp_flag_is_checked_and_reaches_every_stage():
+    """--amp is validated by argparse, and the one command's pre-training (whose budgets come from its own
+    --pretrain-* flags, ``given``) gets it as the fine-tuning runs do; without it the preset's value stays."""
+    parser = argparse.ArgumentParser()
+    add_common_args(parser, PRESETS, default_preset="tiny", family="encoder_only")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--amp", "fp16"])
+    args = parser.parse_args(["--amp", "bf16", "--lr", "1e-3"])
+    assert train_settings({"max_steps": 5, "amp": "off"}, args)["amp"] == "bf16"
+    pretrain = train_settings({"max_steps": 5, "lr": 1e-4}, args, given={"max_steps": 9})
+    assert pretrain["amp"] == "bf16" and pretrain["lr"] == 1e-4 and pretrain["max_steps"] == 9
+    assert train_settings({"max_steps": 5, "amp": "off"}, parser.parse_args([]))["amp"] == "off"

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from .config import FFN_MODULES, NORM_BUILDERS, POOLINGS, POSITIONAL_BUILDERS, SINUSOIDAL_LAYOUTS, ModelConfig
+from .training.config import AMPS
 from .training.trainer import resolve_device  # noqa: F401  (recipes import it from here; one definition)
 
 # Fields the recipe derives from its data (vocabulary, classes) rather than from flags.
@@ -62,6 +63,12 @@ MODEL_HELP = {
 }
 
 # TrainConfig fields a recipe exposes as flags (name -> type, help).
+def _amp(value: str) -> str:
+    if value not in AMPS:
+        raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(AMPS)}")
+    return value
+
+
 TRAIN_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "lr": (float, "peak learning rate"),
     "warmup_steps": (int, "linear warm-up steps"),
@@ -77,6 +84,7 @@ TRAIN_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "keep_last": (int, "checkpoints kept besides the best"),
     "patience": (int, "stop after N evaluations without improvement"),
     "max_epochs": (int, "stop after N epochs"),
+    "amp": (_amp, "bf16 autocast: auto (on CUDA only) | bf16 (on CPU too: ~2x faster with AMX/AVX512-BF16) | off"),
 }
 
 
@@ -252,6 +260,8 @@ def train_settings(train: dict[str, Any], args: argparse.Namespace, given: dict[
             raise ValueError(f"--warmup-steps {train['warmup_steps']} must be below the step budget "
                              f"{train['max_steps']}")
         train["warmup_steps"] = train["max_steps"] // 10
+    if getattr(args, "train__amp", None) is not None:  # like the device, the precision is every stage's
+        train["amp"] = args.train__amp
     train.update(seed=args.seed, device=args.device, **({"compile": True} if args.compile else {}))
     return train
 

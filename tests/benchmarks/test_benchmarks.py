@@ -110,3 +110,18 @@ def test_without_transformers_hf_rows_are_skipped_with_a_message(tmp_path: Path)
     for prefix in ("gpt-d512 train GFLOP/s vs float32 matmul", "seq2seq-small train tokens/s vs torch.nn.Transformer",
                    "seq2seq-small train peak MiB vs torch.nn.Transformer"):
         _check_numeric(_find(rows, prefix))
+
+
+def test_amp_cpu_quick_times_both_precisions_and_their_losses_agree(tmp_path: Path) -> None:
+    """benchmarks/amp_cpu.py --quick: a speed row and a first-step loss row per model; the two precisions
+    start from the same weights and batch, so their first losses differ by bf16 rounding only."""
+    out = tmp_path / "amp.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "amp_cpu.py"), "--quick", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = parse_table(proc.stdout)
+    assert parse_table(out.read_text()) == rows and "native bf16" in out.read_text()
+    for model in ("mlm pretrain", "gpt"):
+        _check_numeric(_find(rows, f"{model} train tokens/s, bf16 autocast vs float32"))
+        _config, bf16, fp32, _ratio = _find(rows, f"{model} first-step loss, bf16 autocast vs float32")
+        assert float(bf16) == pytest.approx(float(fp32), rel=0.02)

@@ -21,6 +21,7 @@ from training_toy import (
 
 from transformers_zoo.training import Interrupted, Trainer, TrainingError, latest_checkpoint
 from transformers_zoo.training.checkpoint import list_step_dirs, load_state
+from transformers_zoo.training.losses import cross_entropy_sum
 from transformers_zoo.training.metrics_log import read_metrics
 from transformers_zoo.training.signals import SignalGuard
 
@@ -168,3 +169,31 @@ def test_evaluate_without_best_metric_is_a_clear_error(tmp_path):
     trainer = make_trainer(tmp_path, base_config(max_steps=2, eval_every=1), evaluate=lambda m: {"loss": 1.0})
     with pytest.raises(TrainingError, match="without a number for best_metric 'val_loss'"):
         trainer.fit()
+
+
+@pytest.mark.filterwarnings("ignore:amp='bf16' on a CPU without:UserWarning")
+def test_bf16_autocast_on_cpu_trains_in_bf16_keeps_float32_weights_and_resumes_bitwise(tmp_path):
+    """amp="bf16" on a CPU: the forward runs in bf16 (the logits the loss sees), the weights and optimizer
+    state stay float32, the steps differ from float32's, and a resume is still bitwise identical."""
+    dtypes = []
+
+    def loss_fn(model, batch):
+        logits = model(batch["input"])
+        dtypes.append(logits.dtype)
+        return cross_entropy_sum(logits, batch["labels"])
+
+    straight = make_trainer(tmp_path / "a", base_config(max_steps=6, amp="bf16"), loss_fn=loss_fn)
+    straight.fit()
+    assert set(dtypes) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in straight.model.parameters())
+    assert all(v.dtype == torch.float32 for s in straight.optimizer.state.values() for v in s.values()
+               if torch.is_tensor(v) and v.dim() > 0)
+    fp32 = make_trainer(tmp_path / "f", base_config(max_steps=6, amp="off"), loss_fn=loss_fn)
+    fp32.fit()
+    assert dtypes[-1] == torch.float32
+    assert any(not torch.equal(a, b) for a, b in zip(straight.model.parameters(), fp32.model.parameters(), strict=True))
+
+    make_trainer(tmp_path / "b", base_config(max_steps=4, amp="bf16"), loss_fn=loss_fn).fit()
+    resumed = make_trainer(tmp_path / "b", base_config(max_steps=6, amp="bf16", resume=True), loss_fn=loss_fn)
+    resumed.fit()
+    assert_tree_equal(trainer_state(straight), trainer_state(resumed))
