@@ -5,7 +5,7 @@
 `--amp bf16` (TrainConfig.amp) autocasts the forward to bfloat16 on a CPU as on CUDA; weights, AdamW state
 and the loss stay float32. Whether that pays depends on the chip: with Intel AMX or AVX512-BF16 (Sapphire
 Rapids and later, AMD Zen 4) bf16 matrix products run natively; without them they are emulated and slower.
-This script times one training step (forward, loss, backward, AdamW) of each preset's model both ways,
+This script times one training step (forward, the recipe's loss, backward, AdamW) of each preset's model both ways,
 interleaved in the same process (`benchmarks/measure.py`), and prints the table (ours = bf16, peer = float32,
 ratio > 1: bf16 is faster), with the loss of the first step both ways, to
 `benchmarks/results/amp-cpu-<date>.md`.
@@ -26,19 +26,21 @@ if str(ROOT) not in sys.path:  # runnable from a checkout without `pip install -
     sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from benchmarks.measure import interleave  # noqa: E402
+from benchmarks.measure import Trainer, interleave  # noqa: E402
 from benchmarks.run import Row, machine_description, render_table  # noqa: E402
 from recipes import gpt, mlm  # noqa: E402
 from transformers_zoo import DecoderOnly, EncoderOnly, ModelConfig  # noqa: E402
+from transformers_zoo.batching import IGNORE_INDEX  # noqa: E402
+from transformers_zoo.tasks.lm import lm_loss  # noqa: E402
+from transformers_zoo.tasks.mlm import mlm_loss  # noqa: E402
 from transformers_zoo.training.trainer import cpu_has_native_bf16  # noqa: E402
 
 
 @dataclass(frozen=True)
 class Case:
-    """One model and batch: `loss(model, ids)` on random ids of shape (batch, seq)."""
+    """One model and its training batch: `loss(model, batch)` is the recipe's loss, a (sum, count) pair."""
 
     name: str
     family: type[nn.Module]
@@ -46,18 +48,18 @@ class Case:
     vocab: int
     batch: int
     seq: int
-    loss: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    loss: Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]
 
-
-def mlm_loss(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    """The pre-training loss as the recipe computes it: 30% of the positions masked, the head at those only."""
-    chosen = torch.rand(ids.shape, generator=torch.Generator().manual_seed(0)) < 0.3
-    return F.cross_entropy(model(ids.masked_fill(chosen, 4), select=chosen).float(), ids[chosen])
-
-
-def lm_loss(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    logits = model(ids[:, :-1]).float()
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+    def make_batch(self) -> dict[str, torch.Tensor]:
+        """Random ids (seed 1): for the encoder 30% of the positions masked and scored, as in pre-training; for
+        the decoder the next token at every position."""
+        g = torch.Generator().manual_seed(1)
+        ids = torch.randint(5, self.vocab, (self.batch, self.seq + 1), generator=g)
+        if self.family is DecoderOnly:
+            return {"input_ids": ids[:, :-1], "labels": ids[:, 1:]}
+        ids = ids[:, :-1]
+        chosen = torch.rand(ids.shape, generator=g) < 0.3
+        return {"input_ids": ids.masked_fill(chosen, 4), "labels": ids.masked_fill(~chosen, IGNORE_INDEX)}
 
 
 def cases(quick: bool) -> list[Case]:
@@ -69,43 +71,41 @@ def cases(quick: bool) -> list[Case]:
         return [Case("mlm pretrain", EncoderOnly, encoder, 256, 2, 16, mlm_loss),
                 Case("gpt", DecoderOnly, decoder, 65, 2, 16, lm_loss)]
     wide = dict(encoder, d_model=512, n_heads=8, d_ff=2048)
+    data = mlm.PRESETS["cpu"]["data"]
     return [
-        Case("mlm pretrain (cpu preset)", EncoderOnly, encoder, mlm.PRESETS["cpu"]["data"]["vocab"],
-             mlm.PRESETS["cpu"]["data"]["batch_blocks"], mlm.PRESETS["cpu"]["data"]["block_len"], mlm_loss),
-        Case("mlm pretrain, d_model 512", EncoderOnly, wide, mlm.PRESETS["cpu"]["data"]["vocab"], 16, 128, mlm_loss),
+        Case("mlm pretrain (cpu preset)", EncoderOnly, encoder, data["vocab"], data["batch_blocks"], data["block_len"],
+             mlm_loss),
+        Case("mlm pretrain, d_model 512", EncoderOnly, wide, data["vocab"], 16, data["block_len"], mlm_loss),
         Case("gpt (cpu preset, char-level)", DecoderOnly, decoder, 65, gpt.PRESETS["cpu"]["data"]["batch_size"],
              gpt.PRESETS["cpu"]["data"]["block_size"], lm_loss),
     ]
 
 
-class Step:
-    """A training step of a fresh copy of the case's model (seed 0), in float32 or under bf16 autocast."""
-
-    def __init__(self, case: Case, bf16: bool) -> None:
-        torch.manual_seed(0)
-        cfg = ModelConfig.from_dict(dict(case.model, vocab_size=case.vocab, max_len=case.seq + 1, n_classes=0))
-        self.model, self.case, self.bf16 = case.family(cfg).train(), case, bf16
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
-        self.ids = torch.randint(5, case.vocab, (case.batch, case.seq + 1), generator=torch.Generator().manual_seed(1))
-        self.ids = self.ids[:, :-1] if case.family is EncoderOnly else self.ids
-        self.losses: list[float] = []
-
-    def __call__(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            loss = self.case.loss(self.model, self.ids)
-        loss.backward()
-        self.optimizer.step()
-        self.losses.append(loss.item())
-
-
 def measure(case: Case, warmup: int, rounds: int) -> list[Row]:
-    steps = {"bf16": Step(case, True), "fp32": Step(case, False)}
-    timings = interleave(steps, torch.device("cpu"), warmup, rounds)
+    """Both precisions train a copy of the same model (seed 0) on the same batch, interleaved; the first-step
+    rows compare the mean loss of the untrained model on that batch."""
+    batch = case.make_batch()
+    cfg = ModelConfig.from_dict(dict(case.model, vocab_size=case.vocab, max_len=case.seq, n_classes=0))
+
+    def mean_loss(model: nn.Module) -> torch.Tensor:
+        total, count = case.loss(model, batch)
+        return total / count
+
+    def build() -> nn.Module:
+        torch.manual_seed(0)
+        return case.family(cfg)
+
+    cpu = torch.device("cpu")
+    trainers = {"bf16": Trainer(build(), mean_loss, cpu, autocast=True),
+                "fp32": Trainer(build(), mean_loss, cpu, autocast=False)}
+    first = {}
+    for name, trainer in trainers.items():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=trainer.autocast):
+            first[name] = float(mean_loss(trainer.model))
+    timings = interleave({name: t.step for name, t in trainers.items()}, cpu, warmup, rounds)
     tokens = case.batch * case.seq
-    params = sum(p.numel() for p in steps["fp32"].model.parameters()) / 1e6
+    params = sum(p.numel() for p in trainers["fp32"].model.parameters()) / 1e6
     config = f"{case.model['n_layers']}x{case.model['d_model']}, {params:.1f}M params, batch {case.batch}x{case.seq}"
-    first = {name: step.losses[0] for name, step in steps.items()}
     return [
         Row(f"{case.name} train tokens/s, bf16 autocast vs float32", config, timings.rate("bf16", tokens),
             timings.rate("fp32", tokens), timings.ratio("bf16", "fp32")),

@@ -73,14 +73,16 @@ class Trainer:
     """One training step of `model`: forward + loss (`loss_fn(model)`), backward, AdamW step.
 
     Both sides of a comparison get the same optimizer (`torch.optim.AdamW`, torch's default implementation
-    for the device), gradients set to None between steps, and on CUDA the same bf16 autocast.
+    for the device), gradients set to None between steps, and the same bf16 autocast: on CUDA only unless
+    `autocast` says otherwise (benchmarks/amp_cpu.py compares a CPU step with and without it).
     """
 
-    def __init__(self, model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], device: torch.device):
+    def __init__(self, model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], device: torch.device,
+                 autocast: bool | None = None):
         self.model = model.train()
         self.loss_fn = loss_fn
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        self.autocast = device.type == "cuda"
+        self.autocast = device.type == "cuda" if autocast is None else autocast
         self.device_type = device.type
 
     def step(self) -> None:
