@@ -57,8 +57,9 @@ TRAIN = dict(lr=2e-4, schedule="cosine", warmup_steps=60, min_lr_ratio=0.0, max_
              weight_decay=0.01, betas=[0.9, 0.98], eps=1e-6, grad_clip=1.0, eval_every=100, save_every=100,
              log_every=20, best_metric="val_accuracy", best_mode="max", patience=4, find_unused_parameters=True,
              keep_last=1)
-DATA = dict(task="sst2", tokenizer="unigram", vocab=8000, batch_tokens=1024, max_sentences=64, eval_batch_tokens=8192,
-            val_fraction=0.1, token_mask=0.0, truncation="head", max_examples=None, max_eval_examples=None)
+DATA = dict(task="sst2", tokenizer="unigram", pretokenize="ptb", vocab=8000, batch_tokens=1024, max_sentences=64,
+            eval_batch_tokens=8192, val_fraction=0.1, token_mask=0.0, truncation="head", max_examples=None,
+            max_eval_examples=None)
 # --task imdb: whole reviews (median ~230 words) at twice the pre-training length, fewer, longer batches and
 # evaluations (validation is 2,500 reviews, test 25,000).
 TASKS = {"sst2": {}, "imdb": {"model": dict(max_len=256),
@@ -79,9 +80,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             "data": dict(DATA, batch_tokens=2048, max_sentences=32), "scratch": dict(lr=3e-4)},
 }
 # Flags (dests) a resume cannot change (runs.resume_train_settings refuses them): the data and the start.
-RESUME_FIXED = ("vocab", "tokenizer", "batch_tokens", "corpus", "text", "block_len", "batch_blocks",
-                "mlm_probability", "task", "tsv_train", "tsv_valid", "tsv_test", "text_column", "label_column",
-                "token_mask", "init", "tokenizer_from", "pretrain_lr", "finetune_seeds")
+RESUME_FIXED = ("vocab", "tokenizer", "pretokenize", "batch_tokens", "corpus", "text", "block_len",
+                "batch_blocks", "mlm_probability", "task", "tsv_train", "tsv_valid", "tsv_test", "text_column",
+                "label_column", "token_mask", "init", "tokenizer_from", "pretrain_lr", "finetune_seeds")
 
 
 # ------------------------------------------------------------------------------------------- flags, settings
@@ -109,7 +110,7 @@ def plan(args: argparse.Namespace, stage: str) -> dict[str, Any]:
     name = args.task or preset["data"]["task"]
     task = TASKS[name]
     train = {**preset["train"], **task.get("train", {}), **(preset["scratch"] if stage == "scratch" else {})}
-    data = {**preset["data"], **(args.vocab or {}), **({"tokenizer": args.tokenizer} if args.tokenizer else {})}
+    data = cli.tokenizer_settings(preset["data"], args)
     data.update(task.get("data", {}), task=name)
     if args.batch_tokens is not None:
         data["batch_tokens"] = args.batch_tokens
@@ -154,7 +155,7 @@ def start_of(plan: dict[str, Any], data: LabelledData, init: str | Path | None =
         tok = load_tokenizer(finetuning.tokenizer_dir(tokenizer_from))
     else:
         texts = [t for t, _ in data.splits["train"]]
-        tok = train_sentencepiece(texts, plan["data"]["tokenizer"], plan["data"]["vocab"])
+        tok = train_sentencepiece(texts, *(plan["data"].get(k) for k in ("tokenizer", "vocab", "pretokenize")))
     model = dict(plan["model"], vocab_size=tok.vocab_size, pad_id=tok.pad_id, n_classes=data.n_classes)
     return finetuning.Start(tok, model)
 
@@ -162,8 +163,7 @@ def start_of(plan: dict[str, Any], data: LabelledData, init: str | Path | None =
 def prepare(plan: dict[str, Any], stage: str, data: LabelledData, start: finetuning.Start) -> Job:
     tok = start.tokenizer
     if start.init is not None:  # the run's data settings name the tokenizer it reads
-        plan = dict(plan, data=dict(plan["data"], tokenizer=getattr(tok, "settings", {}).get("model_type", tok.kind),
-                                    vocab=tok.vocab_size))
+        plan = dict(plan, data=dict(plan["data"], **finetuning.tokenizer_data(tok)))
     cfg = ModelConfig.from_dict(start.model)
     task = prepare_classification_task(data, tok, plan["data"], cfg.max_len)
     return Job(plan, stage, task, cfg, TrainConfig.from_dict(plan["train"]), start.init)
@@ -243,8 +243,8 @@ def train_main(args: argparse.Namespace) -> int:
         resume(runs.run_dir_of(args.resume), args)
         return 0
     stage = "finetune" if args.init else "scratch"
-    if args.init and (args.vocab or args.tokenizer):
-        raise ValueError("--vocab/--tokenizer: with --init the tokenizer is the pre-training run's")
+    if args.init and (args.vocab or args.tokenizer or args.pretokenize):
+        raise ValueError("--vocab/--tokenizer/--pretokenize: with --init the tokenizer is the pre-training run's")
     if args.init:
         finetuning.check_init(args.init)
     plan_ = plan(args, stage)

@@ -219,6 +219,17 @@ def add_vocab_args(group: argparse._ArgumentGroup) -> None:
                             "texts): size, kind (unigram, bpe) or both, e.g. bpe:8000 (preset: unigram:8000)")
     group.add_argument("--tokenizer", choices=["unigram", "bpe"], default=None,
                        help="sentencepiece kind (as --vocab KIND)")
+    group.add_argument("--pretokenize", choices=["none", "ptb"], default=None,
+                       help="what the tokenizer does to every text first: ptb lower-cases it and splits it into Penn "
+                            "Treebank tokens (it 's, did n't, `` ''), the form SST-2 is written in, so raw reviews "
+                            "pre-train the words SST-2 spells; none keeps text as it is (preset: ptb)")
+
+
+def tokenizer_settings(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """``data`` with the tokenizer flags (--vocab, --tokenizer, --pretokenize) that were given applied."""
+    out = {**data, **(args.vocab or {})}
+    out.update({key: getattr(args, key) for key in ("tokenizer", "pretokenize") if getattr(args, key, None)})
+    return out
 
 
 def add_labelled_data_args(group: argparse._ArgumentGroup, tasks: list[str]) -> None:

@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import sentencepiece as spm
 
 from .corpora import DataError, PathLike, fetch
+from .pretokenize import pretokenizer
 
 __all__ = [
     "BOS",
@@ -157,6 +158,10 @@ class SentencePieceTokenizer(Tokenizer):
     SST-2's test sets but the few lines with double spaces). Pass ``normalization_rule_name="identity"`` to
     keep Unicode as it is. ``byte_fallback`` (default on) spells characters missing from the vocabulary as
     UTF-8 byte pieces instead of UNK, so the round trip holds for unseen characters too.
+
+    ``pretokenize="ptb"`` (:mod:`transformers_zoo.pretokenize`) puts every text into SST-2's written form,
+    lower-cased Penn Treebank tokens, before sentencepiece sees it, in training and in every encode; it is
+    saved in ``tokenizer.json`` and is part of the fingerprint.
     """
 
     kind = "sentencepiece"
@@ -169,6 +174,7 @@ class SentencePieceTokenizer(Tokenizer):
         self.sp = spm.SentencePieceProcessor(model_proto=self._proto)
         self.settings = dict(settings or {})  # how it was trained, for tokenizer.json's readers
         self.from_cache = from_cache
+        self._pre = pretokenizer(self.settings.get("pretokenize"))
         self._check_specials()
 
     @classmethod
@@ -183,6 +189,7 @@ class SentencePieceTokenizer(Tokenizer):
         normalization_rule_name: str = "nmt_nfkc",
         byte_fallback: bool = True,
         num_threads: int = 1,
+        pretokenize: str | None = None,
         **options: Any,
     ) -> SentencePieceTokenizer:
         """Train on ``texts`` (one sentence each; pass the training split only) or load the cached result.
@@ -192,16 +199,20 @@ class SentencePieceTokenizer(Tokenizer):
         Training runs in-process, quietly and deterministically: all sentences are used in order, and
         ``num_threads`` defaults to 1 because unigram training gives different models for different thread
         counts. ``options`` go to ``SentencePieceTrainer.train`` unchanged (e.g. ``max_sentence_length``;
-        longer sentences are skipped by sentencepiece).
+        longer sentences are skipped by sentencepiece). ``pretokenize`` names a :data:`PRETOKENIZERS` entry
+        applied to every text first (and kept: ``encode`` applies it too).
         """
         if model_type not in ("bpe", "unigram"):
             raise ValueError(f"model_type must be 'bpe' or 'unigram', got {model_type!r}")
-        texts = list(texts)
+        pre = pretokenizer(pretokenize)
+        texts = [pre(text) for text in texts] if pre else list(texts)
         if not any(text.strip() for text in texts):
             raise DataError("no text to train a sentencepiece model on")
         settings = dict(vocab_size=vocab_size, model_type=model_type, character_coverage=character_coverage,
                         normalization_rule_name=normalization_rule_name, byte_fallback=byte_fallback,
                         num_threads=num_threads, **options)
+        if pre:  # only when set, so the settings (and cache keys) of every other tokenizer stay as they were
+            settings["pretokenize"] = pretokenize
         if cache_dir is None:
             return cls(_train_sentencepiece(texts, settings), settings=settings)
         path = Path(cache_dir) / f"spm-{model_type}-{vocab_size}-{_cache_key(texts, settings)[:20]}"
@@ -218,10 +229,11 @@ class SentencePieceTokenizer(Tokenizer):
         return self.sp.get_piece_size()
 
     def encode(self, text: str) -> list[int]:
-        return self.sp.encode(text, out_type=int)
+        return self.sp.encode(self._pre(text) if self._pre else text, out_type=int)
 
     def encode_batch(self, texts: Iterable[str]) -> list[list[int]]:
-        return self.sp.encode(list(texts), out_type=int)
+        texts = [self._pre(text) for text in texts] if self._pre else list(texts)
+        return self.sp.encode(texts, out_type=int)
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.sp.decode([i for i in _ids_list(ids) if i not in self.special_ids])
@@ -231,7 +243,16 @@ class SentencePieceTokenizer(Tokenizer):
 
     def normalize(self, text: str) -> str:
         # sentencepiece marks spaces (and the dummy prefix) with U+2581; decode turns them back into spaces.
+        text = self._pre(text) if self._pre else text
         return self.sp.normalize(text).replace("\u2581", " ").strip(" ")
+
+    @property
+    def fingerprint(self) -> str:
+        """As every tokenizer's, plus the pretokenizer when there is one (it changes every id sequence)."""
+        pre = self.settings.get("pretokenize")
+        if not pre:
+            return super().fingerprint
+        return hashlib.sha256(f"{self.kind}\0pretokenize={pre}\0".encode() + self._proto).hexdigest()
 
     def _model_bytes(self) -> bytes:
         return self._proto
@@ -245,6 +266,7 @@ class SentencePieceTokenizer(Tokenizer):
 
 
 def _train_sentencepiece(texts: list[str], settings: dict[str, Any]) -> bytes:
+    settings = {k: v for k, v in settings.items() if k != "pretokenize"}  # ours: applied to the texts already
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(texts),
@@ -818,7 +840,7 @@ TRAINABLE = ("char", "bpe", "unigram", "gpt2")
 
 def train_tokenizer(kind: str, texts: str | Sequence[str], vocab_size: int = 0, *,
                     cache_dir: str | os.PathLike | None = None, data_dir: PathLike | None = None,
-                    hard_vocab_limit: bool = True, what: str = "") -> Tokenizer:
+                    hard_vocab_limit: bool = True, what: str = "", pretokenize: str | None = None) -> Tokenizer:
     """The one way every recipe gets a tokenizer of its own: ``kind`` trained on ``texts`` (the training split
     only: a running text, or a list of sentences) or, for ``gpt2``, GPT-2's pre-trained byte-level BPE (its
     rank file from ``data_dir``: nothing is trained).
@@ -826,8 +848,11 @@ def train_tokenizer(kind: str, texts: str | Sequence[str], vocab_size: int = 0, 
     ``char``: one id per character; ``bpe``/``unigram``: sentencepiece on the non-empty lines, cached in
     ``cache_dir`` when given. ``hard_vocab_limit=False`` makes ``vocab_size`` an upper bound (a small corpus
     gets a smaller vocabulary instead of an error). A setting sentencepiece refuses is a ValueError naming
-    ``--vocab`` and ``what`` (say "source") with sentencepiece's own last line.
+    ``--vocab`` and ``what`` (say "source") with sentencepiece's own last line. ``pretokenize`` ("ptb" or
+    None) is a sentencepiece setting (see :class:`SentencePieceTokenizer`).
     """
+    if pretokenize not in (None, "none") and kind not in ("bpe", "unigram"):
+        raise ValueError(f"--pretokenize {pretokenize} needs a sentencepiece tokenizer (bpe or unigram), not {kind}")
     if kind == "gpt2":
         return GPT2Tokenizer.fetch(data_dir)
     if kind == "char":
@@ -839,7 +864,9 @@ def train_tokenizer(kind: str, texts: str | Sequence[str], vocab_size: int = 0, 
                          f"take {N_SPECIAL + 256}")
     lines = texts.splitlines() if isinstance(texts, str) else texts
     lines = [line for line in lines if line.strip()]
-    options = {} if hard_vocab_limit else {"hard_vocab_limit": False}
+    options: dict[str, Any] = {} if hard_vocab_limit else {"hard_vocab_limit": False}
+    if pretokenize not in (None, "none"):
+        options["pretokenize"] = pretokenize
     try:
         return SentencePieceTokenizer.train(lines, vocab_size=vocab_size, model_type=kind, cache_dir=cache_dir,
                                             **options)

@@ -89,18 +89,24 @@ def test_all_in_one_run_writes_sane_reports(tiny_run: Path) -> None:
     assert "Contamination" in (tiny_run / "pretrain" / "report.md").read_text()
     assert 0.0 <= top["eval"]["pretrain_val"]["masked_accuracy"] <= 1.0
     assert "Pre-trained against from scratch" in (tiny_run / "report.md").read_text()
-    # the pre-training and the fine-tuning use one tokenizer; the scratch run trained its own
+    # the pre-training and the fine-tuning use one tokenizer; the scratch run trained its own; both write text
+    # in SST-2's form first (--pretokenize ptb, the preset's), and the runs' configs say so
     assert (load_tokenizer(tiny_run / "finetune" / "tokenizer").fingerprint
             == load_tokenizer(tiny_run / "pretrain" / "tokenizer").fingerprint)
+    for stage in ("pretrain", "finetune", "scratch"):
+        assert load_tokenizer(tiny_run / stage / "tokenizer").settings["pretokenize"] == "ptb"
+        assert read_report(tiny_run / stage)["config"]["data"]["pretokenize"] == "ptb"
 
 
 def test_predict_prints_label_and_probability(tiny_run: Path) -> None:
-    texts = ["a gorgeous , witty film", "dull and lifeless"]
+    texts = ["a gorgeous , witty film", "it does n't work", "A gorgeous, witty film", "It doesn't work"]
     lines = run_recipe("predict", "--checkpoint", tiny_run / "finetune", *texts).stdout.splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 4
     for line, text in zip(lines, texts, strict=True):
         label, prob, echoed = line.split("\t")
         assert label in ("negative", "positive") and 0.5 <= float(prob) <= 1.0 and echoed == text
+    # raw text is read in SST-2's form, as training read it: the same label and probability
+    assert [line.split("\t")[:2] for line in lines[:2]] == [line.split("\t")[:2] for line in lines[2:]]
 
 
 def test_fill_prints_top_k_per_mask(tiny_run: Path) -> None:
@@ -231,6 +237,14 @@ def test_tokenizer_from_another_run_is_refused(tiny_run: Path, shared_data_dir: 
     assert not out.exists()
 
 
+def test_tokenizer_flags_with_init_are_refused(tiny_run: Path, shared_data_dir: Path, tmp_path: Path) -> None:
+    for flag in (["--pretokenize", "none"], ["--vocab", "500"]):
+        proc = run_recipe("finetune", "--preset", "tiny", "--data-dir", shared_data_dir, "--init",
+                          tiny_run / "pretrain", *flag, "--out", tmp_path / "never", check=False)
+        assert_one_error_line(proc, "--pretokenize", "the pre-training run's")
+    assert not (tmp_path / "never").exists()
+
+
 def test_checkpoint_with_another_tokenizer_is_refused(tiny_run: Path, other_tokenizer: Path, tmp_path: Path) -> None:
     run = tmp_path / "swapped"
     shutil.copytree(tiny_run / "finetune", run)
@@ -298,6 +312,7 @@ def test_resume_refuses_settings_it_would_ignore(tiny_run: Path, shared_data_dir
     before = {p: p.stat().st_mtime_ns for p in tiny_run.rglob("*")}
     for flags, needle in ((["--lr", "0.1"], "--lr"), (["--corpus", "sst2"], "--corpus"),
                           (["--pooling", "cls"], "--pooling"), (["--pretrain-lr", "0.1"], "--pretrain-lr"),
+                          (["--pretokenize", "none"], "--pretokenize"),
                           (["finetune", "--resume", tiny_run / "finetune", "--seed", "5"], "--seed 5")):
         argv = flags if flags[0] == "finetune" else ["--resume", tiny_run, *flags]
         proc = run_recipe(*argv, "--data-dir", shared_data_dir, check=False)

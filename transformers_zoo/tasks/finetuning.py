@@ -54,6 +54,14 @@ def tokenizer_dir(path: str | Path) -> Path:
     raise FileNotFoundError(f"{path}: no tokenizer here (expected a run directory or a folder with tokenizer.json)")
 
 
+def tokenizer_data(tokenizer: Tokenizer) -> dict[str, Any]:
+    """The data settings naming a tokenizer a run did not train (a pre-training run's or a Hugging Face one):
+    its kind, vocabulary size and pretokenizer, so the run's config.json says what it reads."""
+    settings = getattr(tokenizer, "settings", {})
+    return {"tokenizer": settings.get("model_type", tokenizer.kind), "vocab": tokenizer.vocab_size,
+            "pretokenize": settings.get("pretokenize", "none")}
+
+
 def pretrain_run_dir(path: str | Path) -> Path:
     """The pre-training run meant by ``path``: a pretrain run (or one of its checkpoints) or an all-in-one run."""
     try:

@@ -71,12 +71,13 @@ def split_heldout(texts: Sequence[str], fraction: float = 0.05) -> tuple[list[st
     return [t for t in texts if t not in heldout], [t for t in texts if t in heldout]
 
 
-def train_sentencepiece(texts: Sequence[str], kind: str, vocab_size: int) -> Tokenizer:
+def train_sentencepiece(texts: Sequence[str], kind: str, vocab_size: int, pretokenize: str | None = None) -> Tokenizer:
     """A sentencepiece model (``kind`` "unigram" or "bpe") trained on ``texts`` only; ``vocab_size`` is an upper
-    bound (a small corpus gets a smaller vocabulary instead of an error; the recipe prints the size it got)."""
+    bound (a small corpus gets a smaller vocabulary instead of an error; the recipe prints the size it got).
+    ``pretokenize="ptb"`` puts every text into SST-2's form first (lower-cased Penn Treebank tokens)."""
     if kind not in ("unigram", "bpe"):
         raise ValueError(f"tokenizer kind {kind!r} is not valid; choose unigram or bpe")
-    return train_tokenizer(kind, texts, vocab_size, hard_vocab_limit=False)
+    return train_tokenizer(kind, texts, vocab_size, hard_vocab_limit=False, pretokenize=pretokenize)
 
 
 def encode_sentences(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: int) -> tuple[list[list[int]], int]:

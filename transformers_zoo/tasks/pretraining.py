@@ -127,7 +127,7 @@ def prepare_pretrain_task(data: dict[str, Any], data_dir: str | None, max_len: i
     docs, held_docs, source = pretrain_documents(data, data_dir)
     if tokenizer is None:
         tokenizer = train_sentencepiece(sample_sentences(docs, data["tokenizer_sentences"]), data["tokenizer"],
-                                        data["vocab"])
+                                        data["vocab"], data.get("pretokenize"))
     train = pack_documents(tokenizer, docs, data["block_len"])
     held = pack_documents(tokenizer, held_docs, data["block_len"]).rows(data.get("max_eval_blocks"))
     source += (f"; packed into {len(train):,} blocks of up to {data['block_len']} tokens ({train.n_tokens:,} "
@@ -149,10 +149,11 @@ def contamination_line(overlap: dict[str, Any]) -> str:
 
 
 def sample_fills(model: nn.Module, tokenizer: Tokenizer, texts: list[str], n: int = 8) -> list[dict[str, Any]]:
-    """Mask the longest single-token word of a few texts and record the model's top 5 for it."""
+    """Mask the longest single-token word of a few texts, as the tokenizer writes them (``normalize``: SST-2's
+    lower-cased form under ``pretokenize="ptb"``), and record the model's top 5 for it."""
     out = []
     for text in texts:
-        words = text.split()
+        words = tokenizer.normalize(text).split()
         single = [(len(w), -i, i) for i, w in enumerate(words) if len(tokenizer.encode(w)) == 1 and w.isalpha()]
         if len(words) < 4 or not single or len(tokenizer.encode(text)) > model.config.max_len - 2:
             continue
