@@ -851,7 +851,7 @@ def train_tokenizer(kind: str, texts: str | Sequence[str], vocab_size: int = 0, 
     ``--vocab`` and ``what`` (say "source") with sentencepiece's own last line. ``pretokenize`` ("ptb" or
     None) is a sentencepiece setting (see :class:`SentencePieceTokenizer`).
     """
-    if pretokenize not in (None, "none") and kind not in ("bpe", "unigram"):
+    if pretokenizer(pretokenize) is not None and kind not in ("bpe", "unigram"):
         raise ValueError(f"--pretokenize {pretokenize} needs a sentencepiece tokenizer (bpe or unigram), not {kind}")
     if kind == "gpt2":
         return GPT2Tokenizer.fetch(data_dir)
@@ -864,12 +864,10 @@ def train_tokenizer(kind: str, texts: str | Sequence[str], vocab_size: int = 0, 
                          f"take {N_SPECIAL + 256}")
     lines = texts.splitlines() if isinstance(texts, str) else texts
     lines = [line for line in lines if line.strip()]
-    options: dict[str, Any] = {} if hard_vocab_limit else {"hard_vocab_limit": False}
-    if pretokenize not in (None, "none"):
-        options["pretokenize"] = pretokenize
+    options = {} if hard_vocab_limit else {"hard_vocab_limit": False}
     try:
         return SentencePieceTokenizer.train(lines, vocab_size=vocab_size, model_type=kind, cache_dir=cache_dir,
-                                            **options)
+                                            pretokenize=pretokenize, **options)
     except RuntimeError as err:  # sentencepiece's own errors, e.g. "Vocabulary size too high (9000)..."
         detail = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         which = f"the {what} vocabulary" if what else f"a {kind} vocabulary"
