@@ -21,6 +21,7 @@ and the data.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -31,25 +32,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from transformers_zoo import DecoderOnly, ModelConfig  # noqa: E402
-from transformers_zoo.cli import add_common_args, init_model_overrides, main_guard, resolve_device, resolve_preset  # noqa: E402
+from transformers_zoo import DecoderOnly, cli  # noqa: E402
 from transformers_zoo.corpora import load_tinyshakespeare, read_text, resolve_data_dir  # noqa: E402
-from transformers_zoo.interop import load_hf_lm, load_hf_model  # noqa: E402
+from transformers_zoo.interop import load_hf_lm  # noqa: E402
 from transformers_zoo.interop import resolve_checkpoint as resolve_hf  # noqa: E402
-from transformers_zoo.runs import (  # noqa: E402
-    fingerprint,
-    open_run,
-    read_run_config,
-    resume_train_settings,
-    run_dir_of,
-    tokenizer_cache_dir,
-    write_json,
-)
-from transformers_zoo.tasks.base import fit  # noqa: E402
-from transformers_zoo.tasks.lm import LMTask, continue_text, prepare_lm_task  # noqa: E402
+from transformers_zoo.pipeline import Context, load_model  # noqa: E402
+from transformers_zoo.runs import tokenizer_cache_dir  # noqa: E402
+from transformers_zoo.tasks.lm import LMSettings, LMTask, continue_text, prepare_lm_task  # noqa: E402
 from transformers_zoo.tokenizers import load_tokenizer  # noqa: E402
-from transformers_zoo.training import TrainConfig, latest_checkpoint, load_checkpoint, plot_curves, write_report  # noqa: E402
-from transformers_zoo.training.distributed import broadcast_object, init_distributed, is_main  # noqa: E402
+
+NAME, FAMILY, DEFAULT_PRESET, SETTINGS = "gpt", "decoder_only", "cpu", LMSettings
 
 # nanoGPT's train_shakespeare_char on a laptop CPU: 4 layers, 4 heads, 128 dims, block 64, batch 12,
 # 2000 iterations, no dropout, lr 1e-3 cosine-decayed to 1e-4 after 100 warm-up steps, AdamW
@@ -83,145 +75,65 @@ PRESETS = {
             "data": dict(NANOGPT_DATA, block_size=256, batch_size=64)},
 }
 
-def parse_train_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="recipes/gpt.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser, PRESETS, default_preset="cpu", family="decoder_only")
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
-    data.add_argument("--text", default=None, help="train on this text file instead of Tiny Shakespeare")
-    data.add_argument("--tokenizer", choices=["char", "bpe", "unigram", "gpt2"], default=None,
+    data.add_argument("--text", dest="data__text", type=cli.absolute, default=None,
+                      help="train on this text file instead of Tiny Shakespeare")
+    data.add_argument("--tokenizer", dest="data__tokenizer", choices=["char", "bpe", "unigram", "gpt2"], default=None,
                       help="char (default of the presets), a sentencepiece vocabulary, or GPT-2's byte-level BPE")
-    data.add_argument("--vocab", type=int, default=None, help="sentencepiece vocabulary size (default 2000)")
-    data.add_argument("--block-size", type=int, default=None, help="context length of training blocks")
-    data.add_argument("--batch-size", type=int, default=None, help="blocks per batch")
-    data.add_argument("--split", default=None,
+    data.add_argument("--vocab", dest="data__vocab", type=int, default=None,
+                      help="sentencepiece vocabulary size (default 2000)")
+    data.add_argument("--block-size", dest="data__block_size", type=int, default=None,
+                      help="context length of training blocks")
+    data.add_argument("--batch-size", dest="data__batch_size", type=int, default=None, help="blocks per batch")
+    data.add_argument("--split", dest="data__split", type=cli.fractions, default=None,
                       help="train,val,test fractions of the text in order, e.g. 0.9,0.1,0 (nanoGPT) or 0.8,0.1,0.1")
     data.add_argument("--init", default=None, metavar="hf:PATH",
                       help="fine-tune a Hugging Face GPT-2 or Llama-family checkpoint (directory or Hub name): its "
                            "architecture and tokenizer; only --dropout/--attention-dropout may change the model")
-    return parser.parse_args(argv)
 
 
-DATA_FLAGS = ("text", "tokenizer", "vocab", "block_size", "batch_size", "split", "init")  # fixed for a run once started
+@functools.lru_cache(maxsize=1)
+def hf_checkpoint(init: str, data_dir: str | None) -> tuple[DecoderOnly, object]:
+    """The --init checkpoint's model and tokenizer, read once for both settings and prepare."""
+    return load_hf_lm(init, data_dir)
 
 
-def data_settings(preset: dict, args: argparse.Namespace) -> dict:
-    data = dict(preset["data"])
-    for key in ("tokenizer", "vocab", "block_size", "batch_size", "text"):
-        if getattr(args, key) is not None:
-            data[key] = getattr(args, key)
-    if args.split is not None:
-        try:
-            data["split"] = [float(x) for x in args.split.split(",")]
-        except ValueError:
-            raise ValueError(f"--split {args.split!r}: expected comma-separated fractions like 0.9,0.1,0") from None
-    data.setdefault("vocab", 2000)
-    return data
+def settings(args: argparse.Namespace) -> LMSettings:
+    """The preset and the command line; with --init the checkpoint's model (dropout may change), its tokenizer,
+    and training blocks at most its positions long."""
+    tree = dict(PRESETS[args.preset])
+    if args.init:
+        changes = cli.init_model_overrides(args)
+        model, tok = hf_checkpoint(args.init, args.data_dir)
+        if args.data__tokenizer not in (None, tok.kind):
+            raise ValueError(f"--tokenizer {args.data__tokenizer}: the checkpoint reads its own tokenizer ({tok.kind})")
+        max_len = model.config.max_len
+        if args.data__block_size is not None and args.data__block_size > max_len:
+            raise ValueError(f"--block-size {args.data__block_size} exceeds the checkpoint's n_positions={max_len}")
+        tree["model"] = dict(model.config.to_dict(), **changes)
+        tree["data"] = dict(tree["data"], tokenizer=tok.kind, block_size=min(tree["data"]["block_size"], max_len))
+        tree["init"] = f"hf:{resolve_hf(args.init).resolve()}"
+    return cli.preset_settings(sys.modules[__name__], args, tree)
 
 
-def build_task(data: dict, data_dir: str | None, seed: int, tokenizer=None) -> LMTask:
-    """The run's text as an LMTask (its samples drawn with the run's ``seed``): the tokenizer trained on the
-    training split (or cached), unless a trained one is given."""
-    text = read_text(data["text"]) if data.get("text") else load_tinyshakespeare(resolve_data_dir(data_dir))
-    cache = tokenizer_cache_dir() if tokenizer is None else None  # None: the cache dir cannot be written
-    return prepare_lm_task(text, tuple(data["split"]), tokenizer or data["tokenizer"], data["block_size"],
-                           data["batch_size"], data["vocab"], data["eval_batch_size"], data.get("max_eval_tokens"),
-                           seed, cache, resolve_data_dir(data_dir))
-
-
-def hf_init(args: argparse.Namespace, preset: dict, data: dict) -> tuple[tuple, str, dict]:
-    """``((model, tokenizer), "hf:DIR", data)`` for --init: the checkpoint's model config replaces the preset's
-    (dropout may change), the tokenizer is the checkpoint's and the block size at most its positions."""
-    changes = init_model_overrides(args)
-    model, tok = load_hf_lm(args.init, args.data_dir)
-    if args.tokenizer not in (None, tok.kind):
-        raise ValueError(f"--tokenizer {args.tokenizer}: the checkpoint reads its own tokenizer ({tok.kind})")
-    init = f"hf:{resolve_hf(args.init).resolve()}"
-    preset["model"] = dict(model.config.to_dict(), **changes)
-    max_len = model.config.max_len
-    if args.block_size is not None and args.block_size > max_len:
-        raise ValueError(f"--block-size {args.block_size} exceeds the checkpoint's n_positions={max_len}")
-    data = dict(data, tokenizer=tok.kind, block_size=min(data["block_size"], max_len))
-    return (model, tok), init, data
-
-
-def train(args: argparse.Namespace) -> int:
-    preset = resolve_preset(PRESETS, args)
-    data = data_settings(preset, args)
-    init_distributed(args.device)  # a no-op unless launched by torchrun
-    device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    run = open_run(args, "gpt")
-    if run.resumed:  # everything from config.json: the preset and flags of this command line are not used
-        preset["model"], data = run.saved["model"], run.saved["data"]
-        preset["train"] = resume_train_settings(run.saved["train"], args, DATA_FLAGS)
-        task = build_task(data, args.data_dir, preset["train"]["seed"], load_tokenizer(run.dir / "tokenizer"))
-        run_dir = run.dir
-        init, hf = run.saved.get("init"), None
-    else:  # a new run, from scratch or from the --init checkpoint (its model, its tokenizer)
-        hf, init, data = hf_init(args, preset, data) if args.init else (None, None, data)
-        # every rank must agree on the directory (its default name has a time stamp)
-        run_dir = Path(broadcast_object(str(run.dir)))
-        task = build_task(data, args.data_dir, preset["train"]["seed"], hf[1] if hf else None)  # bad input fails here
-        if is_main():
-            run_dir.mkdir(parents=True, exist_ok=True)
-            task.tokenizer.save(run_dir / "tokenizer")
-    tok = task.tokenizer
-    cfg = ModelConfig.from_dict(dict(preset["model"], vocab_size=tok.vocab_size, pad_id=tok.pad_id))
-    if cfg.positional == "learned" and data["block_size"] > cfg.max_len:
-        raise ValueError(f"--block-size {data['block_size']} exceeds the model's max_len={cfg.max_len}")
-    train_cfg = TrainConfig.from_dict(preset["train"])
-    config = {"recipe": "gpt", "preset": run.saved["preset"] if run.resumed else args.preset, "model": cfg.to_dict(),
-              "train": train_cfg.to_dict(), "data": data, "tokenizer_fingerprint": tok.fingerprint, "init": init}
-    if is_main():
-        write_json(run_dir / "config.json", config)
-        print(f"data: {', '.join(f'{k} {len(v):,} tokens' for k, v in task.data.tokens.items())}; "
-              f"vocabulary {tok.vocab_size}", file=sys.stderr)
-
-    torch.manual_seed(train_cfg.seed)  # the initial weights
-    model = DecoderOnly(cfg)
-    if init is not None and latest_checkpoint(run_dir) is None:  # (a resumed run has its own weights)
-        model.load_state_dict((hf[0] if hf is not None else load_hf_model(init)).state_dict())
-        if is_main():
-            print(f"model: initialised from {init}", file=sys.stderr)
-    params = sum(p.numel() for p in model.parameters())
-    if is_main():
-        print(f"model: DecoderOnly, {params:,} parameters", file=sys.stderr)
-    # batches by the run's seed (a resume's is the saved one); at each evaluation a sample goes into samples.md
-    summary = fit(task, model, train_cfg, run_dir, fingerprint(cfg, tok),
-                  on_eval=lambda m, step, metrics: task.append_sample(m, run_dir, step, metrics["val_loss"]))
-    if not is_main():
-        return 0
-
-    # the report: the best checkpoint on every held-out split, a sample and its attention map, the curves
-    model = DecoderOnly(cfg).to(device)
-    load_checkpoint(run_dir, model)
-    evals = {split: task.evaluate(model, split) for split in task.eval_splits}
-    report = {"recipe": "gpt", "config": config, "params": params,
-              **{k: summary.get(k) for k in ("wall_s", "train_tokens_per_s", "best_step", "steps", "stopped")},
-              "eval": evals}
-    write_report(run_dir, report, task.report_sections(model, run_dir), [*plot_curves(run_dir), *task.images])
-    print(f"done: {run_dir}  " + "  ".join(f"{split} loss {m['loss']:.4f}" for split, m in evals.items()),
-          file=sys.stderr)
-    return 0
-
-
-def eval_only(args: argparse.Namespace) -> int:
-    if not args.checkpoint:
-        raise ValueError("--eval-only needs --checkpoint RUN_DIR")
-    run_dir = run_dir_of(args.checkpoint)
-    saved = read_run_config(run_dir)
-    task = build_task(saved["data"], args.data_dir, saved["train"]["seed"], load_tokenizer(run_dir / "tokenizer"))
-    model = DecoderOnly(ModelConfig.from_dict(saved["model"])).to(resolve_device(args.device))
-    load_checkpoint(args.checkpoint, model)
-    results = {split: task.evaluate(model, split) for split in task.eval_splits}  # the report's numbers again
-    for split, metrics in results.items():
-        print(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        write_json(Path(args.out) / "eval.json", {"checkpoint": str(args.checkpoint), "eval": results})
-    return 0
+def prepare(s: LMSettings, ctx: Context) -> tuple[LMTask, DecoderOnly]:
+    """The text as an LMTask (the tokenizer trained on its training split, cached; or the run's, or the --init
+    checkpoint's) and the model: fresh weights from the seed, or the checkpoint's."""
+    hf_model, tok = hf_checkpoint(s.init, ctx.data_dir) if s.init and not ctx.resumed else (None, None)
+    if ctx.resumed:
+        tok = load_tokenizer(ctx.run_dir / "tokenizer")
+    d, data_dir = s.data, resolve_data_dir(ctx.data_dir)
+    text = read_text(d.text) if d.text else load_tinyshakespeare(data_dir)
+    task = prepare_lm_task(text, d.split, tok or d.tokenizer, d.block_size, d.batch_size, d.vocab, d.eval_batch_size,
+                           d.max_eval_tokens, s.train.seed, tokenizer_cache_dir() if tok is None else None, data_dir)
+    torch.manual_seed(s.train.seed)  # the initial weights
+    model = DecoderOnly(s.model.replace(vocab_size=task.tokenizer.vocab_size, pad_id=task.tokenizer.pad_id))
+    if s.init and not ctx.has_checkpoint:  # a resumed run has weights of its own
+        model.load_state_dict((hf_model or load_hf_lm(s.init, ctx.data_dir)[0]).state_dict())
+        print(f"model: initialised from {s.init}", file=sys.stderr)
+    return task, model
 
 
 def sample_main(argv: list[str]) -> int:
@@ -245,13 +157,9 @@ def sample_main(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     if args.init:
         model, tok = load_hf_lm(args.init, args.data_dir)
-        model = model.to(resolve_device(args.device))
+        model = model.to(cli.resolve_device(args.device))
     elif args.checkpoint:
-        run_dir = run_dir_of(args.checkpoint)
-        saved = read_run_config(run_dir)
-        tok = load_tokenizer(run_dir / "tokenizer")
-        model = DecoderOnly(ModelConfig.from_dict(saved["model"])).to(resolve_device(args.device))
-        load_checkpoint(args.checkpoint, model)
+        _, model, tok = load_model(sys.modules[__name__], args.checkpoint, args.device)
     else:
         raise ValueError("sample needs --checkpoint RUN_DIR or --init hf:PATH")
     sys.stdout.write(args.prompt)
@@ -266,15 +174,7 @@ def sample_main(argv: list[str]) -> int:
     return 0
 
 
-def main() -> int:
-    argv = sys.argv[1:]
-    if argv and argv[0] == "sample":
-        return sample_main(argv[1:])
-    if argv and argv[0] == "train":
-        argv = argv[1:]
-    args = parse_train_args(argv)
-    return eval_only(args) if args.eval_only else train(args)
-
+COMMANDS = {"sample": sample_main}
 
 if __name__ == "__main__":
-    main_guard(main)
+    cli.main_guard(lambda: cli.recipe_main(sys.modules[__name__]))

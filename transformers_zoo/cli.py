@@ -312,3 +312,123 @@ def main_guard(main: Callable[[], int | None]) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code or 0)
+
+
+# ------------------------------------------------------------------------------- the recipe contract's main
+
+#: common flags that set a settings field (dest -> dotted path); model/train/data/eval flags are `group__field`
+COMMON_FIELDS = {"max_steps": "train.max_steps", "max_minutes": "train.max_minutes", "seed": "train.seed",
+                 "device": "train.device", "compile": "train.compile", "preset": "preset"}
+
+
+def recipe_parser(recipe: types.ModuleType) -> argparse.ArgumentParser:
+    """The recipe contract's flags, then the recipe's own (`recipe.add_flags(parser)`; a flag that sets a
+    settings field has the field's path as its dest, `data__block_size`, and its default None)."""
+    parser = argparse.ArgumentParser(prog=f"recipes/{recipe.NAME}.py", description=recipe.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser, recipe.PRESETS, default_preset=recipe.DEFAULT_PRESET, family=recipe.FAMILY)
+    recipe.add_flags(parser)
+    return parser
+
+
+def field_path(dest: str) -> str | None:
+    """The settings path a flag's dest sets (`data__block_size` -> `data.block_size`), None for the others."""
+    return COMMON_FIELDS.get(dest) or (dest.replace("__", ".") if "__" in dest else None)
+
+
+def given_fields(args: argparse.Namespace, settings_cls: type) -> dict[str, Any]:
+    """The settings fields typed on the command line (path -> value), flags that set no field left out."""
+    top = {f.name for f in dataclasses.fields(settings_cls)}
+    typed = getattr(args, "_given", set())  # flags with a default (StoreGiven) say whether they were typed
+    out = {}
+    for dest, value in vars(args).items():
+        path = field_path(dest) or (dest if dest in top else None)
+        given = dest in typed if dest in ("seed", "device", "preset") else value not in (None, False, [])
+        if path is not None and path.split(".")[0] in top and given:
+            out[path] = value
+    return out
+
+
+def preset_settings(recipe: types.ModuleType, args: argparse.Namespace, tree: dict[str, Any] | None = None) -> Any:
+    """``recipe.SETTINGS`` from its preset (or ``tree``, a preset the recipe adjusted) with every field typed
+    on the command line applied; the seed and device always come from the command line (their defaults)."""
+    tree = json.loads(json.dumps(tree if tree is not None else recipe.PRESETS[args.preset]))  # a deep copy
+    tree["preset"] = args.preset
+    train = tree.setdefault("train", {})
+    train.update(seed=args.seed, device=args.device)
+    for path, value in given_fields(args, recipe.SETTINGS).items():
+        *parents, leaf = path.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return recipe.SETTINGS.from_dict(tree)
+
+
+def resumed_settings(recipe: types.ModuleType, args: argparse.Namespace, saved: Any) -> Any:
+    """The settings of a resumed run: the saved ones, with what a resume may change (the fields the settings
+    declare RESUMABLE: budgets, device) from the command line. Any other setting given is refused, naming it."""
+    from .settings import resumable_paths
+
+    given = given_fields(args, recipe.SETTINGS)
+    seed = given.pop("train.seed", saved.train.seed)
+    if seed != saved.train.seed:
+        raise ValueError(f"--seed {seed}: a resumed run keeps its seed ({saved.train.seed}); leave --seed out, or "
+                         "start a new run")
+    allowed = resumable_paths(recipe.SETTINGS)
+    refused = [path for path in given if path not in allowed]
+    if refused:
+        flags = ", ".join(flag_of(recipe_parser(recipe), path) for path in refused)
+        raise ValueError(f"{flags}: a resumed run keeps the settings it was started with (only --max-steps, "
+                         "--max-minutes and --max-epochs may change); start a new run to change them")
+    return saved.merged({**given, "train.resume": True})
+
+
+def flag_of(parser: argparse.ArgumentParser, path: str) -> str:
+    """The flag that sets the settings field ``path`` (``data.block_size`` -> ``--block-size``), else the path."""
+    for action in parser._actions:
+        if action.option_strings and (field_path(action.dest) == path or action.dest == path):
+            return action.option_strings[0]
+    return f"setting {path}"
+
+
+def recipe_main(recipe: types.ModuleType, argv: list[str] | None = None) -> int:
+    """A recipe's command line: `[train] FLAGS` trains (or `--resume RUN_DIR` continues), `--eval-only
+    --checkpoint RUN_DIR` evaluates, `COMMAND ...` runs one of `recipe.COMMANDS` (sample, translate, ...).
+    A bad setting is one line naming its flag."""
+    from . import pipeline
+    from .runs import Run, open_run, new_run_dir
+    from .settings import SettingsError
+
+    argv = sys.argv[1:] if argv is None else argv
+    commands = getattr(recipe, "COMMANDS", {})
+    if argv and argv[0] in commands:
+        return commands[argv[0]](argv[1:])
+    parser = recipe_parser(recipe)
+    args = parser.parse_args(argv[1:] if argv and argv[0] == "train" else argv)
+    try:
+        setup_run(args)
+        if args.eval_only:
+            if not args.checkpoint:
+                raise ValueError("--eval-only needs --checkpoint RUN_DIR")
+            out = pathlib.Path(args.out) if args.out else None
+            pipeline.evaluate_only(recipe, args.checkpoint, args.data_dir, args.device, out)
+            return 0
+        run: Run = open_run(args, recipe.NAME)
+        if run.resumed:
+            settings = resumed_settings(recipe, args, pipeline.settings_of(recipe, run.saved))
+        else:
+            settings = recipe.settings(args)
+            new_run_dir(args.out, recipe.NAME, args.preset, create=False)
+        pipeline.train(recipe, settings, pipeline.Context(run.dir, run.resumed, args.data_dir))
+    except SettingsError as err:
+        raise ValueError(f"{flag_of(parser, err.path)}: {err.reason}") from None
+    return 0
+
+
+def fractions(value: str) -> list[float]:
+    """``0.9,0.1,0`` -> ``[0.9, 0.1, 0.0]``; anything else is kept as typed, for the settings to refuse."""
+    try:
+        return [float(x) for x in value.split(",")]
+    except ValueError:
+        return value  # type: ignore[return-value]

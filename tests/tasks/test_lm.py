@@ -64,7 +64,7 @@ def test_max_eval_tokens_caps_every_split(task):
 
 def test_report_sections_sample_and_attention(task, tmp_path):
     model = tiny_model(task)
-    task.append_sample(model, tmp_path, 7, 2.5)
+    task.on_eval(model, tmp_path, 7, {"val_loss": 2.5})
     assert "### step 7, val loss 2.5000" in (tmp_path / "samples.md").read_text()
     sections = task.report_sections(model, tmp_path)
     assert [title for title, _ in sections] == ["Sample from the best checkpoint (prompt 'ROMEO:', temperature 0.8)",

@@ -57,6 +57,69 @@ class Task(Protocol):
         ...
 
 
+class TaskBase:
+    """What the recipe pipeline (``pipeline.train``) asks of a task beyond the ``Task`` protocol, with the
+    defaults most tasks want: save the tokenizer, select the best checkpoint, evaluate every held-out split.
+    A task overrides what it does differently (translation averages checkpoints; the LM writes samples)."""
+
+    tokenizer: Tokenizer
+    eval_splits: tuple[str, ...]
+    unit = "tok"
+    #: plots ``report_sections`` writes into the run directory (names relative to it)
+    images: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """One line on the data, printed when a run starts."""
+        return f"data: {type(self).__name__}; vocabulary {self.tokenizer.vocab_size}"
+
+    def save(self, run_dir: Path) -> None:
+        """What a new run keeps beside its checkpoints so it can be rebuilt: the tokenizer."""
+        self.tokenizer.save(run_dir / "tokenizer")
+
+    def config_extra(self) -> dict[str, Any]:
+        """Information for ``config.json`` beside the settings."""
+        return {"tokenizer_fingerprint": self.tokenizer.fingerprint}
+
+    def fingerprint(self, model: nn.Module) -> dict[str, Any]:
+        """What the run's checkpoints belong to (a resume with another model or tokenizer is refused)."""
+        return {"model": model.config.to_dict(), "tokenizer": self.tokenizer.fingerprint}
+
+    def on_eval(self, model: nn.Module, run_dir: Path, step: int, metrics: dict[str, float]) -> None:
+        """Called after each evaluation during training (a sample, a plot); nothing by default."""
+
+    def fit(self, model: nn.Module, train_cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
+        """Train ``model`` in ``run_dir`` (or continue it); the Trainer's summary."""
+        on_eval = None
+        if type(self).on_eval is not TaskBase.on_eval:
+            def on_eval(m: nn.Module, step: int, metrics: dict[str, float]) -> None:
+                self.on_eval(m, run_dir, step, metrics)
+        return fit(self, model, train_cfg, run_dir, self.fingerprint(model), on_eval=on_eval)
+
+    def final_model(self, run_dir: Path, new_model: Callable[[], nn.Module]) -> tuple[nn.Module, dict[str, Any]]:
+        """The weights the report evaluates, in a model from ``new_model()``, and what to say about them in
+        report.json (``{}``; translation says which of best and averaged it chose): the best checkpoint."""
+        from ..training import load_checkpoint
+
+        model = new_model()
+        load_checkpoint(run_dir, model)
+        return model, {}
+
+    def evaluate_all(self, model: nn.Module, out_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+        """``evaluate`` on every held-out split (``out_dir``: where a task writes files such as hypotheses)."""
+        return {split: self.evaluate(model, split) for split in self.eval_splits}
+
+    def report_extra(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """Keys for report.json beside the pipeline's, from the Trainer's summary."""
+        return {}
+
+    def report_sections(self, model: nn.Module, run_dir: Path) -> list[tuple[str, str]]:
+        return []
+
+    def summary_line(self, evals: dict[str, dict[str, Any]]) -> str:
+        """The figures of the last line a run prints."""
+        return "  ".join(f"{split} loss {m['loss']:.4f}" for split, m in evals.items() if "loss" in m)
+
+
 def validation(task: Task) -> Callable[[nn.Module], dict[str, float]]:
     """The trainer's evaluation: ``task.evaluate(model, "val")`` as ``val_*`` metrics (floats only: not
     strings such as a signature, nor counts such as the number of tokens scored)."""

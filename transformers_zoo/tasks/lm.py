@@ -9,18 +9,68 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..batching import IGNORE_INDEX, EpochBatches, LMBlocks, LMCollator
+from ..config import ModelConfig
 from ..corpora import split_text
 from ..generation import Recompute, iter_tokens, sampler
+from ..settings import Settings, SettingsError
 from ..tokenizers import SentencePieceTokenizer, Tokenizer, train_tokenizer
+from ..training import TrainConfig
 from ..training.losses import cross_entropy_sum
 from ..viz import plot_self_attention
+from .base import TaskBase
+
+
+@dataclass(frozen=True)
+class LMDataSettings(Settings):
+    """The text a decoder-only LM trains on and how it is cut: ``text`` a file (None: Tiny Shakespeare), split
+    by characters in order into ``split`` fractions (train, val[, test]); ``tokenizer`` char, bpe, unigram
+    (``vocab`` pieces, trained on the training split), gpt2, or a checkpoint's own; random blocks of
+    ``block_size`` tokens, ``batch_size`` a step; held-out splits scored whole (their first
+    ``max_eval_tokens`` when given) ``eval_batch_size`` blocks at a time."""
+
+    text: str | None = None
+    tokenizer: str = "char"
+    vocab: int = 2000
+    block_size: int = 64
+    batch_size: int = 12
+    split: tuple[float, ...] = (0.9, 0.1, 0.0)
+    eval_batch_size: int = 64
+    max_eval_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "split", tuple(float(x) for x in self.split))
+        except (TypeError, ValueError):
+            raise SettingsError("split", f"expected comma-separated fractions like 0.9,0.1,0, got {self.split!r}"
+                                ) from None
+        self.check_positive("vocab", "block_size", "batch_size", "eval_batch_size", "max_eval_tokens")
+        if len(self.split) not in (2, 3) or not all(0.0 <= x <= 1.0 for x in self.split) or sum(self.split) > 1.0001:
+            raise SettingsError("split", f"expected 2 or 3 fractions in [0, 1] summing to at most 1 (train,val[,test]), "
+                                         f"got {','.join(map(str, self.split))}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LMSettings(Settings):
+    """A decoder-only LM run: the model, training and data settings, the preset they came from, and ``init``
+    ("hf:DIR"), the checkpoint whose weights and tokenizer the run starts from (None: from scratch)."""
+
+    model: ModelConfig
+    train: TrainConfig
+    data: LMDataSettings = field(default_factory=LMDataSettings)
+    preset: str | None = None
+    init: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.model.positional == "learned" and self.data.block_size > self.model.max_len:
+            raise SettingsError("data.block_size", f"{self.data.block_size} exceeds the model's max_len="
+                                                   f"{self.model.max_len}")
 
 
 @dataclass
@@ -143,7 +193,7 @@ def continue_text(model: nn.Module, tokenizer: Tokenizer, prompt: str, max_new_t
 
 
 @dataclass
-class LMTask:
+class LMTask(TaskBase):
     """Next-token prediction on one text (the ``tasks.base.Task`` of a decoder-only model): random blocks of
     ``block_size`` tokens to train on; each held-out split scored whole in non-overlapping blocks (its first
     ``max_eval_tokens`` tokens when given); samples and an attention map for the report, drawn with
@@ -184,11 +234,15 @@ class LMTask:
         return evaluate_heldout(model, self.data, split, self.block_size, self.eval_batch_size, device,
                                 self.max_eval_tokens)
 
-    def append_sample(self, model: nn.Module, run_dir: Path, step: int, val_loss: float) -> None:
+    def describe(self) -> str:
+        sizes = ", ".join(f"{k} {len(v):,} tokens" for k, v in self.data.tokens.items())
+        return f"data: {sizes}; vocabulary {self.tokenizer.vocab_size}"
+
+    def on_eval(self, model: nn.Module, run_dir: Path, step: int, metrics: dict[str, float]) -> None:
         """Add a sample (200 tokens after a newline) to ``run_dir/samples.md``: how the text improves."""
         sample = continue_text(model, self.tokenizer, "\n", 200, seed=self.sample_seed)
         with open(run_dir / self.SAMPLES_FILE, "a", encoding="utf-8") as f:
-            f.write(f"\n### step {step}, val loss {val_loss:.4f}\n\n```\n{sample}\n```\n")
+            f.write(f"\n### step {step}, val loss {metrics['val_loss']:.4f}\n\n```\n{sample}\n```\n")
 
     def report_sections(self, model: nn.Module, run_dir: Path) -> list[tuple[str, str]]:
         """A sample from ``model``, the last samples written during training; ``attention.png`` in ``run_dir``."""

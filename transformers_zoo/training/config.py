@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 SCHEDULES = ("inverse_sqrt", "cosine", "constant")
 BEST_MODES = ("min", "max")
@@ -59,6 +59,10 @@ class TrainConfig:
     resume: bool = False
     find_unused_parameters: bool = False
     progress: bool = True
+
+    #: what a resumed run may change (see settings.resumable_paths): its budgets and where it runs
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("max_steps", "max_minutes", "max_epochs", "device", "compile", "resume",
+                                            "progress")
 
     def __post_init__(self) -> None:
         # JSON turns tuples into lists; keep the dataclass hashable and equal after a round trip.

@@ -1,0 +1,159 @@
+"""The one recipe pipeline: every recipe trains, resumes, evaluates and reports the same way.
+
+A recipe is a module with presets, flags and two functions (see DESIGN.md, "Recipe contract"):
+
+    NAME, FAMILY, DEFAULT_PRESET = "gpt", "decoder_only", "cpu"
+    PRESETS = {"tiny": {"model": {...}, "train": {...}, "data": {...}}, ...}
+    SETTINGS = LMSettings                       # the frozen settings tree (tasks/lm.py)
+    def settings(args) -> LMSettings            # presets + flags (cli.py turns them into fields)
+    def prepare(settings, ctx) -> (task, model) # data, tokenizer, model: every bad input fails here
+
+and this module does the rest, never seeing a flag:
+
+    report = train(recipe, settings, Context(run_dir, data_dir=...))   # new, or resumed (ctx.resumed)
+    evals = evaluate_only(recipe, checkpoint, data_dir, device, out)    # --eval-only
+    settings, task, model = load_run(recipe, checkpoint, data_dir, device)  # subcommands (sample, predict)
+
+A run directory holds `config.json` (`{"recipe": NAME, **settings.to_dict(), ...}`: enough to rebuild the
+run), what the task saves (its tokenizer), `checkpoints/`, `metrics.jsonl`, `report.json`, `report.md` and
+the plots. The task is a `tasks.base.TaskBase`: besides data, loss and `evaluate`, it may choose the final
+weights (best, or averaged checkpoints), add report sections and keys, and act at each evaluation.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import nn
+
+from .runs import read_run_config, run_dir_of, write_json
+from .settings import Settings
+from .training import load_checkpoint, plot_curves, write_report
+from .training.distributed import broadcast_object, init_distributed, is_main
+from .training.trainer import resolve_device
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where a run lives and what it starts from: its directory, whether it continues a run (its tokenizer and
+    weights are then the run's own), where the data sets lie on this machine (not part of the settings)."""
+
+    run_dir: Path
+    resumed: bool = False
+    data_dir: str | None = None
+
+    @property
+    def has_checkpoint(self) -> bool:
+        from .training import latest_checkpoint
+
+        return self.resumed and latest_checkpoint(self.run_dir) is not None
+
+
+def log(message: str) -> None:
+    if is_main():
+        print(message, file=sys.stderr, flush=True)
+
+
+def settings_of(recipe: ModuleType, saved: dict[str, Any]) -> Settings:
+    """A run's settings from its `config.json` (the keys that are settings fields; the rest is information)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(recipe.SETTINGS)}
+    return recipe.SETTINGS.from_dict({k: v for k, v in saved.items() if k in names})
+
+
+def config_of(recipe: ModuleType, settings: Settings, task: Any) -> dict[str, Any]:
+    """What `config.json` holds: the recipe, its settings, and what the task adds (tokenizer fingerprints)."""
+    return {"recipe": recipe.NAME, **settings.to_dict(), **task.config_extra()}
+
+
+def train(recipe: ModuleType, settings: Settings, ctx: Context) -> dict[str, Any]:
+    """Train (or continue) a run of ``recipe`` in ``ctx.run_dir``, then evaluate its final weights on every
+    held-out split and write the report. Returns report.json's dict (empty on ranks other than the main)."""
+    init_distributed(settings.train.device)  # a no-op unless launched by torchrun
+    if not ctx.resumed:  # every rank must agree on the directory (its default name has a time stamp)
+        ctx = Context(Path(broadcast_object(str(ctx.run_dir))), False, ctx.data_dir)
+    torch.manual_seed(settings.train.seed)
+    task, model = recipe.prepare(settings, ctx)  # bad input fails here, before the run directory exists
+    settings = settings.merged({"model": model.config.to_dict()})  # with what the data decided (vocabulary)
+    config = config_of(recipe, settings, task)
+    if is_main():
+        ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        if not ctx.resumed:
+            task.save(ctx.run_dir)
+        write_json(ctx.run_dir / "config.json", config)
+    log(task.describe())
+    params = sum(p.numel() for p in model.parameters())
+    log(f"model: {type(model).__name__}, {params:,} parameters -> {ctx.run_dir}")
+    summary = task.fit(model, settings.train, ctx.run_dir)
+    if not is_main():
+        return {}
+    start = time.perf_counter()
+    device = next(model.parameters()).device
+    final, chosen = task.final_model(ctx.run_dir, lambda: type(model)(model.config).to(device))
+    evals = task.evaluate_all(final, ctx.run_dir)
+    eval_s = time.perf_counter() - start
+    report = {"recipe": recipe.NAME, "config": config, "params": params,
+              **{k: summary.get(k) for k in ("wall_s", "train_tokens_per_s", "best_step", "steps", "stopped")},
+              "eval_wall_s": eval_s, **task.report_extra(summary), **chosen, "eval": evals}
+    sections = task.report_sections(final, ctx.run_dir)
+    if summary.get("stopped") == "max_minutes":  # the wall-clock cap is a safety net: say when it fired
+        sections.insert(0, ("Budget", f"Stopped by the wall-clock cap (max_minutes={settings.train.max_minutes}) "
+                                      f"at step {summary.get('steps')} of {settings.train.max_steps}: the figures "
+                                      "are not those of the preset's full budget."))
+    images = [*(p.name for p in plot_curves(ctx.run_dir)), *task.images]
+    write_report(ctx.run_dir, report, sections, images)
+    log(f"done: {ctx.run_dir}  " + task.summary_line(evals))
+    return report
+
+
+def load_run(recipe: ModuleType, checkpoint: str | Path, data_dir: str | None, device: str = "auto"
+             ) -> tuple[Settings, Any, nn.Module]:
+    """A trained run as its settings, its task (data read again) and its model on ``device`` with the weights of
+    ``checkpoint`` (a run directory: its final weights; or one checkpoint folder of it)."""
+    run_dir = run_dir_of(checkpoint)
+    saved = read_run_config(run_dir)
+    if saved.get("recipe", recipe.NAME) != recipe.NAME:
+        raise ValueError(f"{checkpoint}: a run of recipes/{saved['recipe']}.py, not of {recipe.NAME}")
+    settings = settings_of(recipe, saved)
+    task, model = recipe.prepare(settings, Context(run_dir, resumed=True, data_dir=data_dir))
+    model = model.to(resolve_device(device))
+    if Path(checkpoint).resolve() == run_dir.resolve():
+        model, _ = task.final_model(run_dir, lambda: model)
+    else:
+        load_checkpoint(checkpoint, model)
+    return settings, task, model.eval()
+
+
+def evaluate_only(recipe: ModuleType, checkpoint: str | Path, data_dir: str | None, device: str = "auto",
+                  out: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Evaluate a trained run again on every held-out split (the report's numbers: one `evaluate` for both);
+    print them, and write `eval.json` into ``out`` when given."""
+    _, task, model = load_run(recipe, checkpoint, data_dir, device)
+    results = task.evaluate_all(model, out)
+    for split, metrics in results.items():
+        print(f"{split}: " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                      for k, v in metrics.items()))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "eval.json", {"checkpoint": str(checkpoint), "eval": results})
+    return results
+
+
+def load_model(recipe: ModuleType, checkpoint: str | Path, device: str = "auto") -> tuple[Settings, nn.Module, Any]:
+    """A trained run's model (the family's class, with the weights of ``checkpoint``: a run directory's best,
+    or one checkpoint folder) and its tokenizer, without reading its data: for sampling and serving."""
+    from .models import MODELS
+    from .tokenizers import load_tokenizer
+
+    run_dir = run_dir_of(checkpoint)
+    settings = settings_of(recipe, read_run_config(run_dir))
+    model = MODELS[recipe.FAMILY](settings.model).to(resolve_device(device))
+    load_checkpoint(checkpoint, model)
+    return settings, model.eval(), load_tokenizer(run_dir / "tokenizer")
