@@ -50,7 +50,7 @@ def test_resolve_data_dir(monkeypatch, tmp_path):
     assert resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
     assert resolve_data_dir(None) == tmp_path / "env"
     monkeypatch.delenv("TZOO_DATA_DIR")
-    assert resolve_data_dir(None) == Path(corpora.__file__).resolve().parent.parent / "data"
+    assert resolve_data_dir(None) == Path(corpora.__file__).resolve().parents[2] / "data"
 
 
 def test_multi30k_counts_and_alignment(data_copy):
@@ -156,8 +156,8 @@ def test_sst2_split_ignores_row_order(data_copy):
 def test_present_files_verified_once_per_process(data_copy, monkeypatch):
     data = data_copy("tinyshakespeare")
     checked = []
-    real = corpora._mismatch
-    monkeypatch.setattr(corpora, "_mismatch", lambda *args: checked.append(args[0]) or real(*args))
+    real = corpora.downloads._mismatch
+    monkeypatch.setattr(corpora.downloads, "_mismatch", lambda *args: checked.append(args[0]) or real(*args))
     for _ in range(3):
         fetch("tinyshakespeare", data)
     assert checked == [data / "tinyshakespeare" / "input.txt"]
@@ -327,7 +327,7 @@ def test_download_fresh_cache_then_offline(server, shared_data_dir, tmp_path):
 
     server.shutdown()  # a second fetch must not need the network
     server.server_close()
-    corpora._VERIFIED.clear()
+    corpora.downloads._VERIFIED.clear()
     for dataset in ("tinyshakespeare", "sst2"):
         assert fetch(dataset, cache) == cache / dataset
     assert len(load_multi30k(cache)["val"]) == 1014

@@ -63,7 +63,7 @@ def test_bad_label_in_a_split_names_the_line(tmp_path, monkeypatch):
     folder.mkdir()
     lines = [{"id": 0, "rating": 3, "label": "neg", "text": "a"}, {"id": 1, "rating": 9, "label": "great", "text": "b"}]
     (folder / "train.jsonl.gz").write_bytes(gzip.compress("".join(json.dumps(x) + "\n" for x in lines).encode()))
-    monkeypatch.setattr(corpora, "_verify", lambda *args: None)  # a file of our own, not the canonical one
+    monkeypatch.setattr(corpora.downloads, "_verify", lambda *args: None)  # a file of our own, not the canonical one
     with pytest.raises(DataError, match=r"train\.jsonl\.gz:2: label 'great' is not one of \('neg', 'pos'\)"):
         load_imdb("train", tmp_path)
 
@@ -112,8 +112,8 @@ def _small_release(shared_data_dir: Path) -> tuple[bytes, dict[str, bytes]]:
 def _serve_release(server, monkeypatch, tarball: bytes, expected: dict[str, bytes]) -> None:
     (server.root / "imdb").mkdir(exist_ok=True)
     (server.root / "imdb" / corpora.IMDB_TARBALL).write_bytes(tarball)
-    monkeypatch.setattr(corpora, "IMDB_TARBALL_BYTES", len(tarball))
-    monkeypatch.setattr(corpora, "IMDB_TARBALL_MD5", hashlib.md5(tarball).hexdigest())
+    monkeypatch.setattr(corpora.imdb, "IMDB_TARBALL_BYTES", len(tarball))
+    monkeypatch.setattr(corpora.imdb, "IMDB_TARBALL_MD5", hashlib.md5(tarball).hexdigest())
     for split, body in expected.items():
         name = f"{split}.jsonl.gz"
         monkeypatch.setitem(corpora.SHA256["imdb"], name, "0" * 64)  # only the content digest can match
@@ -137,7 +137,7 @@ def test_tarball_download_builds_the_shared_records(server, shared_data_dir, tmp
 def test_tarball_with_wrong_checksum_leaves_nothing(server, shared_data_dir, tmp_path, monkeypatch):
     tarball, expected = _small_release(shared_data_dir)
     _serve_release(server, monkeypatch, tarball, expected)
-    monkeypatch.setattr(corpora, "IMDB_TARBALL_MD5", "0" * 32)
+    monkeypatch.setattr(corpora.imdb, "IMDB_TARBALL_MD5", "0" * 32)
     with pytest.raises(DataError, match=r"aclImdb_v1\.tar\.gz: download from http://127\.0\.0\.1:\d+/imdb/"
                                         r"aclImdb_v1\.tar\.gz rejected, nothing saved: expected [\d,]+ bytes with MD5"):
         load_imdb("train", tmp_path / "cache")

@@ -43,7 +43,7 @@ def test_pretokenizer_names():
     assert pretokenizer(None) is None and pretokenizer("none") is None and pretokenizer("ptb") is ptb
     with pytest.raises(ValueError, match="pretokenize 'nfc' is not valid; choose none or one of: ptb"):
         pretokenizer("nfc")
-    with pytest.raises(ValueError, match="--pretokenize ptb needs a sentencepiece tokenizer"):
+    with pytest.raises(ValueError, match="pretokenize 'ptb' needs a sentencepiece tokenizer"):
         train_tokenizer("char", "abc", pretokenize="ptb")
 
 

@@ -13,6 +13,7 @@ from transformers_zoo.tokenizers import (
     CharTokenizer,
     SentencePieceTokenizer,
     load_tokenizer,
+    train_tokenizer,
 )
 
 TEST_SPLITS = ("test_2016_flickr", "test_2017_flickr", "test_2017_mscoco")
@@ -126,3 +127,13 @@ def test_char_tokenizer(shared_data_dir, tmp_path):
     assert loaded.encode(text[:1000]) == tok.encode(text[:1000])
     assert CharTokenizer.train(["ab", "c"]).fingerprint == CharTokenizer.train("cba").fingerprint
     assert CharTokenizer.train("abd").fingerprint != CharTokenizer.train("abc").fingerprint
+
+
+def test_train_tokenizer_errors_name_the_setting_not_a_flag():
+    # the library knows settings, not flags (only cli.py does)
+    with pytest.raises(ValueError, match=r"^tokenizer 'wordpiece' is not valid; choose one of: char, bpe"):
+        train_tokenizer("wordpiece", ["a b c"], 1000)
+    with pytest.raises(ValueError, match=r"^vocab 100 is too small: the 7 specials and 256 byte pieces"):
+        train_tokenizer("bpe", ["a b c"], 100)
+    with pytest.raises(ValueError, match=r"^vocab 5000: sentencepiece could not train the source vocabulary: "):
+        train_tokenizer("bpe", ["a b c"], 5000, what="source")
