@@ -3,7 +3,8 @@
 GPT-2 is a pre-norm decoder with learned positions, LayerNorm, a GELU FFN (tanh approximation,
 `gelu_new` = our `gelu_tanh`) and the output tied to the token embedding. Its linear layers are
 `Conv1D`, which store weights as `(in, out)`: they are transposed on the way in and out. The fused
-`c_attn` holds q, k, v in that order, as our `qkv` does.
+`c_attn` holds q, k, v in that order, as our `qkv` does. `scale_attn_weights: false` (scores not divided
+by sqrt(head width)) is our `attention_scale=1.0`.
 """
 
 from __future__ import annotations
@@ -36,18 +37,20 @@ def config_from_hf(hf: dict) -> ModelConfig:
         d_ff=hf.get("n_inner"), max_len=hf.get("n_positions", 1024), dropout=hf.get("resid_pdrop", 0.1),
         attention_dropout=hf.get("attn_pdrop", 0.1), positional="learned", norm="layernorm", norm_first=True,
         norm_eps=hf.get("layer_norm_epsilon", 1e-5), ffn=ACTIVATIONS[act], bias=True,
-        tie_embeddings=hf.get("tie_word_embeddings", True), **special_ids(hf, vocab))
+        tie_embeddings=hf.get("tie_word_embeddings", True),
+        attention_scale=None if hf.get("scale_attn_weights", True) else 1.0, **special_ids(hf, vocab))
 
 
 def config_to_hf(cfg: ModelConfig) -> dict:
     require(cfg, "gpt2", positional=("learned",), norm=("layernorm",), norm_first=(True,), bias=(True,),
             qkv_bias=(None, True), ffn=tuple(TO_HF_ACTIVATIONS), n_kv_heads=(None, cfg.n_heads),
-            scale_embeddings=(False,))
+            scale_embeddings=(False,), attention_scale=(None, 1.0), sliding_window=(None,))
     return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": cfg.vocab_size,
             "n_embd": cfg.d_model, "n_head": cfg.n_heads, "n_layer": cfg.n_layers, "n_inner": cfg.ffn_dim,
             "n_positions": cfg.max_len, "activation_function": TO_HF_ACTIVATIONS[cfg.ffn],
             "layer_norm_epsilon": cfg.norm_eps, "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout,
-            "attn_pdrop": cfg.attention_dropout, "tie_word_embeddings": cfg.tie_embeddings, **hf_special_ids(cfg)}
+            "attn_pdrop": cfg.attention_dropout, "tie_word_embeddings": cfg.tie_embeddings,
+            "scale_attn_weights": cfg.attention_scale is None, **hf_special_ids(cfg)}
 
 
 def _layer_names(i: int) -> dict[str, tuple[str, bool]]:
