@@ -5,9 +5,10 @@ except Qwen2's on q, k, v (`qkv_bias=True`). RoPE: Hugging Face's Llama applies 
 layout (dims i and i + hd/2 form a pair), which is the layout of our `RotaryPositional`, so q/k weights
 are copied as they are, with no row permutation (Meta's original checkpoints interleave pairs and
 would need one; their HF conversions have it already). The output head is tied or not as
-`tie_word_embeddings` says. Not supported (an error names them): rope scaling (`rope_type` other than
-default, e.g. Llama 3.1), a `head_dim` other than hidden_size / num_attention_heads, Qwen2's sliding
-window. Mistral's `sliding_window` caps `max_len`: inputs within it attend exactly as Mistral does.
+`tie_word_embeddings` says. Mistral's `sliding_window` is ours (`ModelConfig.sliding_window`: a query
+attends to the last `sliding_window` keys, itself included). Not supported (an error names them): rope
+scaling (`rope_type` other than default, e.g. Llama 3.1), a `head_dim` other than hidden_size /
+num_attention_heads, Qwen2's sliding window (`use_sliding_window`, applied to some layers only).
 """
 
 from __future__ import annotations
@@ -51,23 +52,28 @@ def config_from_hf(hf: dict) -> ModelConfig:
         raise ConversionError(f"hidden_act={hf['hidden_act']!r} is not supported (only silu: SwiGLU)")
     if hf["model_type"] == "qwen2" and hf.get("use_sliding_window"):
         raise ConversionError("qwen2 with use_sliding_window=true is not supported")
-    max_len = hf.get("max_position_embeddings", 2048)
-    if hf.get("sliding_window"):
-        max_len = min(max_len, hf["sliding_window"])
+    # only Mistral reads `sliding_window` (Qwen2 and Llama configs may carry one they do not apply)
+    window = hf.get("sliding_window") if hf["model_type"] == "mistral" else None
     bias, qkv_bias = _biases(hf)
     vocab = hf["vocab_size"]
     return ModelConfig(
         vocab_size=vocab, d_model=d, n_heads=heads, n_kv_heads=hf.get("num_key_value_heads") or heads,
-        n_layers=hf["num_hidden_layers"], d_ff=hf["intermediate_size"], max_len=max_len, dropout=0.0,
+        n_layers=hf["num_hidden_layers"], d_ff=hf["intermediate_size"],
+        max_len=hf.get("max_position_embeddings", 2048), sliding_window=window, dropout=0.0,
         attention_dropout=hf.get("attention_dropout", 0.0), positional="rope", rope_theta=_rope_theta(hf),
         norm="rmsnorm", norm_first=True, norm_eps=hf.get("rms_norm_eps", 1e-6), ffn="swiglu", bias=bias,
         qkv_bias=qkv_bias, tie_embeddings=hf.get("tie_word_embeddings", False), **special_ids(hf, vocab))
 
 
 def config_to_hf(cfg: ModelConfig) -> dict:
-    model_type = cfg.extra.get("hf_model_type") or ("qwen2" if cfg.qkv_bias and not cfg.bias else "llama")
+    model_type = cfg.extra.get("hf_model_type") or (
+        "qwen2" if cfg.qkv_bias and not cfg.bias else "mistral" if cfg.sliding_window else "llama")
     require(cfg, model_type, positional=("rope",), norm=("rmsnorm",), norm_first=(True,), ffn=("swiglu",),
-            scale_embeddings=(False,))
+            scale_embeddings=(False,), attention_scale=(None,), d_head=(None, cfg.d_model // cfg.n_heads))
+    if model_type == "mistral":  # (no biases in Mistral)
+        require(cfg, model_type, bias=(False,), qkv_bias=(None, False))
+    else:
+        require(cfg, model_type, sliding_window=(None,))
     if model_type == "qwen2":
         require(cfg, model_type, bias=(False,), qkv_bias=(True,))
     else:
@@ -82,7 +88,7 @@ def config_to_hf(cfg: ModelConfig) -> dict:
     if model_type == "llama":
         hf.update(attention_bias=cfg.bias, mlp_bias=cfg.bias)
     if model_type == "mistral":
-        hf["sliding_window"] = None
+        hf["sliding_window"] = cfg.sliding_window
     return hf
 
 
