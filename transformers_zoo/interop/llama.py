@@ -17,7 +17,7 @@ import torch
 
 from ..config import ModelConfig
 from .files import ConversionError
-from .tensors import hf_special_ids, our_shapes, require, special_ids, take_cat
+from .tensors import Rows, Table, gather, reads_config, require, scatter, special_ids, special_ids_to_hf
 
 MODEL_TYPES = ("llama", "qwen2", "mistral")
 FAMILY = "decoder_only"
@@ -43,6 +43,7 @@ def _biases(hf: dict) -> tuple[bool, bool | None]:
     return attention, None
 
 
+@reads_config
 def config_from_hf(hf: dict) -> ModelConfig:
     d, heads = hf["hidden_size"], hf["num_attention_heads"]
     if hf.get("head_dim") not in (None, d // heads):
@@ -84,7 +85,7 @@ def config_to_hf(cfg: ModelConfig) -> dict:
           "max_position_embeddings": cfg.max_len, "rms_norm_eps": cfg.norm_eps, "hidden_act": "silu",
           "rope_theta": cfg.rope_theta, "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
           "attention_dropout": cfg.attention_dropout, "tie_word_embeddings": cfg.tie_embeddings,
-          **hf_special_ids(cfg)}
+          **special_ids_to_hf(cfg)}
     if model_type == "llama":
         hf.update(attention_bias=cfg.bias, mlp_bias=cfg.bias)
     if model_type == "mistral":
@@ -111,41 +112,37 @@ def _layer(cfg: ModelConfig, i: int) -> dict[str, tuple[str, ...]]:
     return table
 
 
-def _table(cfg: ModelConfig) -> dict[str, tuple[str, ...]]:
+def _table(cfg: ModelConfig) -> Table:
     table = {"embed.weight": ("model.embed_tokens.weight",), "stack.final_norm.weight": ("model.norm.weight",)}
     for i in range(cfg.n_layers):
         table.update({k: tuple(f"model.{n}" for n in v) for k, v in _layer(cfg, i).items()})
     if not cfg.tie_embeddings:
         table["lm_head.weight"] = ("lm_head.weight",)
-    return table
+    return list(table.items())
 
 
-def _split_sizes(cfg: ModelConfig, n_parts: int, total: int) -> list[int]:
+def _rows(cfg: ModelConfig) -> Rows:
     """Rows of each part of a fused weight: q, k, v (GQA: k and v are smaller) or gate, up."""
-    if n_parts == 3:
-        return [cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim]
-    return [total // n_parts] * n_parts
+
+    def rows(n_parts: int, total: int) -> list[int]:
+        if n_parts == 3:
+            return [cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim]
+        return [total // n_parts] * n_parts
+
+    return rows
 
 
 def state_from_hf(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
     if not any(n.startswith("model.") for n in tensors):  # a bare LlamaModel: no "model." prefix
         for name in [n for n in tensors if n != "lm_head.weight"]:
             tensors[f"model.{name}"] = tensors.pop(name)
-    shapes = our_shapes(cfg, FAMILY)
-    state = {}
-    for ours, names in _table(cfg).items():
-        shape = shapes[ours]
-        sizes = _split_sizes(cfg, len(names), shape[0])
-        state[ours] = take_cat(tensors, names, *((n, *shape[1:]) for n in sizes))
     if cfg.tie_embeddings:
         tensors.pop("lm_head.weight", None)
+    state = gather(tensors, _table(cfg), cfg, FAMILY, rows=_rows(cfg))
+    if cfg.tie_embeddings:
         state["lm_head.weight"] = state["embed.weight"]
     return state
 
 
 def state_to_hf(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    out = {}
-    for ours, names in _table(cfg).items():
-        parts = state[ours].split(_split_sizes(cfg, len(names), state[ours].shape[0]))
-        out.update(zip(names, parts, strict=True))
-    return out
+    return scatter(state, _table(cfg), rows=_rows(cfg))

@@ -8,8 +8,8 @@ Two kernels compute the same thing:
 - `reference_attention`: the plain softmax(QK^T / sqrt(d) + bias) V, which can return the weights.
 Both take `scale` for models that scale the scores otherwise (None: 1/sqrt(d); T5: 1).
 `causal_mask` builds the causal mask of queries appended after cached keys, with a sliding window
-as a variant (Mistral). Set `module.store_weights = True` (or use `record_attention(model)`) to run the reference path and
-keep the weights `(B, H, Tq, Tk)` in `module.weights`, for plots and tests.
+as a variant (Mistral). Set `module.store_weights = True` (or use `record_attention(model)`) to run the
+reference path and keep the weights `(B, H, Tq, Tk)` in `module.weights`, for plots and tests.
 """
 
 from __future__ import annotations

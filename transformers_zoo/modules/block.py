@@ -74,10 +74,10 @@ class TransformerStack(nn.Module):
 
     The stack owns its positional scheme and builds the masks once for all layers: the padding mask
     from `key_mask (B, T)` (True = real token), the causal mask when `causal` (within `cfg.sliding_window`
-    when set), the positional bias (alibi / relative) and rotary angles (rope): a relative bias (T5) is computed once and shared by
-    every layer. Pre-norm stacks end with a final norm; post-norm stacks normalise the embeddings
-    instead (as BERT does), so every layer sees normalised input - unless `cfg.embedding_norm` says
-    otherwise (False: Marian's post-norm stacks have none).
+    when set), the positional bias (alibi / relative) and rotary angles (rope): a relative bias (T5) is
+    computed once and shared by every layer. Pre-norm stacks end with a final norm; post-norm stacks
+    normalise the embeddings instead (as BERT does), so every layer sees normalised input - unless
+    `cfg.embedding_norm` says otherwise (False: Marian's post-norm stacks have none).
     """
 
     def __init__(self, cfg, n_layers: int, causal: bool, cross: bool = False):
