@@ -77,7 +77,6 @@ TRAIN_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "weight_decay": (float, "AdamW decoupled weight decay (not on biases, norms, embeddings)"),
     "accum_steps": (int, "micro-batches per optimizer step"),
     "grad_clip": (float, "clip the gradient norm (0 = off)"),
-    "label_smoothing": (float, "label smoothing of the cross-entropy"),
     "eval_every": (int, "evaluate every N steps"),
     "save_every": (int, "checkpoint every N steps"),
     "log_every": (int, "log every N steps"),
@@ -169,16 +168,16 @@ def overrides(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
     return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix) and v is not None}
 
 
-def init_model_overrides(args: argparse.Namespace, allowed: tuple[str, ...] = ("dropout", "attention_dropout")
-                         ) -> dict[str, Any]:
-    """The model flags given with ``--init CHECKPOINT``, whose architecture is the checkpoint's: only
-    ``allowed`` fields (dropout by default) may change; any other is refused with one line naming it."""
+def init_model_overrides(args: argparse.Namespace, allowed: tuple[str, ...] = ("dropout", "attention_dropout"),
+                         init: str | None = None) -> dict[str, Any]:
+    """The model flags given with ``--init CHECKPOINT`` (``init``, else ``args.init``), whose architecture is the
+    checkpoint's: only ``allowed`` fields (dropout by default) may change; any other is refused, naming it."""
     given = overrides(args, "model__")
     for key, value in given.items():
         if key not in allowed:
             flags = " and ".join("--" + k.replace("_", "-") for k in allowed)
-            raise ValueError(f"--{key.replace('_', '-')} {value}: the architecture comes from --init {args.init}; "
-                             f"only {flags} may change")
+            raise ValueError(f"--{key.replace('_', '-')} {value}: the architecture comes from --init "
+                             f"{init or args.init}; only {flags} may change")
     return given
 
 
@@ -398,7 +397,7 @@ def recipe_main(recipe: types.ModuleType, argv: list[str] | None = None) -> int:
     A bad setting is one line naming its flag."""
     from . import pipeline
     from .runs import Run, open_run, new_run_dir
-    from .settings import SettingsError
+    from .settings import SettingsError, resumable_paths
 
     argv = sys.argv[1:] if argv is None else argv
     commands = getattr(recipe, "COMMANDS", {})
@@ -412,7 +411,9 @@ def recipe_main(recipe: types.ModuleType, argv: list[str] | None = None) -> int:
             if not args.checkpoint:
                 raise ValueError("--eval-only needs --checkpoint RUN_DIR")
             out = pathlib.Path(args.out) if args.out else None
-            pipeline.evaluate_only(recipe, args.checkpoint, args.data_dir, args.device, out)
+            evaluable = resumable_paths(recipe.SETTINGS, declared="EVALUABLE")  # the search, not the model
+            changes = {path: v for path, v in given_fields(args, recipe.SETTINGS).items() if path in evaluable}
+            pipeline.evaluate_only(recipe, args.checkpoint, args.data_dir, args.device, out, changes)
             return 0
         run: Run = open_run(args, recipe.NAME)
         if run.resumed:
