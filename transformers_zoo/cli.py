@@ -342,7 +342,9 @@ def given_fields(args: argparse.Namespace, settings_cls: type) -> dict[str, Any]
     out = {}
     for dest, value in vars(args).items():
         path = field_path(dest) or (dest if dest in top else None)
-        given = dest in typed if dest in ("seed", "device", "preset") else value not in (None, False, [])
+        # `is not`: a typed 0 or 0.0 (--dropout 0, --label-smoothing 0) equals False but is given
+        given = dest in typed if dest in ("seed", "device", "preset") else not (value is None or value is False
+                                                                                  or value == [])
         if path is not None and path.split(".")[0] in top and given:
             out[path] = value
     return out
@@ -396,7 +398,7 @@ def recipe_main(recipe: types.ModuleType, argv: list[str] | None = None) -> int:
     --checkpoint RUN_DIR` evaluates, `COMMAND ...` runs one of `recipe.COMMANDS` (sample, translate, ...).
     A bad setting is one line naming its flag."""
     from . import pipeline
-    from .runs import Run, open_run, new_run_dir
+    from .runs import Run, new_run_dir, open_run
     from .settings import SettingsError, resumable_paths
 
     argv = sys.argv[1:] if argv is None else argv

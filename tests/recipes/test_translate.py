@@ -279,3 +279,22 @@ def test_resume_refuses_settings_it_would_ignore(tiny_run: Path, shared_data_dir
         code, _, err = call("--resume", tiny_run, "--data-dir", shared_data_dir, *flags)
         assert code == 2 and needle in err and "resumed run keeps" in err, err
     assert sorted(p.name for p in tiny_run.rglob("*")) == before  # nothing written
+
+
+def test_flags_set_settings_fields_zero_included(recipe) -> None:
+    """Every translate flag lands in its field; a typed 0 is a value (it once read as 'not given'), and a bad
+    value is refused before any data is read, naming the flag."""
+    from transformers_zoo import cli
+    from transformers_zoo.settings import SettingsError
+
+    parser = cli.recipe_parser(recipe)
+    args = parser.parse_args(["--preset", "tiny", "--label-smoothing", "0", "--dropout", "0", "--beam", "3",
+                              "--max-len-b", "0", "--separate-vocab", "--select", "bleu", "--test", "a=x.en,x.de"])
+    s = recipe.settings(args)
+    assert (s.label_smoothing, s.model.dropout, s.eval.beam, s.eval.max_len_b) == (0.0, 0.0, 3, 0)
+    assert s.data.separate_vocab and s.train.best_metric == "val_bleu" and list(s.data.tests) == ["a"]
+    for flags, flag in ((["--beam", "0"], "--beam"), (["--max-tokens", "0"], "--max-tokens"),
+                        (["--label-smoothing", "1"], "--label-smoothing"), (["--test", "bad"], "--test")):
+        with pytest.raises(SettingsError) as err:
+            recipe.settings(parser.parse_args(["--preset", "tiny", *flags]))
+        assert cli.flag_of(parser, err.value.path) == flag
