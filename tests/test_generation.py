@@ -4,7 +4,16 @@ import pytest
 import torch
 
 from transformers_zoo import DecoderOnly, EncoderDecoder, ModelConfig
-from transformers_zoo.generation import beam_search, filter_logits, greedy, iter_tokens, sample
+from transformers_zoo.generation import (
+    beam_search,
+    filter_logits,
+    generate_many,
+    greedy,
+    iter_tokens,
+    length_sorted_batches,
+    sample,
+    strip_special,
+)
 
 EOS = 3
 CFG = ModelConfig(vocab_size=24, d_model=32, n_heads=4, n_layers=2, dropout=0.0)
@@ -156,3 +165,51 @@ def test_recompute_reference_equals_cached_decoding():
     g = torch.Generator().manual_seed(0)
     cached = sample(model, make_cache(), prompt, 12, top_p=0.9, generator=torch.Generator().manual_seed(0))
     assert torch.equal(cached, sample(ref, ref.init_cache(3), prompt, 12, top_p=0.9, generator=g))
+
+
+# ------------------------------------------------------------------------ batched, length-budgeted search
+
+SOURCES = [[5, 6, 7, EOS], [8, EOS], [9, 10, 11, 12, 13, 14, 15, EOS], [16, 17, EOS], [18, 19, 20, 21, EOS], [4]]
+
+
+def one_by_one(model, inputs, beam_size, suffix=(), a=1.0, b=4):
+    """Each input searched alone (no batching, no padding), cut to its own budget a * len + b."""
+    out = []
+    for x in inputs:
+        budget = int(a * len(x) + b)
+        if isinstance(model, EncoderDecoder):
+            cache, prompt, mask = model.init_cache(torch.tensor([x])), torch.tensor([[2]]), None
+        else:
+            cache, prompt, mask = model.init_cache(1), torch.tensor([[*x, *suffix]]), None
+        if beam_size == 1:
+            row = greedy(model, cache, prompt, budget, EOS, prompt_mask=mask)[0].tolist()
+        else:
+            row = beam_search(model, cache, prompt, budget, EOS, beam_size=beam_size)[0][0].tokens
+        out.append(strip_special(row, EOS, CFG.pad_id))
+    return out
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+@pytest.mark.parametrize("model_cls", [EncoderDecoder, DecoderOnly])
+def test_generate_many_equals_search_one_by_one(model_cls, beam_size):
+    """Length-sorted batches (several, under a small token budget), padding (right for sources, left for
+    prompts) and the per-row length budgets change nothing: each output is that input's own search, in input
+    order; beam 1 is greedy."""
+    model = sharp(model_cls, seed=1).double()
+    kwargs = dict(eos_id=EOS, beam_size=beam_size, max_len_a=1.0, max_len_b=4, max_tokens=12 * beam_size)
+    if model_cls is EncoderDecoder:
+        got = generate_many(model, SOURCES, start=2, **kwargs)
+        expected = one_by_one(model, SOURCES, beam_size)
+    else:
+        got = generate_many(model, SOURCES, suffix=(22,), **kwargs)
+        expected = one_by_one(model, SOURCES, beam_size, suffix=(22,))
+    assert got == expected
+    assert len({tuple(x) for x in got}) > 2  # outputs differ, so a wrong order would show
+
+
+def test_length_sorted_batches_respect_the_budget():
+    lengths = [3, 9, 1, 4, 4, 8, 2]
+    batches = length_sorted_batches(lengths, max_tokens=12)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) * max(lengths[i] for i in b) <= 12 or len(b) == 1 for b in batches)
+    assert [lengths[b[0]] for b in batches] == sorted((lengths[b[0]] for b in batches), reverse=True)

@@ -78,7 +78,6 @@ TRAIN_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "weight_decay": (float, "AdamW decoupled weight decay (not on biases, norms, embeddings)"),
     "accum_steps": (int, "micro-batches per optimizer step"),
     "grad_clip": (float, "clip the gradient norm (0 = off)"),
-    "label_smoothing": (float, "label smoothing of the cross-entropy"),
     "eval_every": (int, "evaluate every N steps"),
     "save_every": (int, "checkpoint every N steps"),
     "log_every": (int, "log every N steps"),
@@ -170,16 +169,16 @@ def overrides(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
     return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix) and v is not None}
 
 
-def init_model_overrides(args: argparse.Namespace, allowed: tuple[str, ...] = ("dropout", "attention_dropout")
-                         ) -> dict[str, Any]:
-    """The model flags given with ``--init CHECKPOINT``, whose architecture is the checkpoint's: only
-    ``allowed`` fields (dropout by default) may change; any other is refused with one line naming it."""
+def init_model_overrides(args: argparse.Namespace, allowed: tuple[str, ...] = ("dropout", "attention_dropout"),
+                         init: str | None = None) -> dict[str, Any]:
+    """The model flags given with ``--init CHECKPOINT`` (``init``, else ``args.init``), whose architecture is the
+    checkpoint's: only ``allowed`` fields (dropout by default) may change; any other is refused, naming it."""
     given = overrides(args, "model__")
     for key, value in given.items():
         if key not in allowed:
             flags = " and ".join("--" + k.replace("_", "-") for k in allowed)
-            raise ValueError(f"--{key.replace('_', '-')} {value}: the architecture comes from --init {args.init}; "
-                             f"only {flags} may change")
+            raise ValueError(f"--{key.replace('_', '-')} {value}: the architecture comes from --init "
+                             f"{init or args.init}; only {flags} may change")
     return given
 
 
@@ -344,7 +343,9 @@ def given_fields(args: argparse.Namespace, settings_cls: type) -> dict[str, Any]
     out = {}
     for dest, value in vars(args).items():
         path = field_path(dest) or (dest if dest in top else None)
-        given = dest in typed if dest in ("seed", "device", "preset") else value not in (None, False, [])
+        # `is not`: a typed 0 or 0.0 (--dropout 0, --label-smoothing 0) equals False but is given
+        given = dest in typed if dest in ("seed", "device", "preset") else not (value is None or value is False
+                                                                                  or value == [])
         if path is not None and path.split(".")[0] in top and given:
             out[path] = value
     return out
@@ -398,8 +399,8 @@ def recipe_main(recipe: types.ModuleType, argv: list[str] | None = None) -> int:
     --checkpoint RUN_DIR` evaluates, `COMMAND ...` runs one of `recipe.COMMANDS` (sample, translate, ...).
     A bad setting is one line naming its flag."""
     from . import pipeline
-    from .runs import Run, open_run, new_run_dir
-    from .settings import SettingsError
+    from .runs import Run, new_run_dir, open_run
+    from .settings import SettingsError, resumable_paths
 
     argv = sys.argv[1:] if argv is None else argv
     commands = getattr(recipe, "COMMANDS", {})
@@ -413,7 +414,9 @@ def recipe_main(recipe: types.ModuleType, argv: list[str] | None = None) -> int:
             if not args.checkpoint:
                 raise ValueError("--eval-only needs --checkpoint RUN_DIR")
             out = pathlib.Path(args.out) if args.out else None
-            pipeline.evaluate_only(recipe, args.checkpoint, args.data_dir, args.device, out)
+            evaluable = resumable_paths(recipe.SETTINGS, declared="EVALUABLE")  # the search, not the model
+            changes = {path: v for path, v in given_fields(args, recipe.SETTINGS).items() if path in evaluable}
+            pipeline.evaluate_only(recipe, args.checkpoint, args.data_dir, args.device, out, changes)
             return 0
         run: Run = open_run(args, recipe.NAME)
         if run.resumed:

@@ -11,7 +11,6 @@ aggregated over seeds into a table and plots. recipes/compare.py is the script a
 
 from __future__ import annotations
 
-import functools
 import json
 import resource
 import statistics
@@ -28,10 +27,8 @@ from .models import DecoderOnly, EncoderDecoder
 from .runs import write_json
 from .tasks.base import fit
 from .tasks.lm import prepare_lm_task
-from .tasks.prefix_lm import evaluate_prefix_loss, generate_prefix_ids, prefix_lm_loss, prefix_train_stream
-from .tasks.translation import evaluate_loss, generate_ids, prepare_translation_data, score, translation_loss
-from .tasks.translation import train_stream as mt_train_stream
-from .training import TrainConfig, Trainer, load_checkpoint
+from .tasks.translation import SearchSettings, TranslationDataSettings, prepare_translation_task
+from .training import TrainConfig, load_checkpoint
 from .training.metrics_log import read_metrics
 
 #: what every cell of a grid gets equally
@@ -165,56 +162,43 @@ def run_lm_cell(spec: dict[str, Any], cell_dir: Path) -> None:
 
 
 def run_translation_cell(spec: dict[str, Any], cell_dir: Path) -> None:
-    """Multi30k en->de by an encoder-decoder or a decoder-only model (source as a prefix): the same data,
-    vocabulary, batches (by padded tokens), loss on target tokens, and beam search; BLEU on test_2016_flickr.
-
-    (Still its own loop: once tasks.translation has its TranslationTask, this cell becomes
-    ``prepare_translation_task`` + ``fit`` + ``task.evaluate``, as ``run_lm_cell`` is for LMTask.)"""
+    """Multi30k en->de by an encoder-decoder or a decoder-only model (source as a prefix): the TranslationTask
+    recipes/translate.py trains (the same vocabulary, token-budget batches, label-smoothed loss on target tokens,
+    validation loss and search), for either family; BLEU of beam search on test_2016_flickr's first
+    ``eval_limit`` pairs (validation is scored whole)."""
     data, seed = spec["data"], spec["seed"]
     device = resolve_device(spec["device"])
     model_fields = dict(spec["model"])
     family = model_fields.pop("family", "encoder_decoder")
     pairs = load_multi30k(resolve_data_dir(spec["data_dir"]), "en", "de")
-    pairs = {k: v for k, v in pairs.items() if k in ("train", "val", "test_2016_flickr")}
-    mt = prepare_translation_data(pairs, vocab_size=data["vocab"], joint=True,
-                                  max_len=ModelConfig.from_dict(model_fields).max_len)
-    tok = mt.src_tokenizer
+    test = "test_2016_flickr"
+    pairs = {"train": pairs["train"], "val": pairs["val"], test: pairs[test][:data.get("eval_limit")]}
+    task = prepare_translation_task(pairs, TranslationDataSettings(vocab=data["vocab"], max_tokens=data["max_tokens"]),
+                                    SearchSettings(beam=data["beam"]), ModelConfig.from_dict(model_fields).max_len,
+                                    label_smoothing=0.1, family=family)
+    tok = task.tokenizer
     cfg = ModelConfig.from_dict({**model_fields, "vocab_size": tok.vocab_size, "pad_id": tok.pad_id})
     model = FAMILIES[family](cfg)
     params = sum(p.numel() for p in model.parameters())
     # training FLOPs per scored target token: 6 x (non-embedding) parameters x the tokens each reads
-    train_ex = mt.examples["train"]
+    train_ex = task.data.examples["train"]
     src_len = statistics.fmean(len(s) for s, _ in train_ex)  # source + EOS (or + SEP as a prefix)
     tgt_len = statistics.fmean(len(t) + 1 for _, t in train_ex)  # target + EOS
     if family == "encoder_decoder":
         enc = non_embedding_params(model.encoder)
-        dec = non_embedding_params(model) - enc
-        fpt = 6.0 * (enc * src_len + dec * tgt_len) / tgt_len
-        stream = mt_train_stream(train_ex, data["max_tokens"], seed, tok.pad_id)
-        loss_fn, eval_loss, generate = translation_loss, evaluate_loss, generate_ids
+        fpt = 6.0 * (enc * src_len + (non_embedding_params(model) - enc) * tgt_len) / tgt_len
     else:
         fpt = 6.0 * non_embedding_params(model) * (src_len + tgt_len) / tgt_len
-        stream = prefix_train_stream(train_ex, data["max_tokens"], seed, tok.pad_id)
-        loss_fn, eval_loss, generate = prefix_lm_loss, evaluate_prefix_loss, generate_prefix_ids
-    train = dict(spec["train"], seed=seed, device=spec["device"], label_smoothing=0.1,
-                 resume=(cell_dir / "checkpoints").exists())
+    train = dict(spec["train"], seed=seed, device=spec["device"], resume=(cell_dir / "checkpoints").exists())
     budget_steps(spec, train, data["max_tokens"], fpt)
-
-    def evaluate(m) -> dict[str, float]:
-        return {"val_loss": eval_loss(m, mt.examples["val"], 6000, device, tok.pad_id)["loss"]}
-
-    trainer = Trainer(model, stream, functools.partial(loss_fn, label_smoothing=0.1), TrainConfig.from_dict(train),
-                      cell_dir, evaluate=evaluate, fingerprint={"model": cfg.to_dict(), "family": family})
-    summary = trainer.fit()
+    summary = task.fit(model, TrainConfig.from_dict(train), cell_dir)
     best = FAMILIES[family](cfg).to(device)
     load_checkpoint(cell_dir, best)
-    limit = data.get("eval_limit")
-    test = mt.examples["test_2016_flickr"][:limit]
-    refs = [t for _, t in mt.pairs["test_2016_flickr"][:limit]]
-    hyps = [tok.decode(ids) for ids in generate(best, [s for s, _ in test], beam_size=data["beam"])]
+    m = task.evaluate(best, test)
+    hyps = task.translations[test]["hypotheses"]
     (cell_dir / "hyp.de").write_text("\n".join(hyps) + "\n", encoding="utf-8")
     finish_cell(cell_dir, spec, summary, device, params=params, flops_per_token=fpt,
-                tokens_per_step=data["max_tokens"], bleu=score(hyps, refs)["bleu"], bleu_sentences=len(hyps))
+                tokens_per_step=data["max_tokens"], bleu=m["bleu"], bleu_sentences=len(hyps))
 
 
 #: the cell of each grid task

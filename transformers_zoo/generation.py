@@ -11,11 +11,14 @@ Written once against a small interface that both generative families implement:
 decoder-only model, or a column of BOS for an encoder-decoder. Every function is batched, uses the
 cache (each step feeds one token) and stops as soon as every row has produced `eos_id`. `pad_id` is
 never generated (models read it as padding).
+
+`generate_many` decodes many inputs at once: sorted by length into batches of a token budget, each output
+within its own length budget (fairseq's `--max-tokens`, `--max-len-a/b`), for either family.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -210,4 +213,59 @@ def strip_special(ids: list[int], eos_id: int | None, pad_id: int) -> list[int]:
             break
         if t != pad_id:
             out.append(t)
+    return out
+
+
+def length_sorted_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices grouped longest first so that `len(batch) * longest <= max_tokens` (at least one each)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+@torch.no_grad()
+def generate_many(model, inputs: Sequence[Sequence[int]], *, eos_id: int, start: int | None = None,
+                  suffix: Sequence[int] = (), beam_size: int = 5, length_penalty: float = 1.0, max_len_a: float = 1.2,
+                  max_len_b: int = 10, max_tokens: int = 6000) -> list[list[int]]:
+    """The new tokens (no EOS, no padding) of every input, in input order; `beam_size=1` is greedy search.
+
+    An encoder-decoder reads each input as its source and decodes from `start` (its BOS); a decoder-only model
+    (`start=None`) continues each input followed by `suffix` (e.g. a separator), left-padded. Inputs are sorted
+    by length into batches of at most `max_tokens` tokens (`batch * longest * beam_size`); each output is at most
+    `max_len_a * len(input) + max_len_b` tokens long, and within the positions a learned table has.
+    """
+    if beam_size < 1:
+        raise ValueError(f"beam_size={beam_size} must be >= 1")
+    device, cfg = next(model.parameters()).device, model.config
+    prompts = [[*x, *suffix] or [eos_id] for x in inputs]
+    counted = [max(len(p) - len(suffix), 1) if start is not None else len(p) - len(suffix) for p in prompts]
+    was_training = model.training
+    model.eval()
+    out: list[list[int]] = [[] for _ in inputs]
+    for batch in length_sorted_batches([len(p) for p in prompts], max(max_tokens // beam_size, 1)):
+        width = max(len(prompts[i]) for i in batch)
+        budget = int(max_len_a * max(counted[i] for i in batch) + max_len_b)
+        rows = [torch.tensor(prompts[i]) for i in batch]
+        if start is not None:  # right-padded sources, a column of start tokens
+            src = torch.stack([F.pad(r, (0, width - len(r)), value=cfg.pad_id) for r in rows]).to(device)  # (B, S)
+            cache, mask, room = model.init_cache(src), None, cfg.max_len - 1
+            prompt = torch.full((len(batch), 1), start, dtype=torch.long, device=device)  # (B, 1)
+        else:  # left-padded prompts, continued
+            prompt = torch.stack([F.pad(r, (width - len(r), 0), value=cfg.pad_id) for r in rows]).to(device)
+            cache, mask, room = model.init_cache(len(batch)), prompt != cfg.pad_id, cfg.max_len - width
+        if cfg.positional == "learned":
+            budget = min(budget, room)
+        if beam_size == 1:
+            found = greedy(model, cache, prompt, budget, eos_id, prompt_mask=mask).tolist()  # (B, n)
+        else:
+            found = [h[0].tokens for h in beam_search(model, cache, prompt, budget, eos_id, beam_size=beam_size,
+                                                      length_penalty=length_penalty, prompt_mask=mask)]
+        for i, row in zip(batch, found, strict=True):  # each row within its own length budget
+            out[i] = strip_special(row[: int(max_len_a * counted[i] + max_len_b)], eos_id, cfg.pad_id)
+    model.train(was_training)
     return out

@@ -113,33 +113,29 @@ def train(recipe: ModuleType, settings: Settings, ctx: Context) -> dict[str, Any
     return report
 
 
-def load_run(recipe: ModuleType, checkpoint: str | Path, data_dir: str | None, device: str = "auto"
-             ) -> tuple[Settings, Any, nn.Module]:
-    """A trained run as its settings, its task (data read again) and its model on ``device`` with the weights of
-    ``checkpoint`` (a run directory: its final weights; or one checkpoint folder of it)."""
+def load_run(recipe: ModuleType, checkpoint: str | Path, data_dir: str | None, device: str = "auto",
+             changes: dict[str, Any] | None = None) -> tuple[Settings, Any, nn.Module]:
+    """A trained run as its settings (with ``changes``, dotted paths -> values: what an evaluation may change,
+    the settings' EVALUABLE fields), its task (data read again) and its model on ``device`` with the weights of
+    ``checkpoint`` (a run directory: its final weights; or one checkpoint folder of it: `task.load_trained`)."""
     run_dir = run_dir_of(checkpoint)
     saved = read_run_config(run_dir)
     if saved.get("recipe", recipe.NAME) != recipe.NAME:
         raise ValueError(f"{checkpoint}: a run of recipes/{saved['recipe']}.py, not of {recipe.NAME}")
-    settings = settings_of(recipe, saved)
+    settings = settings_of(recipe, saved).merged(changes or {})
     task, model = recipe.prepare(settings, Context(run_dir, resumed=True, data_dir=data_dir))
-    model = model.to(resolve_device(device))
-    if Path(checkpoint).resolve() == run_dir.resolve():
-        model, _ = task.final_model(run_dir, lambda: model)
-    else:
-        load_checkpoint(checkpoint, model)
+    model = task.load_trained(checkpoint, run_dir, model.to(resolve_device(device)))
     return settings, task, model.eval()
 
 
 def evaluate_only(recipe: ModuleType, checkpoint: str | Path, data_dir: str | None, device: str = "auto",
-                  out: Path | None = None) -> dict[str, dict[str, Any]]:
-    """Evaluate a trained run again on every held-out split (the report's numbers: one `evaluate` for both);
-    print them, and write `eval.json` into ``out`` when given."""
-    _, task, model = load_run(recipe, checkpoint, data_dir, device)
+                  out: Path | None = None, changes: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Evaluate a trained run again on every held-out split (the report's numbers: one `evaluate` for both),
+    with ``changes`` to its EVALUABLE settings (a beam size); print them, and write `eval.json` into ``out``."""
+    _, task, model = load_run(recipe, checkpoint, data_dir, device, changes)
     results = task.evaluate_all(model, out)
-    for split, metrics in results.items():
-        print(f"{split}: " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                      for k, v in metrics.items()))
+    for line in task.eval_lines(results):
+        print(line)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "eval.json", {"checkpoint": str(checkpoint), "eval": results})

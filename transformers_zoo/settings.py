@@ -18,7 +18,8 @@ of its task (data, search, ...), each a frozen dataclass like `ModelConfig`. The
     settings.merged({"data.block_size": 32})     # a copy with dotted-path changes, validated again
 
 What a resume may change is declared once, on the settings classes (`RESUMABLE`, a tuple of field names of
-that class); `resumable_paths(cls)` collects them through the tree.
+that class); `resumable_paths(cls)` collects them through the tree. `EVALUABLE` declares likewise what an
+evaluation of a trained run may change (a translation's beam size).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Settings:
 
     #: the fields of this class a resumed run may change (budgets, where it runs); every other one is kept
     RESUMABLE: ClassVar[tuple[str, ...]] = ()
+    #: the fields an evaluation of a trained run (--eval-only) may change (its search, how much it scores)
+    EVALUABLE: ClassVar[tuple[str, ...]] = ()
 
     # -- validation helpers for __post_init__ ------------------------------------------------------------
     def check_choice(self, name: str, choices: Iterable[str]) -> None:
@@ -114,13 +117,14 @@ class Settings:
         return type(self).from_dict(tree)
 
 
-def resumable_paths(cls: type, prefix: str = "") -> set[str]:
-    """Dotted paths of every field in the settings tree of ``cls`` that a resume may change."""
-    paths = {prefix + name for name in getattr(cls, "RESUMABLE", ())}
+def resumable_paths(cls: type, prefix: str = "", declared: str = "RESUMABLE") -> set[str]:
+    """Dotted paths of every field in the settings tree of ``cls`` that a resume may change (``declared``
+    "EVALUABLE": that an evaluation of a trained run may change)."""
+    paths = {prefix + name for name in getattr(cls, declared, ())}
     for name, hint in typing.get_type_hints(cls).items():
         kind = _dataclass_of(hint)
         if kind is not None and name in {f.name for f in dataclasses.fields(cls)}:
-            paths |= resumable_paths(kind, f"{prefix}{name}.")
+            paths |= resumable_paths(kind, f"{prefix}{name}.", declared)
     return paths
 
 

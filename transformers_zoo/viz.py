@@ -96,22 +96,13 @@ def plot_self_attention(model, tokenizer, text: str, path: str | Path) -> Path:
                           title=f"last layer self-attention on {text!r}")
 
 
-def plot_cross_attention(model, src_tok, tgt_tok, sentence: str, path: str | Path, search: dict,
-                         heads: str = "mean") -> Path:
-    """Translate `sentence` with an encoder-decoder `model` (beam search: `search`'s `beam`, `length_penalty`,
-    `max_len_a`, `max_len_b`), then plot the last decoder layer's cross-attention on a teacher-forced pass
-    over that translation: rows are output tokens, columns source tokens; one map (`heads="mean"`) or one
-    per head (`"all"`); returns `path`."""
-    from .tasks.translation import cross_attention, generate_ids
-
-    src_ids = [*src_tok.encode(sentence)[: model.config.max_len - 1], src_tok.eos_id]
-    out = generate_ids(model, [src_ids], beam_size=search["beam"], length_penalty=search["length_penalty"],
-                       max_len_a=search["max_len_a"], max_len_b=search["max_len_b"], bos_id=tgt_tok.bos_id,
-                       eos_id=tgt_tok.eos_id)[0]
-    weights = cross_attention(model, src_ids, out, bos_id=tgt_tok.bos_id)  # (H, T, S)
+def plot_cross_attention(weights: torch.Tensor, src_pieces: list[str], tgt_pieces: list[str], path: str | Path,
+                         heads: str = "mean", title: str = "") -> Path:
+    """Plot cross-attention `weights (H, T, S)` of one decoder layer: rows are the output tokens `tgt_pieces`,
+    columns the source tokens `src_pieces`; one map (`heads="mean"`) or one per head (`"all"`); returns `path`.
+    The caller computes the weights (a teacher-forced pass over a translation: tasks.translation.report)."""
     if heads == "mean":
         weights = weights.mean(dim=0, keepdim=True)
     what = "mean of heads" if heads == "mean" else "per head"
-    return plot_attention(weights, [tgt_tok.id_to_piece(i) for i in [*out, tgt_tok.eos_id]], path,
-                          key_labels=[src_tok.id_to_piece(i) for i in src_ids],
-                          title=f"cross-attention, last decoder layer ({what})\n{sentence}\n-> {tgt_tok.decode(out)}")
+    return plot_attention(weights, tgt_pieces, path, key_labels=src_pieces,
+                          title=f"cross-attention, last decoder layer ({what})" + (f"\n{title}" if title else ""))

@@ -1,5 +1,6 @@
-"""recipes/translate.py end to end on the real Multi30k files (tiny preset: seconds), plus unit tests of the
-translation task: batched search equals one-by-one search, beam 1 equals greedy, checkpoint averaging."""
+"""recipes/translate.py end to end on the real Multi30k files (tiny preset: seconds), plus `translate`: batched
+search equals one-by-one search, beam 1 equals greedy (generation.generate_many has its own tests in
+tests/test_generation.py, checkpoint averaging in tests/training/test_checkpoint.py)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,9 @@ from interrupt import assert_same_run, run_interrupted
 
 from transformers_zoo import EncoderDecoder, ModelConfig
 from transformers_zoo.corpora import load_multi30k
-from transformers_zoo.generation import beam_search, greedy, strip_special
-from transformers_zoo.tasks.translation import average_checkpoints, generate_ids, translate
+from transformers_zoo.generation import beam_search, generate_many, greedy, strip_special
+from transformers_zoo.tasks.translation import translate
 from transformers_zoo.tokenizers import BOS, EOS, CharTokenizer
-from transformers_zoo.training.checkpoint import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "recipes" / "translate.py"
@@ -40,8 +40,10 @@ def recipe():
     """recipes/translate.py imported as a module, for in-process runs (no interpreter start-up per call)."""
     spec = importlib.util.spec_from_file_location("translate_recipe", RECIPE)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # the recipe hands itself (sys.modules[__name__]) to cli.recipe_main
     spec.loader.exec_module(module)
-    return module
+    yield module
+    sys.modules.pop(spec.name, None)
 
 
 @pytest.fixture
@@ -252,27 +254,12 @@ def test_translate_restores_order_and_beam_one_is_greedy(toy: tuple[EncoderDecod
     assert alone_beam1 == alone_greedy
     assert len({tuple(x) for x in alone_greedy}) > 3  # outputs differ, so a wrong order would show
     # several length-sorted batches (small token budget), budget 12 tokens each: same results, input order
-    batched = generate_ids(model, sources, beam_size=1, max_len_a=0, max_len_b=12, max_tokens=40)
+    ids = {"start": BOS, "eos_id": EOS}
+    batched = generate_many(model, sources, beam_size=1, max_len_a=0, max_len_b=12, max_tokens=40, **ids)
     assert batched == alone_greedy
-    assert generate_ids(model, sources, beam_size=3, max_len_a=0, max_len_b=12, max_tokens=90) == alone_beam3
+    assert generate_many(model, sources, beam_size=3, max_len_a=0, max_len_b=12, max_tokens=90, **ids) == alone_beam3
     texts = translate(model, tok, SENTENCES, beam_size=1, max_len_a=0, max_len_b=12, max_tokens=40)
     assert texts == [tok.decode(ids) for ids in alone_greedy]
-
-
-def test_average_checkpoints(tmp_path: Path) -> None:
-    cfg = ModelConfig(vocab_size=20, d_model=8, n_heads=2, n_layers=1, d_ff=16)
-    weights = []
-    for step in (1, 2, 3):
-        torch.manual_seed(step)
-        model = EncoderDecoder(cfg)
-        save_checkpoint(tmp_path, step, model, {"step": step})
-        weights.append({k: v.clone() for k, v in model.state_dict().items()})
-    target = EncoderDecoder(cfg)
-    used = average_checkpoints(tmp_path, 2, target)
-    assert [d.name for d in used] == ["step_00000002", "step_00000003"]
-    for name, value in target.state_dict().items():
-        torch.testing.assert_close(value, (weights[1][name] + weights[2][name]) / 2)
-    assert target.lm_head.weight is target.tgt_embed.weight  # still tied
 
 
 def test_interrupted_run_resumes_bitwise(tiny_run: Path, shared_data_dir: Path, tmp_path: Path) -> None:
@@ -292,3 +279,22 @@ def test_resume_refuses_settings_it_would_ignore(tiny_run: Path, shared_data_dir
         code, _, err = call("--resume", tiny_run, "--data-dir", shared_data_dir, *flags)
         assert code == 2 and needle in err and "resumed run keeps" in err, err
     assert sorted(p.name for p in tiny_run.rglob("*")) == before  # nothing written
+
+
+def test_flags_set_settings_fields_zero_included(recipe) -> None:
+    """Every translate flag lands in its field; a typed 0 is a value (it once read as 'not given'), and a bad
+    value is refused before any data is read, naming the flag."""
+    from transformers_zoo import cli
+    from transformers_zoo.settings import SettingsError
+
+    parser = cli.recipe_parser(recipe)
+    args = parser.parse_args(["--preset", "tiny", "--label-smoothing", "0", "--dropout", "0", "--beam", "3",
+                              "--max-len-b", "0", "--separate-vocab", "--select", "bleu", "--test", "a=x.en,x.de"])
+    s = recipe.settings(args)
+    assert (s.label_smoothing, s.model.dropout, s.eval.beam, s.eval.max_len_b) == (0.0, 0.0, 3, 0)
+    assert s.data.separate_vocab and s.train.best_metric == "val_bleu" and list(s.data.tests) == ["a"]
+    for flags, flag in ((["--beam", "0"], "--beam"), (["--max-tokens", "0"], "--max-tokens"),
+                        (["--label-smoothing", "1"], "--label-smoothing"), (["--test", "bad"], "--test")):
+        with pytest.raises(SettingsError) as err:
+            recipe.settings(parser.parse_args(["--preset", "tiny", *flags]))
+        assert cli.flag_of(parser, err.value.path) == flag

@@ -1,8 +1,9 @@
-"""TranslationTask (tasks/translation_run.py): evaluate is the trainer's validation, the report's numbers and
+"""TranslationTask (tasks/translation/task.py): evaluate is the trainer's validation, the report's numbers and
 eval-only's; report_sections shows what evaluate translated; the decoder-only variant scores the same pairs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,18 +13,23 @@ import torch
 
 from transformers_zoo import DecoderOnly, EncoderDecoder, ModelConfig
 from transformers_zoo.batching import IGNORE_INDEX
+from transformers_zoo.settings import SettingsError
 from transformers_zoo.tasks.base import fit
-from transformers_zoo.tasks.prefix_lm import evaluate_prefix_loss
-from transformers_zoo.tasks.translation import evaluate_loss, target_ids, translate
-from transformers_zoo.tasks.translation_run import TranslationTask, prepare_translation_task
+from transformers_zoo.tasks.translation import (
+    SearchSettings,
+    TranslationDataSettings,
+    TranslationTask,
+    prepare_translation_task,
+    translate,
+)
 from transformers_zoo.tokenizers import CharTokenizer
 from transformers_zoo.training import TrainConfig, load_checkpoint
 
 WORDS = ["ab", "cab", "bad", "dab", "ace", "cade", "bead", "deb", "face", "fade"]
 PAIRS = {"train": [(w, w[::-1]) for w in WORDS * 4], "val": [(w, w[::-1]) for w in WORDS[:6]],
          "test": [(w, w[::-1]) for w in WORDS[4:]]}
-DATA = {"src": "fw", "tgt": "bw", "max_tokens": 64, "eval_max_tokens": 200}
-SEARCH = {"beam": 2, "length_penalty": 1.0, "max_len_a": 1.0, "max_len_b": 3, "select": "loss", "average_last": 1}
+DATA = TranslationDataSettings(src="fw", tgt="bw", max_tokens=64, eval_max_tokens=200)
+SEARCH = SearchSettings(beam=2, length_penalty=1.0, max_len_a=1.0, max_len_b=3, select="loss", average_last=1)
 
 
 def tiny_config(tok: CharTokenizer) -> ModelConfig:
@@ -44,7 +50,7 @@ def trained(task: TranslationTask, tmp_path_factory: pytest.TempPathFactory) -> 
     torch.manual_seed(0)
     model = EncoderDecoder(tiny_config(task.tokenizer))
     cfg = TrainConfig(lr=3e-3, warmup_steps=2, max_steps=6, eval_every=3, save_every=3, log_every=3, device="cpu",
-                      label_smoothing=0.1, progress=False)
+                      progress=False)
     summary = fit(task, model, cfg, run_dir, {"model": "tiny"}, evaluate=task.validation_metrics)
     assert summary["steps"] == 6
     best = EncoderDecoder(tiny_config(task.tokenizer))
@@ -53,7 +59,8 @@ def trained(task: TranslationTask, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_task_shape(task: TranslationTask) -> None:
-    assert task.eval_splits == ("val", "test") and task.unit == "tok" and task.plots == ("attention.png",)
+    assert task.eval_splits == ("val", "test") and task.unit == "tok" and task.images == ("attention.png",)
+    assert task.label_smoothing == 0.1
     assert task.tokenizer is task.src_tokenizer
     batch = next(task.train_stream(seed=0))
     assert set(batch) == {"src", "tgt_in", "tgt_out"}
@@ -64,8 +71,10 @@ def test_task_shape(task: TranslationTask) -> None:
 
 
 def test_max_tokens_must_hold_the_longest_pair(task: TranslationTask) -> None:
-    with pytest.raises(ValueError, match="--max-tokens 3 cannot hold"):
-        prepare_translation_task(PAIRS, {**DATA, "max_tokens": 3}, SEARCH, 32, (task.tokenizer, task.tokenizer))
+    with pytest.raises(SettingsError, match="data.max_tokens: 3 cannot hold") as err:  # cli: --max-tokens
+        prepare_translation_task(PAIRS, dataclasses.replace(DATA, max_tokens=3), SEARCH, 32,
+                                 (task.tokenizer, task.tokenizer))
+    assert err.value.path == "data.max_tokens"
 
 
 def test_evaluate_is_what_the_trainer_logged(task: TranslationTask, trained) -> None:
@@ -76,8 +85,9 @@ def test_evaluate_is_what_the_trainer_logged(task: TranslationTask, trained) -> 
     val = task.evaluate(model, "val")
     assert val["loss"] == pytest.approx(logged[0]["val_loss"], rel=1e-6)
     assert val["ppl"] == pytest.approx(logged[0]["val_ppl"], rel=1e-6)
-    expected = evaluate_loss(model, task.data.examples["val"], 200, "cpu", **target_ids(task.tokenizer))
+    expected = task.split_loss(model, "val")
     assert val["loss"] == expected["loss"]
+    assert expected["tokens"] == sum(len(t) + 1 for _, t in task.data.examples["val"])  # targets and their EOS
     greedy = translate(model, task.tokenizer, [s for s, _ in PAIRS["val"]], beam_size=1, max_len_a=1.0, max_len_b=3)
     refs = [t for _, t in PAIRS["val"]]
     assert val["bleu_greedy"] == pytest.approx(sacrebleu.corpus_bleu(greedy, [refs]).score, abs=1e-9)
@@ -87,7 +97,7 @@ def test_evaluate_is_what_the_trainer_logged(task: TranslationTask, trained) -> 
 
 def test_validation_metrics_with_select_bleu(task: TranslationTask, trained) -> None:
     model, _ = trained
-    bleu_task = TranslationTask(task.data, DATA, {**SEARCH, "select": "bleu"})
+    bleu_task = TranslationTask(task.data, DATA, dataclasses.replace(SEARCH, select="bleu"))
     metrics = bleu_task.validation_metrics(model)
     assert set(metrics) == {"val_loss", "val_ppl", "val_bleu"}
     assert metrics["val_bleu"] == bleu_task.evaluate(model, "val")["bleu_greedy"]
@@ -130,13 +140,15 @@ def test_report_sections_evaluates_when_not_given(task: TranslationTask, trained
 
 def test_decoder_only_family_scores_the_same_pairs(task: TranslationTask) -> None:
     prefix = TranslationTask(task.data, DATA, SEARCH, family="decoder_only")
-    assert prefix.plots == ()
+    assert prefix.images == ()
     assert set(next(prefix.train_stream(seed=0))) == {"input_ids", "labels"}
     torch.manual_seed(0)
     model = DecoderOnly(ModelConfig(vocab_size=task.tokenizer.vocab_size, d_model=32, n_heads=2, n_layers=1,
                                     d_ff=64, dropout=0.0, max_len=64)).eval()
     m = prefix.evaluate(model, "test")
-    assert m["loss"] == evaluate_prefix_loss(model, task.data.examples["test"], 200, "cpu")["loss"]
+    scored = prefix.split_loss(model, "test")
+    assert m["loss"] == scored["loss"]
+    assert scored["tokens"] == sum(len(t) + 1 for _, t in task.data.examples["test"])  # the same target tokens
     assert m["sentences"] == len(PAIRS["test"]) and "bleu" in m
     with pytest.raises(ValueError, match="family"):
         TranslationTask(task.data, DATA, SEARCH, family="encoder_only")

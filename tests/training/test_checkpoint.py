@@ -158,3 +158,27 @@ def test_fingerprint_of_a_model_field_added_later_at_its_default_matches():
     del old["model"]["vocab_size"]  # missing and not at its default: a real difference
     with pytest.raises(TrainingError, match="model.vocab_size"):
         check_fingerprint(old, current, "ckpt")
+
+
+def test_average_checkpoints(tmp_path):
+    """The mean of the newest `last` checkpoints' weights, oldest first in the answer; tied weights stay tied."""
+    from transformers_zoo import EncoderDecoder, ModelConfig
+    from transformers_zoo.training.checkpoint import average_checkpoints, save_checkpoint
+
+    cfg = ModelConfig(vocab_size=20, d_model=8, n_heads=2, n_layers=1, d_ff=16)
+    weights = []
+    for step in (1, 2, 3):
+        torch.manual_seed(step)
+        model = EncoderDecoder(cfg)
+        save_checkpoint(tmp_path, step, model, {"step": step})
+        weights.append({k: v.clone() for k, v in model.state_dict().items()})
+    target = EncoderDecoder(cfg)
+    used = average_checkpoints(tmp_path, 2, target)
+    assert [d.name for d in used] == ["step_00000002", "step_00000003"]
+    for name, value in target.state_dict().items():
+        torch.testing.assert_close(value, (weights[1][name] + weights[2][name]) / 2)
+    assert target.lm_head.weight is target.tgt_embed.weight  # still tied
+    with pytest.raises(ValueError, match="at least 1"):
+        average_checkpoints(tmp_path, 0, target)
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        average_checkpoints(tmp_path / "empty", 2, target)

@@ -3,7 +3,7 @@
 One module per task (`lm`, `mlm`, `classification`, `translation`, ...); each is a few plain functions,
 so `recipes/*.py` stay straight scripts and `recipes/compare.py` reuses exactly what they run. `base.py`
 is the Task interface and `fit`, which the recipes train with; it is implemented by `lm.LMTask`,
-`translation_run.TranslationTask` (`translation_settings` turns translate.py's flags into its settings),
+`translation.TranslationTask` (a package: settings, data, task, prefix_lm, weights, report),
 `pretraining.PretrainTask` (MLM on a corpus) and `classification.ClassificationTask`; `finetuning` says
 where a classifier starts (a pre-training run, a Hugging Face BERT, or nothing) and what pre-training gained.
 """

@@ -104,6 +104,16 @@ class TaskBase:
         load_checkpoint(run_dir, model)
         return model, {}
 
+    def load_trained(self, checkpoint: str | Path, run_dir: Path, model: nn.Module) -> nn.Module:
+        """The weights of a trained run that ``checkpoint`` names, in ``model`` (--eval-only, subcommands): for
+        the run directory itself ``final_model``'s, else that checkpoint folder's."""
+        from ..training import load_checkpoint
+
+        if Path(checkpoint).resolve() == Path(run_dir).resolve():
+            return self.final_model(run_dir, lambda: model)[0]
+        load_checkpoint(checkpoint, model)
+        return model
+
     def evaluate_all(self, model: nn.Module, out_dir: Path | None = None) -> dict[str, dict[str, Any]]:
         """``evaluate`` on every held-out split (``out_dir``: where a task writes files such as hypotheses)."""
         return {split: self.evaluate(model, split) for split in self.eval_splits}
@@ -114,6 +124,11 @@ class TaskBase:
 
     def report_sections(self, model: nn.Module, run_dir: Path) -> list[tuple[str, str]]:
         return []
+
+    def eval_lines(self, evals: dict[str, dict[str, Any]]) -> list[str]:
+        """What --eval-only prints: one line of metrics per split."""
+        return [f"{split}: " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items())
+                for split, m in evals.items()]
 
     def summary_line(self, evals: dict[str, dict[str, Any]]) -> str:
         """The figures of the last line a run prints."""

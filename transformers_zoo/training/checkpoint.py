@@ -361,3 +361,26 @@ def check_fingerprint(saved: Any, current: dict[str, Any], ckpt_dir: str | os.Pa
         key, a, b = diff
         raise TrainingError(f"checkpoint {ckpt_dir} was made for a different setup: fingerprint key "
                             f"'{key}' is {a!r} in the checkpoint but {b!r} in this run")
+
+
+def average_checkpoints(run_dir: str | os.PathLike, last: int, model: nn.Module) -> list[Path]:
+    """Load into ``model`` the element-wise mean of the weights of the newest ``last`` complete checkpoints of
+    ``run_dir`` (fairseq's ``scripts/average_checkpoints.py``); returns the directories used, oldest first.
+    Means are taken in float64 and cast back; integer buffers come from the newest; tied weights stay tied."""
+    if last < 1:
+        raise ValueError(f"average of the last {last} checkpoints: need at least 1")
+    dirs = [d for d, _ in iter_checkpoints(run_dir)][:last]
+    if not dirs:
+        raise FileNotFoundError(f"{run_dir}: no complete checkpoint to average")
+    sums: dict[str, torch.Tensor] = {}
+    for d in dirs:  # newest first: integer buffers keep the newest values
+        load_weights(d, model)
+        for name, tensor in model.state_dict().items():
+            if not tensor.is_floating_point():
+                sums.setdefault(name, tensor.clone())
+            else:
+                sums[name] = sums[name] + tensor.double() if name in sums else tensor.double().clone()
+    state = model.state_dict()
+    model.load_state_dict({name: (total / len(dirs)).to(state[name].dtype) if state[name].is_floating_point()
+                           else total for name, total in sums.items()})
+    return dirs[::-1]

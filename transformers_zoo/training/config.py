@@ -43,7 +43,6 @@ class TrainConfig:
     max_minutes: float | None = None
     accum_steps: int = 1
     grad_clip: float = 1.0
-    label_smoothing: float = 0.0
     eval_every: int | None = 1000
     log_every: int = 100
     save_every: int | None = 1000
@@ -97,8 +96,6 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.grad_clip < 0:
             raise ValueError(f"TrainConfig.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (`asdict`), the inverse of `from_dict`."""
