@@ -15,8 +15,8 @@ That figure is one seed's estimate from 20 random batches. This script measures 
 
 Both are scored on the whole held-out 10% of Tiny Shakespeare (every character once, in non-overlapping
 64-character windows, as the recipe reports) and by nanoGPT's estimate (`--eval_iters=20`: the mean loss
-of 20 random batches of 12 windows), and timed (training tokens/s and ms per step, evaluation excluded; and wall time). Prints a markdown
-table per seed with the mean and standard deviation, and writes it to `--out`.
+of 20 random batches of 12 windows), and timed (training tokens/s and ms per step, evaluation excluded;
+and wall time). Prints a markdown table per seed with the mean and standard deviation, and writes it to `--out`.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class LMDataSettings(Settings):
                                 ) from None
         self.check_positive("vocab", "block_size", "batch_size", "eval_batch_size", "max_eval_tokens")
         if len(self.split) not in (2, 3) or not all(0.0 <= x <= 1.0 for x in self.split) or sum(self.split) > 1.0001:
-            raise SettingsError("split", f"expected 2 or 3 fractions in [0, 1] summing to at most 1 (train,val[,test]), "
+            raise SettingsError("split", "expected 2 or 3 fractions in [0, 1] summing to at most 1 (train,val[,test]), "
                                          f"got {','.join(map(str, self.split))}")
 
 
