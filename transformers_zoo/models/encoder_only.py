@@ -79,17 +79,20 @@ class EncoderOnly(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
                 head: str = "mlm", select: torch.Tensor | None = None) -> torch.Tensor:
         """`head="mlm"`: logits `(B, T, V)`, or `(N, V)` for just the positions where `select (B, T)` is
-        True (the masked ones: saves most of the output projection). `head="classify"`: `(B, n_classes)`."""
+        True (the masked ones: saves most of the output projection). `head="classify"`: `(B, n_classes)`;
+        `head="embed"`: the pooled vectors `(B, D)` (`embed` without normalisation)."""
         if attention_mask is None:
             attention_mask = padding_mask(input_ids, self.config.pad_id)
         hidden = self.stack(self.token_embedding(input_ids), key_mask=attention_mask)
         if head == "mlm":
             return self.mlm_logits(hidden if select is None else hidden[select])
+        if head == "embed":  # through forward, so a DistributedDataParallel wrapper sees the call
+            return self.pool(hidden, attention_mask)
         if head == "classify":
             if self.classifier is None:
                 raise ValueError("this EncoderOnly has no classification head: build it with n_classes > 0")
             return self.classifier(self.head_dropout(self.pool(hidden, attention_mask)))
-        raise ValueError(f"unknown head {head!r}; choose 'mlm' or 'classify'")
+        raise ValueError(f"unknown head {head!r}; choose 'mlm', 'classify' or 'embed'")
 
     def classify(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self(input_ids, attention_mask, head="classify")
