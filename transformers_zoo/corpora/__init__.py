@@ -4,8 +4,8 @@
 - :mod:`.downloads`: sources, sha256 checksums, the cache folder and :func:`fetch`;
 - :mod:`.readers`: text, lines, parallel sentences, labelled TSV, JSON lines, JSON;
 - :mod:`.lengths`, :mod:`.splits`: a model's ``max_len`` on tokenized examples; a text's train/val/test split;
-- the data sets, one module each: :mod:`.multi30k`, :mod:`.multi30k_task2`, :mod:`.tinyshakespeare`, :mod:`.sst2`, :mod:`.imdb`
-  (GPT-2's BPE ranks are one checksummed file, fetched by ``tokenizers.GPT2Tokenizer``).
+- the data sets, one module each: :mod:`.multi30k`, :mod:`.multi30k_task2`, :mod:`.tinyshakespeare`, :mod:`.sst2`,
+  :mod:`.imdb` (GPT-2's BPE ranks are one checksummed file, fetched by ``tokenizers.GPT2Tokenizer``).
 """
 
 from __future__ import annotations

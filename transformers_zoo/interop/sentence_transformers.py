@@ -30,7 +30,8 @@ from .files import ConversionError, resolve_checkpoint
 from .hf_json_tokenizer import HFJsonTokenizer
 from .wordpiece_tokenizer import WordPieceTokenizer
 
-__all__ = ["export_sentence_transformer", "is_sentence_transformer", "load_sentence_transformer"]
+__all__ = ["export_sentence_transformer", "is_sentence_transformer", "load_sentence_encoder",
+           "load_sentence_transformer"]
 
 MODULES = "modules.json"
 POOLING_MODES = {"cls": "cls", "mean": "mean", "max": "max"}  # theirs -> ours
@@ -153,3 +154,20 @@ def export_sentence_transformer(encoder: SentenceEncoder, directory: str | os.Pa
                **{key: mode == cfg.pooling for key, mode in OLD_POOLING_KEYS.items()}}
     (directory / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2) + "\n")
     return directory
+
+
+def load_sentence_encoder(path: str | os.PathLike, pooling: str = "mean") -> SentenceEncoder:
+    """A sentence-transformers folder as it is (`load_sentence_transformer`), or a plain BERT checkpoint with
+    ``pooling`` over its last layer and normalised vectors (a start for contrastive training)."""
+    directory = resolve_checkpoint(path)
+    if (directory / MODULES).is_file():
+        return load_sentence_transformer(directory)
+    model_type = read_json(directory / "config.json").get("model_type") if (directory / "config.json").is_file() \
+        else None
+    if model_type != "bert":
+        raise ConversionError(f"model_type={model_type!r}: sentence encoders start from BERT checkpoints or "
+                              "BERT-based sentence-transformers", directory / "config.json")
+    cfg, state, _ = load_hf(directory, pooling=pooling)
+    model = EncoderOnly(cfg)
+    model.load_state_dict(state, strict=False)
+    return SentenceEncoder(model.eval(), _tokenizer(directory), normalize=True)

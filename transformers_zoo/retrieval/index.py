@@ -82,9 +82,9 @@ class VectorIndex:
 
     def check_fingerprint(self, fingerprint: str | None, where: PathLike | None = None) -> None:
         if fingerprint is not None and fingerprint != self.meta["fingerprint"]:
-            raise IndexFolderError(f"written by another encoder (fingerprint {self.meta['fingerprint'][:12]}, the query "
-                              f"encoder's is {fingerprint[:12]}); embed queries with the index's encoder or index "
-                              "the corpus again", where)
+            raise IndexFolderError(f"written by another encoder (fingerprint {self.meta['fingerprint'][:12]}, the "
+                                   f"query encoder's is {fingerprint[:12]}); embed queries with the index's encoder or "
+                                   "index the corpus again", where)
 
     def _vectors(self, vectors: np.ndarray, what: str) -> np.ndarray:
         vectors = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
@@ -92,7 +92,7 @@ class VectorIndex:
             vectors = vectors[None]
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise IndexFolderError(f"dimension mismatch: {what} have shape {tuple(vectors.shape)}, the index holds "
-                              f"vectors of dimension {self.dim}")
+                                   f"vectors of dimension {self.dim}")
         return vectors
 
     def add(self, ids: Sequence[str], texts: Sequence[str], vectors: np.ndarray) -> None:
@@ -186,8 +186,8 @@ class VectorIndex:
         except (FileNotFoundError, UnicodeDecodeError) as err:
             raise IndexFolderError(f"corrupted index: {DOCS} unreadable ({type(err).__name__})", folder) from None
         if not (index.ntotal == len(ids) == meta.get("count")) or index.d != meta.get("dim"):
-            raise IndexFolderError(f"corrupted index: {index.ntotal} vectors of dimension {index.d}, {len(ids)} documents,"
-                              f" index.json says {meta.get('count')} of {meta.get('dim')}", folder)
+            raise IndexFolderError(f"corrupted index: {index.ntotal} vectors of dimension {index.d}, {len(ids)} "
+                                   f"documents, index.json says {meta.get('count')} of {meta.get('dim')}", folder)
         if meta["kind"] == "hnsw":
             index.hnsw.efSearch = meta["ef_search"]
         out = cls(index, meta, ids, texts)
