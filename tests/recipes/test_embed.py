@@ -3,32 +3,19 @@ BM25 and hybrid rows in the report, SimCSE on a text file, index / search / --ad
 
 from __future__ import annotations
 
+import functools
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+import recipe_process
+from recipe_process import run_recipe
 
-ROOT = Path(__file__).resolve().parents[2]
-RECIPE = ROOT / "recipes" / "embed.py"
-
-
-def run(*args, check=True):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.run([sys.executable, str(RECIPE), *map(str, args)], capture_output=True, text=True, env=env,
-                          timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-    return proc
+run = functools.partial(run_recipe, "embed")
 
 
 @pytest.fixture(scope="module")
 def tiny_run(shared_data_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("embed") / "run"
-    run("--preset", "tiny", "--data-dir", shared_data_dir, "--out", out, "--threads", "1")
-    return out
+    return recipe_process.tiny_run("embed", shared_data_dir, tmp_path_factory)
 
 
 def test_tiny_run_learns_and_reports_three_rows(tiny_run):
