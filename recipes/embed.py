@@ -52,10 +52,8 @@ PRESETS = {
     "tiny": {"model": dict(MODEL, d_model=32, n_heads=2, n_layers=2, dropout=0.0),
              "train": dict(TRAIN, max_steps=40, warmup_steps=5, eval_every=20, save_every=20, log_every=10),
              "data": dict(DATA, vocab=400, batch_size=32, max_train_images=400, max_eval_images=40)},
-    # 2 cores, <= 30 minutes: 4 layers x 256, 128 pairs a step
-    "cpu": {"model": MODEL, "train": TRAIN, "data": DATA},
-    # one GPU: 6 layers x 384 (MiniLM's shape), 256 pairs a step
-    "gpu": {"model": dict(MODEL, d_model=384, n_heads=6, n_layers=6),
+    "cpu": {"model": MODEL, "train": TRAIN, "data": DATA},  # 2 cores, <= 30 min: 4 layers x 256, 128 pairs a step
+    "gpu": {"model": dict(MODEL, d_model=384, n_heads=6, n_layers=6),  # one GPU: MiniLM's shape, 256 pairs a step
             "train": dict(TRAIN, max_steps=6000, max_minutes=None, lr=5e-4, warmup_steps=300, eval_every=500,
                           save_every=500),
             "data": dict(DATA, batch_size=256)},
@@ -91,9 +89,8 @@ def init_encoder(init: str, pooling: str | None) -> tuple[dict, dict, object]:
         model, tok = encoder.model, encoder.tokenizer
     else:
         _, _, tok, model = load_encoder_run(init, "pretrain")
-    config = dict(model.config.to_dict(), n_classes=0, pooling=pooling or model.config.pooling)
-    config["pooling"] = "mean" if not is_hf(init) and pooling is None else config["pooling"]
-    return config, model.state_dict(), tok
+    pooling = pooling or (model.config.pooling if is_hf(init) else "mean")  # a checkpoint's own, else mean
+    return dict(model.config.to_dict(), n_classes=0, pooling=pooling), model.state_dict(), tok
 
 
 def settings(args: argparse.Namespace) -> EmbedSettings:
@@ -134,19 +131,19 @@ def prepare(s: EmbedSettings, ctx: Context) -> tuple[EmbeddingTask, EncoderOnly]
 def load_encoder(args: argparse.Namespace) -> tuple[SentenceEncoder, str]:
     """The sentence encoder of --checkpoint (a run of this recipe) or --init (hf:PATH); and how to name it."""
     torch.set_num_threads(args.threads or torch.get_num_threads())
-    checkpoint, init, device = args.checkpoint, args.init, args.device
-    if init:
+    if args.init:
         from transformers_zoo.interop.sentence_transformers import load_sentence_encoder
 
-        encoder = load_sentence_encoder(init)
-        encoder.model.to(cli.resolve_device(device))
-        encoder.batch_size = args.batch_size
-        return encoder, init
-    if not checkpoint:
+        encoder, source = load_sentence_encoder(args.init), args.init
+        encoder.model.to(cli.resolve_device(args.device))
+    elif args.checkpoint:
+        s, model, tok = load_model(sys.modules[__name__], args.checkpoint, args.device)
+        encoder = SentenceEncoder(model, tok, normalize=True, max_tokens=s.data.max_tokens)
+        source = str(Path(args.checkpoint).resolve())
+    else:
         raise ValueError("which encoder? pass --checkpoint RUN_DIR or --init hf:PATH")
-    s, model, tok = load_model(sys.modules[__name__], checkpoint, device)
-    encoder = SentenceEncoder(model, tok, normalize=True, max_tokens=s.data.max_tokens, batch_size=args.batch_size)
-    return encoder, str(Path(checkpoint).resolve())
+    encoder.batch_size = args.batch_size
+    return encoder, source
 
 
 def encoder_flags(parser: argparse.ArgumentParser) -> None:  # the flags of both commands

@@ -65,3 +65,30 @@ def test_simcse_on_a_text_file(shared_data_dir, tmp_path):
         "--data-dir", shared_data_dir, "--out", out)
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["data"]["text"] == str(tmp_path / "text.txt") and "r@1" in report["eval"]["test_2016"]
+
+
+def test_init_from_a_sentence_transformers_folder(shared_data_dir, tmp_path):
+    """A BERT-based sentence-transformers folder (written by our exporter: tiny, random) starts a run, and indexes
+    and searches a corpus as it is."""
+    import torch
+
+    from transformers_zoo import EncoderOnly, ModelConfig
+    from transformers_zoo.interop.sentence_transformers import export_sentence_transformer
+    from transformers_zoo.interop.wordpiece_tokenizer import WordPieceTokenizer
+    from transformers_zoo.retrieval import SentenceEncoder
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz.,", "a", "man", "dog"]
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=len(vocab), d_model=32, n_heads=2, n_layers=1, d_ff=64, max_len=64,
+                      positional="learned", norm_first=False, norm_eps=1e-12, pad_id=0, pooling="max")
+    folder = export_sentence_transformer(SentenceEncoder(EncoderOnly(cfg), WordPieceTokenizer(vocab)), tmp_path / "st")
+    out = tmp_path / "run"
+    proc = run("--preset", "tiny", "--init", f"hf:{folder}", "--max-steps", "6", "--warmup-steps", "2",
+               "--data-dir", shared_data_dir, "--out", out)
+    assert f"initialised from hf:{folder}" in proc.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["d_model"] == 32 and config["model"]["pooling"] == "max"  # the checkpoint's own
+    (tmp_path / "c.txt").write_text("a man\na dog\n")
+    run("index", tmp_path / "c.txt", "--index", tmp_path / "idx", "--init", f"hf:{folder}")
+    hits = json.loads(run("search", "--index", tmp_path / "idx", "a dog", "--json").stdout)["hits"]
+    assert hits[0]["text"] == "a dog" and abs(hits[0]["score"] - 1) < 1e-5
