@@ -152,8 +152,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.quick:
         args.rounds, args.texts, args.n, args.queries = 2, 64, 5000, 200
-    parts = [f"# Embedding and search benchmark, {datetime.date.today()}", "", machine_description(torch.device("cpu")), "",
-             f"torch threads {torch.get_num_threads()}", ""]
+    parts = [f"# Embedding and search benchmark, {datetime.date.today()}", "",
+             machine_description(torch.device("cpu")), ""]
     if not args.skip_encoding:
         parts += [encoding_table(args.rounds, args.texts), ""]
     if not args.skip_search:
