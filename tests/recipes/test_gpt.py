@@ -2,32 +2,24 @@
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import recipe_process
 from interrupt import assert_same_run, run_interrupted
+from recipe_process import run_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "gpt.py"
 
 
 def run(*args, check=True, stdin=None, **env_vars):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **env_vars)
-    proc = subprocess.run([sys.executable, str(RECIPE), *map(str, args)], capture_output=True, text=True, env=env,
-                          input=stdin, timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-    return proc
+    return run_recipe("gpt", *args, check=check, stdin=stdin, **env_vars)
 
 
 @pytest.fixture(scope="module")
 def tiny_run(shared_data_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("gpt") / "run"
-    run("--preset", "tiny", "--data-dir", shared_data_dir, "--out", out, "--threads", "1")
-    return out
+    return recipe_process.tiny_run("gpt", shared_data_dir, tmp_path_factory)
 
 
 def test_tiny_run_dir_is_complete(tiny_run):

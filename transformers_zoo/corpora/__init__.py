@@ -4,8 +4,8 @@
 - :mod:`.downloads`: sources, sha256 checksums, the cache folder and :func:`fetch`;
 - :mod:`.readers`: text, lines, parallel sentences, labelled TSV, JSON lines, JSON;
 - :mod:`.lengths`, :mod:`.splits`: a model's ``max_len`` on tokenized examples; a text's train/val/test split;
-- the data sets, one module each: :mod:`.multi30k`, :mod:`.tinyshakespeare`, :mod:`.sst2`, :mod:`.imdb`
-  (GPT-2's BPE ranks are one checksummed file, fetched by ``tokenizers.GPT2Tokenizer``).
+- the data sets, one module each: :mod:`.multi30k`, :mod:`.multi30k_task2`, :mod:`.tinyshakespeare`, :mod:`.sst2`,
+  :mod:`.imdb` (GPT-2's BPE ranks are one checksummed file, fetched by ``tokenizers.GPT2Tokenizer``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from .errors import DataError, DataWarning, PathLike
 from .imdb import IMDB_LABELS, IMDB_SPLITS, IMDB_TARBALL, Review, clean_review, load_imdb
 from .lengths import check_lengths
 from .multi30k import MULTI30K_SPLITS, load_multi30k
+from .multi30k_task2 import MULTI30K_TASK2_LANGS, MULTI30K_TASK2_SPLITS, load_multi30k_captions
 from .readers import read_json, read_jsonl, read_labelled_tsv, read_lines, read_parallel, read_text
 from .splits import split_text
 from .sst2 import SST2_LABELS, SST2_SHARED_MAX_WORDS, SST2_VAL_MIN_WORDS, load_sst2
@@ -29,6 +30,8 @@ __all__ = [
     "IMDB_SPLITS",
     "IMDB_TARBALL",
     "MULTI30K_SPLITS",
+    "MULTI30K_TASK2_LANGS",
+    "MULTI30K_TASK2_SPLITS",
     "OWN_FILES",
     "PathLike",
     "ROWS_SHA256",
@@ -43,6 +46,7 @@ __all__ = [
     "fetch",
     "load_imdb",
     "load_multi30k",
+    "load_multi30k_captions",
     "load_sst2",
     "load_tinyshakespeare",
     "read_json",

@@ -3,6 +3,7 @@
 Cache layout (``data_dir`` = the argument, else ``$TZOO_DATA_DIR``, else ``<repo>/data``)::
 
     data_dir/multi30k/{split}.{lang}.gz     Multi30k task 1, one sentence a line, aligned across languages
+    data_dir/multi30k-task2/{split}.{k}.{lang}.gz  Multi30k task 2, the k-th of 5 captions of each image
     data_dir/tinyshakespeare/input.txt      Tiny Shakespeare, 1,115,394 characters
     data_dir/sst2/{train,dev}.tsv           SST-2 in GLUE's layout, header ``sentence<TAB>label``
     data_dir/imdb/{train,test,unsup}.jsonl.gz  IMDB reviews (Maas et al. 2011), one JSON object a line
@@ -44,6 +45,7 @@ __all__ = ["BASE_URLS", "SHA256", "fetch", "resolve_data_dir"]
 #: server this way).
 BASE_URLS: dict[str, str] = {
     "multi30k": "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw",
+    "multi30k-task2": "https://raw.githubusercontent.com/multi30k/dataset/master/data/task2/raw",
     "tinyshakespeare": "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare",
     "sst2": "https://dl.fbaipublicfiles.com/glue/data",
     "imdb": "https://ai.stanford.edu/~amaas/data/sentiment",
@@ -68,6 +70,38 @@ SHA256: dict[str, dict[str, str]] = {
         "val.de.gz": "f0cba2f995189cf5770f29a8a9a537a3ad3f51657ad873405082ff6863a5e75a",
         "val.en.gz": "14f7d25ddd868909a9213e361768460edcacdd6ab9d1e77b92560dc10c10dc28",
         "val.fr.gz": "ca3106f1a72390591d25f6c45cb4cd39dec4cd3f123e099748a3ce5256c160e9",
+    },
+    "multi30k-task2": {
+        "test_2016.1.de.gz": "cf83315ea2e76c517fb41553ff25c7128d071397928a6b66a5d81479aeea950b",
+        "test_2016.1.en.gz": "bf64274c8e1f73ba57d47409f707a640b3874a06e7e83adfb5a6d4c055bc6b29",
+        "test_2016.2.de.gz": "327af090d22ddf624fe638f34e815b249bdfa033e3e48f55474e21d6b28efaa8",
+        "test_2016.2.en.gz": "36c12dac199e336e74ebe91c5240a1c6cefce7af2a3f3a2054d184947932bc3c",
+        "test_2016.3.de.gz": "b3236b4834c944cd42e6942da9041fee210cb2875574deefd41f130e5651a61b",
+        "test_2016.3.en.gz": "2188662d22b01c5ecf7ae6a7c003b45fc83c510d34999c2340078e75088b0f1f",
+        "test_2016.4.de.gz": "3843a960dc2c026d5d371c720cce830b6709d03c2f29e17b2923af11497da2c0",
+        "test_2016.4.en.gz": "dcb6a0ad2ae40f54a1f9e9f20d3146c7f0a662feece2e78d2d511667bf229f08",
+        "test_2016.5.de.gz": "c861f68362c443b07c8f919a9bd8c8ecd7f5fccf2b13bf4d4bd8e7fe8783880e",
+        "test_2016.5.en.gz": "60e31317f0d960aed273d8ec527411935fb1ff3dee2c9cc9572259739ff193c0",
+        "train.1.de.gz": "0002241b52aba5160c08d644ea0d64a9bf46a2dfffcf619c9e3cdaa55b357004",
+        "train.1.en.gz": "a0e057f07a9733199c0d755d77f6d583dc6f40a3180734b1130a216e2fdf3a3b",
+        "train.2.de.gz": "ac7c29258b90aec0b64d677c5bfc831fc402e6296d0aa9cc7a3433ddbff85c37",
+        "train.2.en.gz": "d79dd70a9eafb2d1fe40151621278c4ae69b3c148c5052a53d7c7a41bf3ba023",
+        "train.3.de.gz": "ec5e6508813814aa31311b34e26e24f903dd7701f8d0668313259b7f975d7aa0",
+        "train.3.en.gz": "86e16fdcc699bcb6bca0f87c3cf1051f7de5ee3674dd588cedc5200194282749",
+        "train.4.de.gz": "bcee8ac6eb47d8a7dc8cff47d9a0fbd80b4363cfda22021bacd297f9604221a4",
+        "train.4.en.gz": "3771b84e010ad6197806d2a1188cb07c12149e3e0d178dd5966dee5763733686",
+        "train.5.de.gz": "dccb0ca6ff25e0b1f0d385f59fb809184e0db89622d88371725e3ec46d43bfc0",
+        "train.5.en.gz": "73988689307fe836994eae59735dc840c15da9775455fa76e6ed22606a042a91",
+        "val.1.de.gz": "a6b9ad98bdab8882d2ac40d1bc05db89341947162c07d2d0d27e80f01897ba05",
+        "val.1.en.gz": "4ce8f8ffbef4a1c066e3f35a5ffc764666c26c318a733d9bdc6349577f1c6f9c",
+        "val.2.de.gz": "dbbf0f8fa54fdb4a3c64d22a1c0773ade3f775c39e4513ab5ca6d683025086dc",
+        "val.2.en.gz": "4103944d652127e5af33ba2761d71cb6c0e1509c1a67d4387dc67ad768cfb752",
+        "val.3.de.gz": "5eac83b577fe9bc781e60b609545123804e9dd29de4c2bd1b9e178ad8b29a1da",
+        "val.3.en.gz": "6ecd848713d98faa9c6db2e9e457a778335358e6e3a4743cf4e929a0516e399a",
+        "val.4.de.gz": "1c3054cfd1e47f17d8a20fcec6615cfd26d7dc2c8c4ef4625cd9db9f4e4590ea",
+        "val.4.en.gz": "bfab4f0cbdac6233f206bbbfbd324dc02b258e291c3f410a69f9884171008788",
+        "val.5.de.gz": "185d6cb907313e6a6eef76f09c657e5748e08ee3c7a5b26200186e171e2c8344",
+        "val.5.en.gz": "4b6a6541b7b58d545eff7feead4187aeb0439a7178a7bed6951121e0ecbaee66",
     },
     "tinyshakespeare": {
         "input.txt": "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
@@ -123,7 +157,7 @@ def resolve_data_dir(data_dir: PathLike | None = None) -> Path:
 
 def base_url(dataset: str) -> str:
     """Where ``dataset`` is downloaded from: ``$TZOO_DATA_URL_<DATASET>``, else :data:`BASE_URLS`."""
-    env = os.environ.get(f"TZOO_DATA_URL_{dataset.upper()}")
+    env = os.environ.get(f"TZOO_DATA_URL_{dataset.upper().replace('-', '_')}")
     return (env or BASE_URLS[dataset]).rstrip("/")
 
 
@@ -180,6 +214,7 @@ def _mismatch(path: Path, dataset: str, name: str) -> str | None:
 #: How to train on one's own files instead of a canonical data set (a modified file in its folder is refused).
 OWN_FILES = {
     "multi30k": "recipes/translate.py --train-src/--train-tgt/--valid-src/--valid-tgt FILE (--test NAME=SRC,TGT)",
+    "multi30k-task2": "recipes/embed.py --text FILE (SimCSE), or index/search your own files",
     "tinyshakespeare": "recipes/gpt.py --text FILE",
     "sst2": "recipes/mlm.py --train-tsv/--valid-tsv/--test-tsv FILE (--text FILE to pre-train)",
     "imdb": "recipes/mlm.py --text FILE.jsonl to pre-train ({\"text\": ...} a line), --train-tsv/--valid-tsv/"

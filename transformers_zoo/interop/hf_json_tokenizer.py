@@ -97,7 +97,10 @@ class HFJsonTokenizer(Tokenizer):
         return self._data
 
     def _settings(self) -> dict[str, Any]:
-        return {"bos_id": self.bos_id, "eos_id": self.eos_id, "pad_id": self.pad_id}
+        # cls/sep only when set (a BERT tokenizer.json read by interop.sentence_transformers), so the settings and
+        # fingerprints of the decoder tokenizers stay as they were
+        framing = {k: getattr(self, k) for k in ("cls_id", "sep_id") if getattr(self, k) is not None}
+        return {"bos_id": self.bos_id, "eos_id": self.eos_id, "pad_id": self.pad_id, **framing}
 
     @property
     def fingerprint(self) -> str:
@@ -106,5 +109,7 @@ class HFJsonTokenizer(Tokenizer):
 
     @classmethod
     def _from_model_bytes(cls, data: bytes, settings: dict[str, Any]) -> HFJsonTokenizer:
-        return cls(data, settings.get("bos_id"), settings.get("eos_id"), settings.get("pad_id"))
+        tok = cls(data, settings.get("bos_id"), settings.get("eos_id"), settings.get("pad_id"))
+        tok.cls_id, tok.sep_id = settings.get("cls_id"), settings.get("sep_id")
+        return tok
 

@@ -1,4 +1,4 @@
-"""Encoder-only model (BERT): bidirectional stack with a masked-LM head and a classification head."""
+"""Encoder-only model (BERT): bidirectional stack with a masked-LM head, a classification head and sentence vectors."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ class EncoderOnly(nn.Module):
         super().__init__()
         self.config = config
         d = config.d_model
+        # registered as "embed" (checkpoint names: embed.weight); read it as `token_embedding`, since the method
+        # `embed` (sentence vectors) shadows the attribute
         self.embed = TokenEmbedding(config.vocab_size, d, config.scale_embeddings)
         self.stack = TransformerStack(config, config.n_layers, causal=False)
         self.mlm_dense = nn.Linear(d, d, bias=config.bias)
@@ -36,13 +38,17 @@ class EncoderOnly(nn.Module):
         self.head_dropout = nn.Dropout(config.dropout)
         init_weights(self, config.n_layers)
         if config.tie_embeddings:
-            self.mlm_head.weight = self.embed.weight
+            self.mlm_head.weight = self.token_embedding.weight
+
+    @property
+    def token_embedding(self) -> TokenEmbedding:
+        return self._modules["embed"]
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Contextual vectors `(B, T, D)`; padding (`pad_id`, or False in `attention_mask`) is not attended."""
         if attention_mask is None:
             attention_mask = padding_mask(input_ids, self.config.pad_id)
-        return self.stack(self.embed(input_ids), key_mask=attention_mask)
+        return self.stack(self.token_embedding(input_ids), key_mask=attention_mask)
 
     def mlm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.mlm_head(self.mlm_norm(F.gelu(self.mlm_dense(hidden))))
@@ -61,20 +67,32 @@ class EncoderOnly(nn.Module):
         weights = attention_mask.to(hidden.dtype)[..., None]
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+              normalize: bool = False) -> torch.Tensor:
+        """Sentence vectors `(B, D)`: the encoder's output pooled by `config.pooling` over the real positions,
+        L2-normalised when ``normalize`` (then a dot product is the cosine similarity)."""
+        if attention_mask is None:
+            attention_mask = padding_mask(input_ids, self.config.pad_id)
+        pooled = self.pool(self.encode(input_ids, attention_mask), attention_mask)
+        return F.normalize(pooled, dim=-1) if normalize else pooled
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
                 head: str = "mlm", select: torch.Tensor | None = None) -> torch.Tensor:
         """`head="mlm"`: logits `(B, T, V)`, or `(N, V)` for just the positions where `select (B, T)` is
-        True (the masked ones: saves most of the output projection). `head="classify"`: `(B, n_classes)`."""
+        True (the masked ones: saves most of the output projection). `head="classify"`: `(B, n_classes)`;
+        `head="embed"`: the pooled vectors `(B, D)` (`embed` without normalisation)."""
         if attention_mask is None:
             attention_mask = padding_mask(input_ids, self.config.pad_id)
-        hidden = self.stack(self.embed(input_ids), key_mask=attention_mask)
+        hidden = self.stack(self.token_embedding(input_ids), key_mask=attention_mask)
         if head == "mlm":
             return self.mlm_logits(hidden if select is None else hidden[select])
+        if head == "embed":  # through forward, so a DistributedDataParallel wrapper sees the call
+            return self.pool(hidden, attention_mask)
         if head == "classify":
             if self.classifier is None:
                 raise ValueError("this EncoderOnly has no classification head: build it with n_classes > 0")
             return self.classifier(self.head_dropout(self.pool(hidden, attention_mask)))
-        raise ValueError(f"unknown head {head!r}; choose 'mlm' or 'classify'")
+        raise ValueError(f"unknown head {head!r}; choose 'mlm', 'classify' or 'embed'")
 
     def classify(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self(input_ids, attention_mask, head="classify")

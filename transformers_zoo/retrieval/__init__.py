@@ -1,0 +1,17 @@
+"""Retrieval: sentence vectors of many texts, a vector index on disk (FAISS), BM25, metrics and fusion.
+
+- :mod:`.encode`: :class:`SentenceEncoder` (model + tokenizer + normalisation: texts -> vectors, fingerprinted);
+- :mod:`.index`: :class:`VectorIndex` (exact inner product or HNSW, ids and texts beside it, written atomically);
+- :mod:`.documents`: corpora to index (lines, TSV column, JSONL ``{"id", "text"}``, built-in data sets);
+- :mod:`.bm25`: :class:`BM25` (bm25s); :mod:`.metrics`: R@k, MRR, reciprocal-rank fusion;
+- :mod:`.captions`: caption-to-caption retrieval on Multi30k task 2 (dense, BM25 and hybrid rows).
+"""
+
+from __future__ import annotations
+
+from .bm25 import BM25
+from .encode import SentenceEncoder, encode_texts, frame_ids
+from .metrics import RRF_K, ranking_metrics, reciprocal_rank_fusion
+
+__all__ = ["BM25", "RRF_K", "SentenceEncoder", "encode_texts", "frame_ids", "ranking_metrics",
+           "reciprocal_rank_fusion"]
