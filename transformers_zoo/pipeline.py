@@ -47,6 +47,7 @@ class Context:
     run_dir: Path
     resumed: bool = False
     data_dir: str | None = None
+    for_eval: bool = False  # a trained run loaded to be evaluated or used: prepare may skip what training needs
 
     @property
     def has_checkpoint(self) -> bool:
@@ -60,10 +61,19 @@ def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def kind_of(recipe: Any, saved: dict[str, Any] | None) -> Any:
+    """The recipe that makes or reads a run: ``recipe.run_kind(saved)`` when its runs come in kinds (mlm.py:
+    pre-training and classifier runs, told apart by their config.json; None: a new run), else the recipe."""
+    return recipe.run_kind(saved) if hasattr(recipe, "run_kind") else recipe
+
+
 def settings_of(recipe: ModuleType, saved: dict[str, Any]) -> Settings:
-    """A run's settings from its `config.json` (the keys that are settings fields; the rest is information)."""
+    """A run's settings from its `config.json` (the keys that are settings fields; the rest is information;
+    ``SETTINGS.from_config`` when the settings also read an older layout of config.json)."""
     import dataclasses
 
+    if hasattr(recipe.SETTINGS, "from_config"):
+        return recipe.SETTINGS.from_config(saved)
     names = {f.name for f in dataclasses.fields(recipe.SETTINGS)}
     return recipe.SETTINGS.from_dict({k: v for k, v in saved.items() if k in names})
 
@@ -81,7 +91,8 @@ def train(recipe: ModuleType, settings: Settings, ctx: Context) -> dict[str, Any
         ctx = Context(Path(broadcast_object(str(ctx.run_dir))), False, ctx.data_dir)
     torch.manual_seed(settings.train.seed)
     task, model = recipe.prepare(settings, ctx)  # bad input fails here, before the run directory exists
-    settings = settings.merged({"model": model.config.to_dict()})  # with what the data decided (vocabulary)
+    # with what the data decided (the vocabulary; a fine-tuning run's tokenizer)
+    settings = settings.merged({"model": model.config.to_dict(), **task.settings_changes()})
     config = config_of(recipe, settings, task)
     if is_main():
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
@@ -119,10 +130,11 @@ def load_run(recipe: ModuleType, checkpoint: str | Path, data_dir: str | None, d
     ``checkpoint`` (a run directory: its final weights; or one checkpoint folder of it)."""
     run_dir = run_dir_of(checkpoint)
     saved = read_run_config(run_dir)
+    recipe = kind_of(recipe, saved)
     if saved.get("recipe", recipe.NAME) != recipe.NAME:
         raise ValueError(f"{checkpoint}: a run of recipes/{saved['recipe']}.py, not of {recipe.NAME}")
     settings = settings_of(recipe, saved)
-    task, model = recipe.prepare(settings, Context(run_dir, resumed=True, data_dir=data_dir))
+    task, model = recipe.prepare(settings, Context(run_dir, resumed=True, data_dir=data_dir, for_eval=True))
     model = model.to(resolve_device(device))
     if Path(checkpoint).resolve() == run_dir.resolve():
         model, _ = task.final_model(run_dir, lambda: model)
@@ -134,15 +146,27 @@ def load_run(recipe: ModuleType, checkpoint: str | Path, data_dir: str | None, d
 def evaluate_only(recipe: ModuleType, checkpoint: str | Path, data_dir: str | None, device: str = "auto",
                   out: Path | None = None) -> dict[str, dict[str, Any]]:
     """Evaluate a trained run again on every held-out split (the report's numbers: one `evaluate` for both);
-    print them, and write `eval.json` into ``out`` when given."""
-    _, task, model = load_run(recipe, checkpoint, data_dir, device)
-    results = task.evaluate_all(model, out)
-    for split, metrics in results.items():
-        print(f"{split}: " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                      for k, v in metrics.items()))
+    print them, and write `eval.json` into ``out`` when given. A run made of runs (its config.json lists
+    "runs": mlm.py's one command) gives each of them, keyed by its directory's name."""
+    run_dir = run_dir_of(checkpoint)
+    if "runs" in read_run_config(run_dir) and Path(checkpoint).resolve() == run_dir.resolve():
+        parts = sorted(d for d in run_dir.iterdir() if (d / "config.json").is_file())
+        results: dict[str, Any] = {d.name: _evaluate(recipe, d, data_dir, device, out, d.name) for d in parts}
+    else:
+        results = _evaluate(recipe, checkpoint, data_dir, device, out)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "eval.json", {"checkpoint": str(checkpoint), "eval": results})
+    return results
+
+
+def _evaluate(recipe: ModuleType, checkpoint: str | Path, data_dir: str | None, device: str, out: Path | None,
+              name: str = "") -> dict[str, dict[str, Any]]:
+    _, task, model = load_run(recipe, checkpoint, data_dir, device)
+    results = task.evaluate_all(model, out / name if out is not None and name else out)
+    for split, metrics in results.items():
+        print(f"{name} {split}: ".lstrip() + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                      for k, v in metrics.items()))
     return results
 
 
