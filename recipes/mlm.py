@@ -111,10 +111,12 @@ def add_finetune_flags(parser: argparse.ArgumentParser) -> None:
     cli.add_labelled_data_args(data, sorted(cls.TASKS), start=True)
 
 
-def finetune_settings(args: argparse.Namespace, typed: bool = True) -> cls.ClassifySettings:
-    tree = cls.classifier_tree(args.preset, args.data__task, "finetune" if getattr(args, "init", None) else "scratch")
+def finetune_settings(args: argparse.Namespace, stage: str | None = None) -> cls.ClassifySettings:
+    """`mlm.py finetune`'s settings (as classify.py's); with ``stage``, the one command's ``stage`` runs' (their
+    start comes once pre-training is done)."""
+    tree = cls.classifier_tree(args.preset, args.data__task, stage or ("finetune" if args.init else "scratch"))
     s = cli.preset_settings(FINETUNE, args, tree)
-    return start_settings(s, cli.given_fields(args, cls.ClassifySettings)) if typed else s
+    return s if stage else start_settings(s, cli.given_fields(args, cls.ClassifySettings))
 
 
 FINETUNE = SimpleNamespace(  # `mlm.py finetune`: recipes/classify.py's runs
@@ -160,7 +162,7 @@ def new_plans(args: argparse.Namespace) -> dict[str, Any]:
     if args.train__amp is None:
         args.train__amp = PRESETS[args.preset].get("amp")
     return {"pretrain": settings(stage_args(args, "pretrain")),
-            **{stage: finetune_settings(stage_args(args, stage), typed=False) for stage in ("finetune", "scratch")}}
+            **{stage: finetune_settings(stage_args(args, stage), stage) for stage in ("finetune", "scratch")}}
 
 
 def all_runs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
