@@ -22,8 +22,10 @@ weights (best, or averaged checkpoints), add report sections and keys, and act a
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -181,3 +183,27 @@ def load_model(recipe: ModuleType, checkpoint: str | Path, device: str = "auto")
     model = MODELS[recipe.FAMILY](settings.model).to(resolve_device(device))
     load_checkpoint(checkpoint, model)
     return settings, model.eval(), load_tokenizer(run_dir / "tokenizer")
+
+
+def train_parts(parent: Path, parts: list[tuple[str, Any, Callable[[], Settings]]], data_dir: str | None,
+                changes: Callable[[str], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Train the runs a run is made of (mlm.py's one command: pretrain/, finetune/, scratch/, ...), in order, each
+    in ``parent/name`` by its kind (``parts``: ``(name, kind, settings)``); one that finished is read, one that was
+    interrupted continues (its saved settings with ``changes(name)``: budgets), the others start
+    (``settings()``, called only then: a run may depend on an earlier one). Their report.json dicts by name."""
+    reports = {}
+    for name, kind, new_settings in parts:
+        run_dir = parent / name
+        if (run_dir / "report.json").is_file():
+            log(f"{name}: done already ({run_dir / 'report.json'})")
+            reports[name] = json.loads((run_dir / "report.json").read_text())
+            continue
+        resumed = (run_dir / "config.json").is_file()  # interrupted: its own config.json says what it was
+        if resumed:
+            saved = read_run_config(run_dir)
+            kind = kind_of(kind, saved)
+            settings = settings_of(kind, saved).merged({**changes(name), "train.resume": True})
+        else:
+            settings = new_settings()
+        reports[name] = train(kind, settings, Context(run_dir, resumed, data_dir))
+    return reports
