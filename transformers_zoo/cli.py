@@ -38,7 +38,7 @@ _LM_OUTPUT = ("output_bias", "scale_output")  # the generating heads (decoder, e
 IGNORED_FIELDS = {
     "decoder_only": (*_TWO_STACKS, "pooling"),
     "encoder_decoder": ("pooling",),
-    "encoder_only": (*_TWO_STACKS, *_LM_OUTPUT),
+    "encoder_only": (*_TWO_STACKS, *_LM_OUTPUT, "sliding_window"),
 }
 # the variant registries themselves (modules/), so a variant registered there is a choice here
 CHOICES = {"positional": POSITIONAL_BUILDERS, "norm": NORM_BUILDERS, "ffn": FFN_MODULES, "pooling": POOLINGS,
@@ -58,6 +58,7 @@ MODEL_HELP = {
     "d_head": "width of one attention head (default: d_model / n_heads)",
     "embedding_norm": "norm the embeddings before the first layer (default: in post-norm stacks only)",
     "attention_scale": "multiply attention scores by this (default: 1/sqrt(head width))",
+    "sliding_window": "causal attention sees only the last N keys, itself included (Mistral; default: all)",
     "output_bias": "a bias on the output logits", "scale_output": "scale final states by d_model**-0.5 (T5)",
     "positional_offset": "learned positions: table rows before position 0 (BART: 2)",
     "sinusoidal_layout": "sinusoidal: interleaved sin/cos pairs or split halves (Marian)",

@@ -66,6 +66,9 @@ class ModelConfig:
     embedding_norm: bool | None = None
     # attention scores are q.k times this; None: 1/sqrt(d_head). T5 uses 1.0 (folded into its init).
     attention_scale: float | None = None
+    # causal stacks: a query at index i attends only to keys at indices (i - sliding_window, i] (Mistral);
+    # None: to every earlier key.
+    sliding_window: int | None = None
     # output projection: a bias over the vocabulary (BART's final_logits_bias), and the final hidden
     # states times d_model**-0.5 before it (T5 with tied embeddings).
     output_bias: bool = False
@@ -103,7 +106,7 @@ class ModelConfig:
         _positive("n_heads", self.n_heads)
         _positive("n_layers", self.n_layers)
         _positive("max_len", self.max_len)
-        for name in ("n_encoder_layers", "n_decoder_layers", "d_ff", "d_head"):
+        for name in ("n_encoder_layers", "n_decoder_layers", "d_ff", "d_head", "sliding_window"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
         if self.d_head is None and self.d_model % self.n_heads:

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from seq2seq_parity import Case, check_missing, make_case, parity_test
+from seq2seq_parity import Case, check_bad_tensor, make_case, parity_test
 
-from transformers_zoo.interop import bart
+from transformers_zoo.interop import ConversionError, bart, generation_ids
 
 transformers = pytest.importorskip("transformers")
 
@@ -29,16 +29,17 @@ test_matches_transformers = parity_test(case, VARIANTS)
 def test_config_fields():
     cfg = bart.config_from_hf(transformers.BartConfig(**SMALL).to_dict())
     assert (cfg.positional, cfg.positional_offset, cfg.embedding_norm, cfg.norm_first) == ("learned", 2, True, False)
-    assert cfg.extra["hf"]["decoder_start_token_id"] == 2 and cfg.pad_id == 1
+    assert generation_ids(cfg) == {"decoder_start": 2, "eos": 2, "pad": 1} and cfg.extra["hf_model_type"] == "bart"
 
 
-def test_missing_and_misshapen_tensors_name_the_tensor():
-    check_missing(case(), "model.decoder.layers.1.fc2.weight")
+def test_missing_and_misshapen_tensors_name_the_file_and_tensor():
+    check_bad_tensor(case(), "model.decoder.layers.1.fc2.weight")
     model = case().hf_model
     cfg = bart.config_from_hf(model.config.to_dict())
     tensors = dict(model.state_dict())
     tensors["model.encoder.layers.0.self_attn.k_proj.weight"] = torch.zeros(32, 31)
-    with pytest.raises(ValueError, match=r"model\.encoder\.layers\.0\.self_attn\.k_proj\.weight has shape \(32, 31\)"):
+    with pytest.raises(ConversionError, match=r"'model\.encoder\.layers\.0\.self_attn\.k_proj\.weight' has shape "
+                                              r"\(32, 31\)"):
         bart.state_from_hf(tensors, cfg)
 
 

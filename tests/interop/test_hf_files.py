@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from hf_parity import close, random_ids
+from hf_parity import bert_vocab, close, random_ids, write_tiny_bert, write_tiny_llama
 from safetensors.torch import load_file, save_file
 from test_hf_gpt2 import small_gpt2
 
@@ -82,3 +82,21 @@ def test_missing_directory_weights_or_config_field_is_one_line(gpt2_dir, tmp_pat
     one_line_error(gpt2_dir, str(gpt2_dir), "no weights found")
     (gpt2_dir / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     one_line_error(gpt2_dir, str(gpt2_dir / "config.json"), "missing field 'n_embd'")
+
+
+@pytest.mark.parametrize("family,name", [("bert", "bert.encoder.layer.1.output.dense.weight"),
+                                         ("llama", "model.layers.0.mlp.down_proj.weight")])
+def test_bert_and_llama_errors_name_file_and_tensor(tmp_path, family, name):
+    """Missing, misshapen and leftover tensors of the other decoder/encoder families: one line each, with the
+    file and the tensor (T5, BART and Marian: `seq2seq_parity.check_bad_tensor` and `check_leftovers`)."""
+    directory = write_tiny_bert(tmp_path, bert_vocab(["hello"])) if family == "bert" else write_tiny_llama(tmp_path)
+    load_hf(directory)  # as saved
+    original = load_file(directory / "model.safetensors")
+    extra = name.replace("weight", "extra")
+    edits = {"missing tensor": (name, lambda t: t.pop(name)),
+             "(3, 1)": (name, lambda t: t.update({name: torch.zeros(3, 1)})),
+             "unexpected tensor": (extra, lambda t: t.update({extra: torch.zeros(2)}))}
+    for what, (tensor, edit) in edits.items():
+        save_file(original, directory / "model.safetensors")
+        path = edit_weights(directory, edit)
+        one_line_error(directory, f"{path}: ", what, tensor.removeprefix("bert."))

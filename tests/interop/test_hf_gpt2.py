@@ -1,9 +1,12 @@
 """GPT-2: a random GPT2LMHeadModel and its conversion agree (logits, padding, greedy, export)."""
 
+import json
+
+import pytest
 import torch
 from hf_parity import check_decoder, transformers
 
-from transformers_zoo.interop import gpt2
+from transformers_zoo.interop import ConversionError, gpt2, load_hf
 
 
 def small_gpt2(**changes):
@@ -25,3 +28,18 @@ def test_gpt2_untied_head(tmp_path):
 def test_gpt2_defaults_pad_with_endoftext():
     cfg = gpt2.config_from_hf(transformers.GPT2Config().to_dict())
     assert (cfg.vocab_size, cfg.pad_id, cfg.extra["eos_id"], cfg.ffn) == (50257, 50256, 50256, "gelu_tanh")
+
+
+def test_gpt2_unscaled_attention(tmp_path):
+    """Issue 31: `scale_attn_weights: false` loaded with scores still divided by sqrt(head width) (max logit
+    diff 2.7); it is `attention_scale=1.0`, kept on export."""
+    check_decoder(small_gpt2(scale_attn_weights=False), tmp_path, transformers.AutoModelForCausalLM)
+    assert load_hf(tmp_path / "hf")[0].attention_scale == 1.0
+    assert json.loads((tmp_path / "ours" / "config.json").read_text())["scale_attn_weights"] is False
+
+
+@pytest.mark.parametrize("flag", ["scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"])
+def test_gpt2_attention_flags_we_do_not_implement_are_refused(tmp_path, flag):
+    small_gpt2(**{flag: True}).save_pretrained(tmp_path)
+    with pytest.raises(ConversionError, match=f"config.json: gpt2 with {flag}=true is not supported"):
+        load_hf(tmp_path)

@@ -163,3 +163,45 @@ def test_qkv_bias_overrides_bias_for_the_input_projections_only():
     assert attn.qkv.bias is not None and attn.out.bias is None
     cross = MultiHeadAttention(16, 4, cross=True, bias=True, qkv_bias=False)
     assert cross.q.bias is None and cross.kv.bias is None and cross.out.bias is not None
+
+
+def test_causal_mask_with_a_sliding_window():
+    """Query i sees keys (i - window, i]; queries after `offset` cached keys keep their absolute indices."""
+    from transformers_zoo.modules.attention import causal_mask
+
+    assert torch.equal(causal_mask(4), torch.ones(4, 4, dtype=torch.bool).tril())
+    windowed = causal_mask(5, window=2).long().tolist()
+    assert windowed == [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [0, 1, 1, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 1, 1]]
+    assert torch.equal(causal_mask(2, offset=3, window=2), causal_mask(5, window=2)[3:])
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_sliding_window_cached_decoding_equals_full_forward(padded):
+    """A DecoderOnly with `sliding_window=3` over 10 tokens: the full forward, a prompt then one token at a
+    time through the cache, and the model run on the last 5 tokens only (2 layers) agree; a window covering the
+    input changes nothing."""
+    from transformers_zoo import ModelConfig
+    from transformers_zoo.models import DecoderOnly
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=50, d_model=32, n_heads=4, n_kv_heads=2, n_layers=2, positional="rope",
+                      norm="rmsnorm", ffn="swiglu", dropout=0.0, sliding_window=3)
+    model = DecoderOnly(cfg).eval()
+    ids = torch.randint(1, 50, (2, 10))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    if padded:
+        mask[1, :2] = False  # left padding: windows count cached slots, as transformers' do
+    with torch.no_grad():
+        full = model(ids, mask)
+        cache = model.init_cache(2)
+        steps = [model.decode_step(ids[:, :4], cache, mask[:, :4])]
+        steps += [model.decode_step(ids[:, t:t + 1], cache, mask[:, t:t + 1]) for t in range(4, 10)]
+        torch.testing.assert_close(torch.stack(steps, 1), full[:, 3:], atol=1e-5, rtol=1e-5)
+        if not padded:  # 2 layers of window 3: the last logits depend on the last 5 tokens only (rope: relative)
+            torch.testing.assert_close(model(ids[:, -5:])[:, -1], full[:, -1], atol=1e-5, rtol=1e-5)
+        wide = DecoderOnly(cfg.replace(sliding_window=10)).eval()
+        wide.load_state_dict(model.state_dict())
+        unwindowed = DecoderOnly(cfg.replace(sliding_window=None)).eval()
+        unwindowed.load_state_dict(model.state_dict())
+        torch.testing.assert_close(wide(ids, mask), unwindowed(ids, mask))
+        assert not torch.allclose(full, unwindowed(ids, mask), atol=1e-3)

@@ -6,14 +6,16 @@
     model, notes = load_hf_classifier("hf:bert-base-uncased", n_classes=2)  # for fine-tuning, as HF builds it
     model, src_tok, tgt_tok = load_hf_translator("hf:Helsinki-NLP/opus-mt-en-de")  # with its tokenizers
 
-Each family converter is a module with the same small interface, registered by `model_type`:
+Each family converter is a module with the same small interface, registered by `model_type`, and written
+with the one toolkit of `interop.tensors` (a `Table` of names, `gather` / `scatter` / `take`, `special_ids`):
 - `MODEL_TYPES`: the config.json `model_type` strings it reads; `FAMILY`: key of `models.MODELS` it builds;
 - `IGNORED`: regexes of checkpoint tensors that are not weights we use (buffers, unused heads);
 - `config_from_hf(hf: dict) -> ModelConfig` and `config_to_hf(cfg) -> dict` (raise ConversionError for
   what the other side cannot express);
 - `state_from_hf(tensors, cfg) -> state_dict`: *removes* what it uses from `tensors` (`tensors.take`),
   so leftovers are reported; `state_to_hf(state, cfg) -> dict` of tensors by Hugging Face name.
-Add a family by adding its module to `FAMILIES`.
+Every conversion error is a one-line `ConversionError` naming the file (config.json or the weights) and
+the field or tensor. Add a family by adding its module to `FAMILIES`.
 """
 
 from __future__ import annotations
@@ -29,14 +31,14 @@ from ..config import ModelConfig
 from ..models import MODELS
 from . import bart, bert, gpt2, llama, marian, t5
 from .files import ConversionError, read_config, read_tensors, resolve_checkpoint, weights_file, write_checkpoint
-from .mapping import special_ids
-from .tensors import drop, our_shapes
+from .tensors import drop, generation_ids, our_shapes
 
 FAMILIES: tuple[ModuleType, ...] = (gpt2, bert, llama, bart, marian, t5)
 CONVERTERS: dict[str, ModuleType] = {t: m for m in FAMILIES for t in m.MODEL_TYPES}
 
-__all__ = ["CONVERTERS", "ConversionError", "export_hf", "hf_classifier_config", "load_hf", "load_hf_classifier",
-           "load_hf_lm", "load_hf_model", "load_hf_translator", "resolve_checkpoint"]
+__all__ = ["CONVERTERS", "ConversionError", "export_hf", "generation_ids", "hf_classifier_config", "load_hf",
+           "load_hf_classifier", "load_hf_lm", "load_hf_model", "load_hf_translator", "model_from_hf",
+           "resolve_checkpoint"]
 
 
 def converter(model_type: str | None, where: Path | None = None) -> ModuleType:
@@ -57,18 +59,28 @@ def load_hf(path: str | os.PathLike, **changes) -> tuple[ModelConfig, dict[str, 
     directory = resolve_checkpoint(path)
     hf = read_config(directory)
     module = converter(hf.get("model_type"), directory / "config.json")
-    try:
-        cfg = module.config_from_hf(hf)
-        cfg = cfg.replace(**changes) if changes else cfg
-    except KeyError as err:
-        raise ConversionError(f"missing field {err} for model_type={hf['model_type']!r}", directory / "config.json"
-                              ) from None
-    except ValueError as err:  # ConversionError, or a ModelConfig that refuses the numbers
-        raise ConversionError(str(err), directory / "config.json") from None
+    cfg = _read_config(module, hf, directory / "config.json", **changes)
     wfile = weights_file(directory)
     tensors = read_tensors(wfile)
     for name in [n for n in tensors if n.endswith((".gamma", ".beta"))]:  # pre-2019 LayerNorm names
         tensors[name.rsplit(".", 1)[0] + (".weight" if name.endswith("gamma") else ".bias")] = tensors.pop(name)
+    fresh = getattr(module, "FRESH", ()) + (getattr(module, "FRESH_HEAD", ()) if changes else ())
+    return cfg, _convert_state(module, cfg, tensors, wfile, fresh), module.FAMILY
+
+
+def _read_config(module: ModuleType, hf: dict, where: Path, **changes) -> ModelConfig:
+    """`module.config_from_hf(hf)` with `changes`; any refusal a ConversionError naming `where`."""
+    try:
+        cfg = module.config_from_hf(hf)
+        return cfg.replace(**changes) if changes else cfg
+    except ValueError as err:  # ConversionError, or a ModelConfig that refuses the numbers
+        raise ConversionError(str(err), where) from None
+
+
+def _convert_state(module: ModuleType, cfg: ModelConfig, tensors: dict[str, torch.Tensor], wfile: Path,
+                   fresh: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """Our state_dict of a checkpoint's `tensors` (read from `wfile`, named in every error): each tensor is
+    used or `IGNORED`, each weight of our model converted (but `fresh` ones), with our shape."""
     try:
         state = module.state_from_hf(tensors, cfg)
     except ConversionError as err:
@@ -77,11 +89,22 @@ def load_hf(path: str | os.PathLike, **changes) -> tuple[ModelConfig, dict[str, 
     if tensors:
         names = sorted(tensors)
         more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
-        raise ConversionError(f"unexpected tensor {names[0]!r}{more}: not part of a {hf['model_type']} model "
-                              f"with this config.json", wfile)
-    fresh = getattr(module, "FRESH", ()) + (getattr(module, "FRESH_HEAD", ()) if changes else ())
+        model_type = cfg.extra.get("hf_model_type") or module.MODEL_TYPES[0]
+        raise ConversionError(f"unexpected tensor {names[0]!r}{more}: not part of a {model_type} model with this "
+                              "config.json", wfile)
     _check_state(state, cfg, module, wfile, fresh)
-    return cfg, state, module.FAMILY
+    return state
+
+
+def model_from_hf(module: ModuleType, hf: dict, tensors: dict[str, torch.Tensor]) -> nn.Module:
+    """A model with converted weights, in eval mode, from a parsed config.json `hf` and a checkpoint's
+    `tensors` in memory (e.g. a `transformers` model's state_dict); `module` is one of the converters
+    (e.g. `interop.bart`). The same checks as `load_hf`; errors name `<memory>` for the file."""
+    where = Path("<memory>")
+    cfg = _read_config(module, hf, where / "config.json")
+    model = MODELS[module.FAMILY](cfg)
+    model.load_state_dict(_convert_state(module, cfg, dict(tensors), where), strict=True)
+    return model.eval()
 
 
 def _check_state(state: dict, cfg: ModelConfig, module: ModuleType, wfile: Path, fresh: tuple[str, ...]) -> None:
@@ -176,7 +199,7 @@ def load_hf_translator(path: str | os.PathLike):
                               directory / "config.json")
     model = load_hf_model(directory)
     if model_type in t5.MODEL_TYPES:
-        tgt_tok.bos_id, tgt_tok.pad_id = special_ids(model.config)["decoder_start"], model.config.pad_id
+        tgt_tok.bos_id, tgt_tok.pad_id = generation_ids(model.config)["decoder_start"], model.config.pad_id
     if tgt_tok.vocab_size > model.config.vocab_size or tgt_tok.pad_id != model.config.pad_id:
         raise ConversionError(f"the tokenizer ({tgt_tok.vocab_size} ids, pad {tgt_tok.pad_id}) does not fit the "
                               f"model (vocab_size={model.config.vocab_size}, pad_token_id={model.config.pad_id})",
@@ -192,14 +215,8 @@ def hf_classifier_config(path: str | os.PathLike, n_classes: int, **overrides) -
     if hf.get("model_type") not in bert.MODEL_TYPES:
         raise ConversionError(f"model_type={hf.get('model_type')!r} is not a BERT checkpoint (fine-tuning a "
                               f"classifier supports: {', '.join(bert.MODEL_TYPES)})", directory / "config.json")
-    try:
-        cfg = bert.config_from_hf(hf)
-    except KeyError as err:  # as load_hf reports them
-        raise ConversionError(f"missing field {err} for model_type={hf['model_type']!r}", directory / "config.json"
-                              ) from None
-    except ValueError as err:
-        raise ConversionError(str(err), directory / "config.json") from None
-    return cfg.replace(**{"n_classes": n_classes, "pooling": "cls_tanh", **overrides})
+    return _read_config(bert, hf, directory / "config.json", **{"n_classes": n_classes, "pooling": "cls_tanh",
+                                                                 **overrides})
 
 
 def load_hf_classifier(path: str | os.PathLike, n_classes: int, **overrides) -> tuple[nn.Module, list[str]]:

@@ -6,7 +6,7 @@ position (`positional_offset=2`, HF's BartLearnedPositionalEmbedding), one table
 embeddings optionally times sqrt(d_model) (`scale_embedding`), one embedding shared by encoder, decoder
 and the tied output projection, plus `final_logits_bias` (our `output_bias`). Decoding starts from
 `decoder_start_token_id` (EOS, 2, for the released checkpoints), kept with the other special ids in
-`cfg.extra["hf"]`. Training-only knobs without an equivalent (activation_dropout, layerdrop) are
+`cfg.extra` (`tensors.special_ids`). Training-only knobs without an equivalent (activation_dropout, layerdrop) are
 dropped: they do not change inference.
 
 Marian (`interop.marian`) has the same layer layout and reuses `layer_pairs`.
@@ -17,40 +17,34 @@ from __future__ import annotations
 import torch
 
 from ..config import ModelConfig
-from ..models import EncoderDecoder
-from .mapping import (
-    Pairs,
-    consume,
-    expected_shapes,
+from .files import ConversionError
+from .tensors import (
+    Table,
+    drop_copies,
     ffn_from_hf,
     ffn_to_hf,
     fill,
     gather,
     reads_config,
+    require,
     same,
     scatter,
+    special_ids,
+    special_ids_to_hf,
 )
 
 MODEL_TYPES = ("bart",)
-MODEL_CLASS = EncoderDecoder
 FAMILY = "encoder_decoder"
-# Every tensor is used (`mapping.consume`), or reported as unexpected by the loader.
+# Every tensor is used, or reported as unexpected by the loader.
 IGNORED: tuple[str, ...] = ()
 ARCHITECTURE = "BartForConditionalGeneration"
-# special token ids a recipe or HF generate needs, kept in cfg.extra["hf"]
-TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "decoder_start_token_id", "forced_bos_token_id",
-                "forced_eos_token_id")
-
-
-def token_ids(hf: dict) -> dict:
-    return {"model_type": hf.get("model_type"), **{k: hf.get(k) for k in TOKEN_FIELDS}}
 
 
 def shared_fields(hf: dict) -> dict:
     """ModelConfig fields read the same way from BART- and Marian-style configs."""
     for legacy in ("normalize_before", "add_final_layer_norm"):  # pre-norm (mBART-style) stacks
         if hf.get(legacy):
-            raise ValueError(f"unsupported {legacy}=True: this family's converter reads post-norm stacks only")
+            raise ConversionError(f"unsupported {legacy}=True: this family's converter reads post-norm stacks only")
     return {
         "d_model": hf["d_model"],
         "n_heads": same(hf, ("encoder_attention_heads", "decoder_attention_heads")),
@@ -69,17 +63,16 @@ def shared_fields(hf: dict) -> dict:
         "tie_embeddings": hf.get("tie_word_embeddings", True),
         "scale_embeddings": bool(hf.get("scale_embedding", False)),
         "output_bias": True,
-        "pad_id": hf["pad_token_id"],
-        "extra": {"hf": token_ids(hf)},
+        **special_ids(hf, hf["vocab_size"]),
     }
 
 
 def shared_fields_to_hf(cfg: ModelConfig) -> dict:
     """The inverse of `shared_fields`."""
-    if cfg.norm != "layernorm" or cfg.norm_first or not cfg.bias or cfg.n_kv_heads not in (None, cfg.n_heads):
-        raise ValueError("this family needs norm='layernorm', norm_first=False, bias=True and n_kv_heads=None")
-    if cfg.d_head not in (None, cfg.d_model // cfg.n_heads) or cfg.attention_scale is not None or cfg.norm_eps != 1e-5:
-        raise ValueError("this family needs d_head=None, attention_scale=None and norm_eps=1e-5")
+    model_type = cfg.extra.get("hf_model_type") or "bart"
+    require(cfg, model_type, norm=("layernorm",), norm_first=(False,), bias=(True,), n_kv_heads=(None, cfg.n_heads),
+            d_head=(None, cfg.d_model // cfg.n_heads), attention_scale=(None,), norm_eps=(1e-5,),
+            sliding_window=(None,), qkv_bias=(None, True))
     return {
         "d_model": cfg.d_model,
         "encoder_attention_heads": cfg.n_heads, "decoder_attention_heads": cfg.n_heads,
@@ -90,37 +83,37 @@ def shared_fields_to_hf(cfg: ModelConfig) -> dict:
         "activation_function": ffn_to_hf(cfg),
         "scale_embedding": cfg.scale_embeddings,
         "tie_word_embeddings": cfg.tie_embeddings,  # transformers >= 5: false unties every table
-        "pad_token_id": cfg.pad_id,
         "is_encoder_decoder": True,
-        **{k: v for k, v in cfg.extra.get("hf", {}).items() if k in TOKEN_FIELDS},
+        **special_ids_to_hf(cfg),
     }
 
 
 @reads_config
 def config_from_hf(hf: dict) -> ModelConfig:
+    if "pad_token_id" not in hf:
+        raise ConversionError("missing field 'pad_token_id'")
     return ModelConfig(
         vocab_size=hf["vocab_size"], positional="learned", positional_offset=2, embedding_norm=True,
         share_src_tgt_embeddings=hf.get("tie_word_embeddings", True), **shared_fields(hf))
 
 
 def config_to_hf(cfg: ModelConfig) -> dict:
-    if cfg.positional != "learned" or cfg.positional_offset != 2 or cfg.embedding_norm is False:
-        raise ValueError("BART needs positional='learned', positional_offset=2 and an embedding norm")
-    if not cfg.output_bias or cfg.scale_output or cfg.source_vocab_size != cfg.vocab_size:
-        raise ValueError("BART needs output_bias=True, scale_output=False and one vocabulary")
+    require(cfg, "bart", positional=("learned",), positional_offset=(2,), embedding_norm=(None, True),
+            output_bias=(True,), scale_output=(False,), src_vocab_size=(None, cfg.vocab_size))
     if cfg.tie_embeddings and not cfg.share_src_tgt_embeddings:
-        raise ValueError("BART ties all embeddings or none: tie_embeddings=True needs share_src_tgt_embeddings=True")
+        raise ConversionError("BART ties all embeddings or none: tie_embeddings=True needs "
+                              "share_src_tgt_embeddings=True")
     return {"model_type": "bart", "architectures": [ARCHITECTURE], "vocab_size": cfg.vocab_size,
             **shared_fields_to_hf(cfg)}
 
 
-def layer_pairs(cfg: ModelConfig) -> Pairs:
+def layer_pairs(cfg: ModelConfig) -> Table:
     """Every encoder and decoder layer: BART's and Marian's names (`model.encoder.layers.{i}...`)."""
 
-    def linear(ours: str, *hf: str) -> Pairs:
+    def linear(ours: str, *hf: str) -> Table:
         return [(f"{ours}.{p}", tuple(f"{h}.{p}" for h in hf)) for p in ("weight", "bias")]
 
-    pairs: Pairs = []
+    pairs: Table = []
     for stack, n in (("encoder", cfg.encoder_layers), ("decoder", cfg.decoder_layers)):
         for i in range(n):
             ours, hf = f"{stack}.layers.{i}", f"model.{stack}.layers.{i}"
@@ -140,7 +133,7 @@ def layer_pairs(cfg: ModelConfig) -> Pairs:
     return pairs
 
 
-def embedding_pairs(cfg: ModelConfig) -> Pairs:
+def embedding_pairs(cfg: ModelConfig) -> Table:
     """Source and target embeddings and the output projection with its bias.
 
     transformers >= 5 ties nothing when `tie_word_embeddings` is false: encoder, decoder and output then
@@ -156,7 +149,7 @@ def embedding_pairs(cfg: ModelConfig) -> Pairs:
             ("lm_head.bias", ("final_logits_bias",))]
 
 
-def pairs(cfg: ModelConfig) -> Pairs:
+def pairs(cfg: ModelConfig) -> Table:
     out = embedding_pairs(cfg)
     for stack in ("encoder", "decoder"):
         out += [(f"{stack}.positional.weight", (f"model.{stack}.embed_positions.weight",))]
@@ -164,27 +157,26 @@ def pairs(cfg: ModelConfig) -> Pairs:
     return out + layer_pairs(cfg)
 
 
-def prepare(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    """A copy of a checkpoint's tensors with the names `embedding_pairs` reads: the `model.` prefix a bare
+def prepare(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> None:
+    """Give a checkpoint's tensors, in place, the names `embedding_pairs` reads: the `model.` prefix a bare
     `BartModel` checkpoint lacks, tied tables saved under one name only, `final_logits_bias` (zeros when
-    absent, HF's default) flattened to our bias."""
+    absent, HF's default) flattened to our bias; the tied copies HF saves besides are dropped."""
     if not any(k.startswith("model.") for k in tensors):
-        tensors = {("" if k.startswith(("lm_head", "final_logits_bias")) else "model.") + k: t
-                   for k, t in tensors.items()}
-    tensors = dict(tensors)
+        for k in [k for k in tensors if not k.startswith(("lm_head", "final_logits_bias"))]:
+            tensors[f"model.{k}"] = tensors.pop(k)
     enc, dec, shared = (f"model.{n}.weight" for n in ("encoder.embed_tokens", "decoder.embed_tokens", "shared"))
     fill(tensors, shared, enc, dec)
     fill(tensors, enc, shared)
     fill(tensors, dec, shared)
     fill(tensors, "lm_head.weight", dec)
     tensors["final_logits_bias"] = tensors.get("final_logits_bias", torch.zeros(cfg.vocab_size)).reshape(-1)
-    return tensors
+    drop_copies(tensors, tied_copies(cfg))
 
 
-def alias_pairs(shared: bool) -> Pairs:
+def alias_pairs(shared: bool) -> Table:
     """The embedding names HF's state_dict holds besides those `embedding_pairs` reads (strict loading
     wants them all, tied or not); `shared`: the model has a `model.shared` table."""
-    out: Pairs = [("src_embed.weight", ("model.encoder.embed_tokens.weight",)),
+    out: Table = [("src_embed.weight", ("model.encoder.embed_tokens.weight",)),
                   ("tgt_embed.weight", ("model.decoder.embed_tokens.weight",)), ("lm_head.weight", ("lm_head.weight",))]
     return (out + [("src_embed.weight", ("model.shared.weight",))]) if shared else out
 
@@ -205,14 +197,12 @@ def tied_copies(cfg: ModelConfig) -> tuple[tuple[str, str], ...]:
     return tuple(copies)
 
 
-def convert_state(tensors: dict[str, torch.Tensor], cfg: ModelConfig, table: Pairs) -> dict[str, torch.Tensor]:
+def convert_state(tensors: dict[str, torch.Tensor], cfg: ModelConfig, table: Table) -> dict[str, torch.Tensor]:
     """Our state dict through `table` (BART's or Marian's pairs); what it used is removed from `tensors`."""
-    prepared = prepare(tensors, cfg)
-    state = gather(prepared, table, expected_shapes(MODEL_CLASS, cfg))
-    consume(tensors, prepared, table, tied_copies(cfg))
+    prepare(tensors, cfg)
+    state = gather(tensors, table, cfg, FAMILY)
     if not cfg.share_src_tgt_embeddings:  # transformers >= 5 keeps `model.shared` that nothing reads then
-        for name in ("model.shared.weight", "shared.weight"):
-            tensors.pop(name, None)
+        tensors.pop("model.shared.weight", None)
     return state
 
 

@@ -20,7 +20,7 @@ import torch
 
 from ..config import ModelConfig
 from .files import ConversionError
-from .tensors import hf_special_ids, our_shapes, require, special_ids, take, take_cat, unprefix
+from .tensors import Table, gather, reads_config, require, scatter, special_ids, special_ids_to_hf, take, unprefix
 
 MODEL_TYPES = ("bert",)
 FAMILY = "encoder_only"
@@ -32,6 +32,7 @@ FRESH_HEAD = ("pooler.", "classifier.")
 CLASSIFIER = "BertForSequenceClassification"
 
 
+@reads_config
 def config_from_hf(hf: dict) -> ModelConfig:
     if hf.get("hidden_act", "gelu") != "gelu":
         raise ConversionError(f"bert hidden_act={hf['hidden_act']!r} is not supported (only gelu)")
@@ -62,16 +63,15 @@ def config_to_hf(cfg: ModelConfig) -> dict:
           "num_hidden_layers": cfg.n_layers, "intermediate_size": cfg.ffn_dim, "max_position_embeddings": cfg.max_len,
           "hidden_act": "gelu", "hidden_dropout_prob": cfg.dropout,
           "attention_probs_dropout_prob": cfg.attention_dropout,
-          "layer_norm_eps": cfg.norm_eps, "type_vocab_size": 2, "tie_word_embeddings": True, **hf_special_ids(cfg)}
+          "layer_norm_eps": cfg.norm_eps, "type_vocab_size": 2, "tie_word_embeddings": True, **special_ids_to_hf(cfg)}
     if cfg.n_classes:
         hf["id2label"] = {str(i): f"LABEL_{i}" for i in range(cfg.n_classes)}
         hf["label2id"] = {f"LABEL_{i}": i for i in range(cfg.n_classes)}
     return hf
 
 
-def _table(cfg: ModelConfig, has_mlm: bool, has_pooler: bool = True, has_classifier: bool = True
-           ) -> dict[str, tuple[str, ...]]:
-    """Our name -> the BERT names concatenated (dim 0) into it (the position table is special-cased)."""
+def _table(cfg: ModelConfig, has_mlm: bool, has_pooler: bool = True, has_classifier: bool = True) -> Table:
+    """Our names and the BERT names concatenated (dim 0) into each (the position table is special-cased)."""
     table = {"embed.weight": ("embeddings.word_embeddings.weight",)}
     for p in ("weight", "bias"):
         table[f"stack.embed_norm.{p}"] = (f"embeddings.LayerNorm.{p}",)
@@ -93,7 +93,7 @@ def _table(cfg: ModelConfig, has_mlm: bool, has_pooler: bool = True, has_classif
             table[f"classifier.{p}"] = (f"classifier.{p}",)
     if has_mlm:
         table["mlm_head.bias"] = ("cls.predictions.bias",)
-    return table
+    return list(table.items())
 
 
 def state_from_hf(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
@@ -106,10 +106,8 @@ def state_from_hf(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
     head = tensors.get("classifier.weight")
     if head is not None and cfg.n_classes and head.shape[0] != cfg.n_classes:
         tensors.pop("classifier.weight"), tensors.pop("classifier.bias", None)
-    shapes = our_shapes(cfg, FAMILY)
     table = _table(cfg, has_mlm, "pooler.dense.weight" in tensors, "classifier.weight" in tensors)
-    state = {ours: take_cat(tensors, names, *[(shapes[ours][0] // len(names), *shapes[ours][1:])] * len(names))
-             for ours, names in table.items()}
+    state = gather(tensors, table, cfg, FAMILY)
     position = take(tensors, "embeddings.position_embeddings.weight", cfg.max_len, cfg.d_model)
     token_types = tensors.pop("embeddings.token_type_embeddings.weight", None)
     state["stack.positional.weight"] = position if token_types is None else position + token_types[0].float()
@@ -119,11 +117,7 @@ def state_from_hf(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[st
 
 
 def state_to_hf(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    has_mlm = not cfg.n_classes
-    out = {}
-    for ours, names in _table(cfg, has_mlm).items():
-        parts = state[ours].chunk(len(names))
-        out.update(zip(names, parts, strict=True))
+    out = scatter(state, _table(cfg, has_mlm=not cfg.n_classes))
     out = {n if n.startswith(("cls.", "classifier.")) else f"bert.{n}": t for n, t in out.items()}
     out["bert.embeddings.position_embeddings.weight"] = state["stack.positional.weight"]
     out["bert.embeddings.token_type_embeddings.weight"] = torch.zeros(2, cfg.d_model)

@@ -15,16 +15,13 @@ from __future__ import annotations
 import torch
 
 from ..config import ModelConfig
-from ..models import EncoderDecoder
 from ..modules import SinusoidalPositional
 from . import bart
-from .mapping import Pairs, reads_config, scatter
+from .tensors import Table, reads_config, require, scatter
 
 MODEL_TYPES = ("marian",)
-MODEL_CLASS = EncoderDecoder
 FAMILY = "encoder_decoder"
-# Every tensor is used (`mapping.consume`) or is the fixed sinusoid table HF may save, or the loader
-# reports it as unexpected.
+# Every tensor is used or is the fixed sinusoid table HF may save, or the loader reports it as unexpected.
 IGNORED = (r"^(model\.)?(encoder|decoder)\.embed_positions\.weight$",)
 ARCHITECTURE = "MarianMTModel"
 
@@ -41,10 +38,8 @@ def config_from_hf(hf: dict) -> ModelConfig:
 
 
 def config_to_hf(cfg: ModelConfig) -> dict:
-    if cfg.positional != "sinusoidal" or cfg.sinusoidal_layout != "split" or cfg.embedding_norm:
-        raise ValueError("Marian needs positional='sinusoidal', sinusoidal_layout='split' and embedding_norm=False")
-    if not cfg.output_bias or cfg.scale_output:
-        raise ValueError("Marian needs output_bias=True and scale_output=False")
+    require(cfg, "marian", positional=("sinusoidal",), sinusoidal_layout=("split",), embedding_norm=(False,),
+            output_bias=(True,), scale_output=(False,))
     out = {"model_type": "marian", "architectures": [ARCHITECTURE], "vocab_size": cfg.source_vocab_size,
            "decoder_vocab_size": cfg.vocab_size, "share_encoder_decoder_embeddings": cfg.share_src_tgt_embeddings,
            **bart.shared_fields_to_hf(cfg)}
@@ -53,7 +48,7 @@ def config_to_hf(cfg: ModelConfig) -> dict:
     return out
 
 
-def pairs(cfg: ModelConfig) -> Pairs:
+def pairs(cfg: ModelConfig) -> Table:
     return bart.embedding_pairs(cfg) + bart.layer_pairs(cfg)
 
 

@@ -15,16 +15,26 @@ from __future__ import annotations
 import torch
 
 from ..config import ModelConfig
-from ..models import EncoderDecoder
-from .mapping import FFN_TO_HF, Pairs, consume, expected_shapes, ffn_from_hf, fill, gather, reads_config, scatter
+from .files import ConversionError
+from .tensors import (
+    FFN_TO_HF,
+    Table,
+    drop_copies,
+    ffn_from_hf,
+    fill,
+    gather,
+    reads_config,
+    require,
+    scatter,
+    special_ids,
+    special_ids_to_hf,
+)
 
 MODEL_TYPES = ("t5",)
-MODEL_CLASS = EncoderDecoder
 FAMILY = "encoder_decoder"
-# Every tensor is used (`mapping.consume`), or reported as unexpected by the loader.
+# Every tensor is used, or reported as unexpected by the loader.
 IGNORED: tuple[str, ...] = ()
 ARCHITECTURE = "T5ForConditionalGeneration"
-TOKEN_FIELDS = ("eos_token_id", "decoder_start_token_id")
 # gated activation -> our gated FFN (HF reads "gated-gelu" as gelu_new, the tanh approximation)
 GATED = {"gelu": "geglu_tanh", "gelu_new": "geglu_tanh", "gelu_pytorch_tanh": "geglu_tanh", "silu": "swiglu",
          "swish": "swiglu"}
@@ -35,10 +45,10 @@ def ffn_from_proj(proj: str) -> str:
     kind, _, act = proj.rpartition("-")
     if kind == "gated":
         if act not in GATED:
-            raise ValueError(f"unsupported feed_forward_proj={proj!r}; gated activations: {', '.join(GATED)}")
+            raise ConversionError(f"unsupported feed_forward_proj={proj!r}; gated activations: {', '.join(GATED)}")
         return GATED[act]
     if kind:
-        raise ValueError(f"unsupported feed_forward_proj={proj!r}; expected ACT or gated-ACT")
+        raise ConversionError(f"unsupported feed_forward_proj={proj!r}; expected ACT or gated-ACT")
     return ffn_from_hf(act, "feed_forward_proj")
 
 
@@ -47,8 +57,8 @@ def ffn_to_proj(ffn: str) -> str:
     if ffn in gated:
         return gated[ffn]
     if ffn not in FFN_TO_HF:
-        raise ValueError(f"ModelConfig.ffn={ffn!r} has no T5 feed_forward_proj; "
-                         f"use one of: {', '.join([*FFN_TO_HF, *gated])}")
+        raise ConversionError(f"ModelConfig.ffn={ffn!r} has no T5 feed_forward_proj; "
+                              f"use one of: {', '.join([*FFN_TO_HF, *gated])}")
     return FFN_TO_HF[ffn]
 
 
@@ -66,18 +76,14 @@ def config_from_hf(hf: dict) -> ModelConfig:
         relative_max_distance=hf.get("relative_attention_max_distance", 128),
         norm="rmsnorm", norm_first=True, norm_eps=hf.get("layer_norm_epsilon", 1e-6),
         ffn=ffn_from_proj(hf.get("feed_forward_proj", "relu")), bias=False, tie_embeddings=bool(scaled),
-        scale_output=bool(scaled), attention_scale=1.0, pad_id=hf.get("pad_token_id", 0),
-        share_src_tgt_embeddings=True,
-        extra={"hf": {"model_type": hf.get("model_type"), **{k: hf.get(k) for k in TOKEN_FIELDS}}})
+        scale_output=bool(scaled), attention_scale=1.0, share_src_tgt_embeddings=True,
+        **special_ids({"pad_token_id": 0, **hf}, hf["vocab_size"]))
 
 
 def config_to_hf(cfg: ModelConfig) -> dict:
-    if cfg.positional != "relative" or cfg.norm != "rmsnorm" or not cfg.norm_first or cfg.bias:
-        raise ValueError("T5 needs positional='relative', norm='rmsnorm', norm_first=True and bias=False")
-    if cfg.attention_scale != 1.0 or cfg.output_bias or cfg.embedding_norm or not cfg.share_src_tgt_embeddings:
-        raise ValueError("T5 needs attention_scale=1.0, output_bias=False, embedding_norm off and shared embeddings")
-    if cfg.n_kv_heads not in (None, cfg.n_heads):
-        raise ValueError("T5 needs n_kv_heads=None")
+    require(cfg, "t5", positional=("relative",), norm=("rmsnorm",), norm_first=(True,), bias=(False,),
+            qkv_bias=(None, False), attention_scale=(1.0,), output_bias=(False,), embedding_norm=(None, False),
+            share_src_tgt_embeddings=(True,), n_kv_heads=(None, cfg.n_heads), sliding_window=(None,))
     return {
         "model_type": "t5", "architectures": [ARCHITECTURE], "vocab_size": cfg.vocab_size,
         "d_model": cfg.d_model, "num_heads": cfg.n_heads, "d_kv": cfg.head_dim, "d_ff": cfg.ffn_dim,
@@ -86,15 +92,15 @@ def config_to_hf(cfg: ModelConfig) -> dict:
         "relative_attention_max_distance": cfg.relative_max_distance,
         "dropout_rate": cfg.dropout, "layer_norm_epsilon": cfg.norm_eps, "feed_forward_proj": ffn_to_proj(cfg.ffn),
         # read by transformers as "scale the decoder outputs" (and, before v5, "tie the head")
-        "tie_word_embeddings": cfg.scale_output, "pad_token_id": cfg.pad_id, "is_encoder_decoder": True,
+        "tie_word_embeddings": cfg.scale_output, "is_encoder_decoder": True,
         "decoder_start_token_id": cfg.pad_id, "eos_token_id": 1,
-        **{k: v for k, v in cfg.extra.get("hf", {}).items() if k in TOKEN_FIELDS and v is not None},
+        **{k: v for k, v in special_ids_to_hf(cfg).items() if v is not None},
     }
 
 
-def pairs(cfg: ModelConfig) -> Pairs:
+def pairs(cfg: ModelConfig) -> Table:
     gated = cfg.ffn in ("geglu_tanh", "swiglu")
-    out: Pairs = [("src_embed.weight", ("shared.weight",)), ("tgt_embed.weight", ("shared.weight",)),
+    out: Table = [("src_embed.weight", ("shared.weight",)), ("tgt_embed.weight", ("shared.weight",)),
                   ("lm_head.weight", ("shared.weight" if cfg.tie_embeddings else "lm_head.weight",))]
     for stack, n in (("encoder", cfg.encoder_layers), ("decoder", cfg.decoder_layers)):
         bias = f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
@@ -123,16 +129,13 @@ def pairs(cfg: ModelConfig) -> Pairs:
 
 
 def state_from_hf(tensors: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    prepared = dict(tensors)
-    fill(prepared, "shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
-    fill(prepared, "lm_head.weight", "shared.weight")  # an untied head saved as tied
-    table = pairs(cfg)
-    state = gather(prepared, table, expected_shapes(MODEL_CLASS, cfg))
+    fill(tensors, "shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
+    fill(tensors, "lm_head.weight", "shared.weight")  # an untied head saved as tied
     copies = [(f"{n}.embed_tokens.weight", "shared.weight") for n in ("encoder", "decoder")]
     if cfg.tie_embeddings:
         copies.append(("lm_head.weight", "shared.weight"))
-    consume(tensors, prepared, table, tuple(copies))
-    return state
+    drop_copies(tensors, copies)
+    return gather(tensors, pairs(cfg), cfg, FAMILY)
 
 
 def state_to_hf(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:

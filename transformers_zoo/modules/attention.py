@@ -7,8 +7,9 @@ Two kernels compute the same thing:
 - `torch.nn.functional.scaled_dot_product_attention` (fused on CUDA, fast on CPU): the default;
 - `reference_attention`: the plain softmax(QK^T / sqrt(d) + bias) V, which can return the weights.
 Both take `scale` for models that scale the scores otherwise (None: 1/sqrt(d); T5: 1).
-Set `module.store_weights = True` (or use `record_attention(model)`) to run the reference path and
-keep the weights `(B, H, Tq, Tk)` in `module.weights`, for plots and tests.
+`causal_mask` builds the causal mask of queries appended after cached keys, with a sliding window
+as a variant (Mistral). Set `module.store_weights = True` (or use `record_attention(model)`) to run the
+reference path and keep the weights `(B, H, Tq, Tk)` in `module.weights`, for plots and tests.
 """
 
 from __future__ import annotations
@@ -30,6 +31,17 @@ def _expand_kv(k: torch.Tensor, n_heads: int) -> torch.Tensor:
     """`(B, H_kv, T, hd)` -> `(B, H, T, hd)`: each key/value head serves H / H_kv query heads (GQA)."""
     groups = n_heads // k.shape[1]
     return k if groups == 1 else k.repeat_interleave(groups, dim=1)
+
+
+def causal_mask(t: int, offset: int = 0, window: int | None = None, device: torch.device | str | None = None
+                ) -> torch.Tensor:
+    """Boolean `(t, offset + t)`: which keys each of `t` new queries may attend, the queries being the last
+    `t` of `offset + t` positions (`offset` keys already cached). Query i (at index offset + i) sees the keys
+    at indices `(offset + i - window, offset + i]` (`window` None: every key up to itself)."""
+    q_index = offset + torch.arange(t, device=device)[:, None]
+    k_index = torch.arange(offset + t, device=device)[None, :]
+    mask = k_index <= q_index
+    return mask if window is None else mask & (k_index > q_index - window)
 
 
 def _prepare(mask: torch.Tensor | None, bias: torch.Tensor | None, dtype: torch.dtype

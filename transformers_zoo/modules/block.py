@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import MultiHeadAttention
+from .attention import MultiHeadAttention, causal_mask
 from .embedding import build_positional
 from .ffn import build_ffn
 from .kv_cache import KVCache
@@ -73,16 +73,17 @@ class TransformerStack(nn.Module):
     """Token embeddings `(B, T, D)` -> contextual vectors `(B, T, D)` through `n_layers` blocks.
 
     The stack owns its positional scheme and builds the masks once for all layers: the padding mask
-    from `key_mask (B, T)` (True = real token), the causal mask when `causal`, the positional bias
-    (alibi / relative) and rotary angles (rope): a relative bias (T5) is computed once and shared by
-    every layer. Pre-norm stacks end with a final norm; post-norm stacks normalise the embeddings
-    instead (as BERT does), so every layer sees normalised input - unless `cfg.embedding_norm` says
-    otherwise (False: Marian's post-norm stacks have none).
+    from `key_mask (B, T)` (True = real token), the causal mask when `causal` (within `cfg.sliding_window`
+    when set), the positional bias (alibi / relative) and rotary angles (rope): a relative bias (T5) is
+    computed once and shared by every layer. Pre-norm stacks end with a final norm; post-norm stacks
+    normalise the embeddings instead (as BERT does), so every layer sees normalised input - unless
+    `cfg.embedding_norm` says otherwise (False: Marian's post-norm stacks have none).
     """
 
     def __init__(self, cfg, n_layers: int, causal: bool, cross: bool = False):
         super().__init__()
         self.causal = causal
+        self.window = cfg.sliding_window if causal else None
         self.positional = build_positional(cfg, causal)
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(build_block(cfg, cross) for _ in range(n_layers))
@@ -115,11 +116,12 @@ class TransformerStack(nn.Module):
         bias = self.positional.bias(positions, k_positions)
         mask, is_causal = padding, False
         if self.causal:
-            if mask is None and bias is None and offset == 0:
+            # a window shorter than the keys restricts the past; one that covers them all changes nothing
+            window = self.window if self.window is not None and offset + T > self.window else None
+            if mask is None and bias is None and offset == 0 and window is None:
                 is_causal = True  # the kernel's own causal path: no mask tensor at all
-            elif T > 1 or offset == 0:
-                k_index = torch.arange(offset + T, device=x.device)
-                causal = k_index[None, :] <= (offset + torch.arange(T, device=x.device))[:, None]
+            elif T > 1 or offset == 0 or window is not None:
+                causal = causal_mask(T, offset, window, x.device)
                 mask = causal if mask is None else mask & causal
         rotary = self.positional.rotary(positions)
         x = self.positional.add(x, positions)
