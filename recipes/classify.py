@@ -9,11 +9,11 @@
     python recipes/classify.py predict --checkpoint RUN_DIR "a gorgeous, witty film"
     python recipes/classify.py --eval-only --checkpoint RUN_DIR
 
-`recipes/mlm.py finetune` and `mlm.py predict` are these commands; `recipes/mlm.py` alone pre-trains, runs
-both starts and compares them. The encoder is mean-pooled (MLM never trains the [CLS] vector) under a
-linear head; the checkpoint with the best validation accuracy is kept. SST-2's test set is dev.tsv, its
-validation 872 whole training sentences whose phrases all leave training. --task imdb trains at 256 tokens,
-keeping the head and tail of a long review (Sun et al. 2019). From scratch, a sentencepiece vocabulary is
+`recipes/mlm.py` pre-trains an encoder; its one command makes these runs from both starts and compares them
+(`mlm.py finetune` and `mlm.py predict` were these commands). The encoder is mean-pooled (MLM never trains the
+[CLS] vector) under a linear head; the checkpoint with the best validation accuracy is kept. SST-2's test set is
+dev.tsv, its validation 872 whole training sentences whose phrases all leave training. --task imdb trains at 256
+tokens, keeping the head and tail of a long review (Sun et al. 2019). From scratch, a sentencepiece vocabulary is
 trained on the train texts. --init hf:PATH builds BertForSequenceClassification's model: its pooler, ids.
 """
 
@@ -44,7 +44,13 @@ def run_kind(saved: dict | None) -> finetuning.RunKind:
 def add_flags(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
     cli.add_vocab_args(data)
-    cli.add_labelled_data_args(data, sorted(TASKS), start=True)
+    cli.add_labelled_data_args(data, sorted(TASKS))
+    data.add_argument("--init", type=lambda v: v if v.startswith("hf:") else cli.absolute(v), default=None,
+                      metavar="RUN_DIR|hf:PATH", help="pre-training run to start from, or hf:PATH, a Hugging Face BERT "
+                      "checkpoint directory (or Hub name) with its vocab.txt (without it: from scratch)")
+    data.add_argument("--tokenizer-from", type=cli.absolute, default=None, metavar="DIR",
+                      help="a run (or tokenizer folder) whose tokenizer to use; with --init it must be the "
+                           "pre-training run's")
 
 
 def settings(args: argparse.Namespace) -> ClassifySettings:
@@ -55,7 +61,20 @@ def settings(args: argparse.Namespace) -> ClassifySettings:
     return finetuning.start_settings(cli.preset_settings(this, args, tree), cli.given_fields(args, SETTINGS))
 
 
-COMMANDS = {"predict": lambda argv: cli.predict_main(argv, "recipes/classify.py predict")}
+def predict_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="recipes/classify.py predict",
+                                     description="Classify texts with a fine-tuned run: label, probability.")
+    parser.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="fine-tuning run (or all-in-one run)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("texts", nargs="+", help="texts to classify")
+    args = parser.parse_args(argv)
+    labels = finetuning.predict(args.checkpoint, args.texts, cli.resolve_device(args.device))
+    for text, (label, prob) in zip(args.texts, labels, strict=True):
+        print(f"{label}\t{prob:.4f}\t{text}")
+    return 0
+
+
+COMMANDS = {"predict": predict_main}
 
 if __name__ == "__main__":
     cli.main_guard(lambda: cli.recipe_main(sys.modules[__name__]))

@@ -5,8 +5,7 @@ Every recipe (`recipes/*.py`) takes the same flags (see DESIGN.md, "Recipe contr
 training overrides (`--lr --warmup-steps ...`) and an override for every `ModelConfig` field the recipe's
 model family reads (`--positional rope --norm rmsnorm ...`; `IGNORED_FIELDS` names those a family's model
 never reads), generated from the dataclass so the two never drift apart.
-A preset is a dict `{"model": {...}, "train": {...}, "data": {...}}`; flags given on the command line
-win over the preset.
+A preset is a dict `{"model": {...}, "train": {...}, "data": {...}}`; flags typed win over the preset.
 """
 
 from __future__ import annotations
@@ -25,24 +24,15 @@ from typing import Any
 
 import torch
 
-from .config import FFN_MODULES, NORM_BUILDERS, POOLINGS, POSITIONAL_BUILDERS, SINUSOIDAL_LAYOUTS, ModelConfig
+from . import config as model_config
+from .config import DERIVED_FIELDS, IGNORED_FIELDS, ModelConfig, model_fields  # noqa: F401  (a family's fields)
 from .training.config import AMPS
 from .training.trainer import resolve_device  # noqa: F401  (recipes import it from here; one definition)
 
-# Fields the recipe derives from its data (vocabulary, classes) rather than from flags.
-DERIVED_FIELDS = {"vocab_size", "src_vocab_size", "pad_id", "n_classes", "extra"}
-# ModelConfig fields a family's model never reads (no flag for them there); every other field not derived is
-# offered. A new field is offered to every family until it is listed here.
-_TWO_STACKS = ("n_encoder_layers", "n_decoder_layers", "share_src_tgt_embeddings")
-_LM_OUTPUT = ("output_bias", "scale_output")  # the generating heads (decoder, encoder-decoder)
-IGNORED_FIELDS = {
-    "decoder_only": (*_TWO_STACKS, "pooling"),
-    "encoder_decoder": ("pooling",),
-    "encoder_only": (*_TWO_STACKS, *_LM_OUTPUT, "sliding_window"),
-}
 # the variant registries themselves (modules/), so a variant registered there is a choice here
-CHOICES = {"positional": POSITIONAL_BUILDERS, "norm": NORM_BUILDERS, "ffn": FFN_MODULES, "pooling": POOLINGS,
-           "sinusoidal_layout": SINUSOIDAL_LAYOUTS}
+CHOICES = {"positional": model_config.POSITIONAL_BUILDERS, "norm": model_config.NORM_BUILDERS,
+           "ffn": model_config.FFN_MODULES, "pooling": model_config.POOLINGS,
+           "sinusoidal_layout": model_config.SINUSOIDAL_LAYOUTS}
 MODEL_HELP = {
     "d_model": "width of the residual stream", "n_heads": "attention heads",
     "n_kv_heads": "key/value heads (1 = MQA, < n_heads = GQA; default: n_heads)",
@@ -72,20 +62,14 @@ def _amp(value: str) -> str:
 
 # TrainConfig fields a recipe exposes as flags (name -> type, help).
 TRAIN_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
-    "lr": (float, "peak learning rate"),
-    "warmup_steps": (int, "linear warm-up steps"),
-    "schedule": (str, "inverse_sqrt | cosine | constant"),
-    "min_lr_ratio": (float, "cosine floor as a fraction of lr"),
+    "lr": (float, "peak learning rate"), "warmup_steps": (int, "linear warm-up steps"),
+    "schedule": (str, "inverse_sqrt | cosine | constant"), "min_lr_ratio": (float, "cosine floor as a fraction of lr"),
     "weight_decay": (float, "AdamW decoupled weight decay (not on biases, norms, embeddings)"),
-    "accum_steps": (int, "micro-batches per optimizer step"),
-    "grad_clip": (float, "clip the gradient norm (0 = off)"),
+    "accum_steps": (int, "micro-batches per optimizer step"), "grad_clip": (float, "clip the gradient norm (0 = off)"),
     "label_smoothing": (float, "label smoothing of the cross-entropy"),
-    "eval_every": (int, "evaluate every N steps"),
-    "save_every": (int, "checkpoint every N steps"),
-    "log_every": (int, "log every N steps"),
-    "keep_last": (int, "checkpoints kept besides the best"),
-    "patience": (int, "stop after N evaluations without improvement"),
-    "max_epochs": (int, "stop after N epochs"),
+    "eval_every": (int, "evaluate every N steps"), "save_every": (int, "checkpoint every N steps"),
+    "log_every": (int, "log every N steps"), "keep_last": (int, "checkpoints kept besides the best"),
+    "patience": (int, "stop after N evaluations without improvement"), "max_epochs": (int, "stop after N epochs"),
     "amp": (_amp, "bf16 autocast: auto (on CUDA only) | bf16 (on a CPU too; with AMX/AVX512-BF16 "
                   "an encoder trains 1.6-2.2x faster, benchmarks/amp_cpu.py) | off"),
 }
@@ -93,7 +77,7 @@ TRAIN_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
 
 class StoreGiven(argparse.Action):
     """Store the value and note the flag in `namespace._given`: a resume must know whether `--seed 0` or
-    `--device cpu` was typed or is only the default (see runs.resume_train_settings)."""
+    `--device cpu` was typed or is only the default (see resumed_settings)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         setattr(namespace, self.dest, values)
@@ -114,15 +98,6 @@ def _field_type(annotation: Any) -> Callable[[str], Any]:
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
         tp = next(a for a in typing.get_args(tp) if a is not type(None))
     return str2bool if tp is bool else tp
-
-
-def model_fields(family: str) -> list[str]:
-    """The ModelConfig fields a recipe of `family` ("decoder_only", "encoder_decoder", "encoder_only") offers as
-    flags: those its model reads, without the ones derived from the data."""
-    if family not in IGNORED_FIELDS:
-        raise ValueError(f"unknown model family {family!r}; known: {', '.join(IGNORED_FIELDS)}")
-    return [f.name for f in dataclasses.fields(ModelConfig)
-            if f.name not in DERIVED_FIELDS and f.name not in IGNORED_FIELDS[family]]
 
 
 def add_common_args(parser: argparse.ArgumentParser, presets: dict[str, dict], default_preset: str,
@@ -194,10 +169,7 @@ def resolve_preset(presets: dict[str, dict], args: argparse.Namespace) -> dict[s
         train["max_steps"] = args.max_steps
     if args.max_minutes is not None:
         train["max_minutes"] = args.max_minutes
-    train["seed"] = args.seed
-    train["device"] = args.device
-    if args.compile:
-        train["compile"] = True
+    train.update(seed=args.seed, device=args.device, **({"compile": True} if args.compile else {}))
     return preset
 
 
@@ -228,11 +200,9 @@ def add_vocab_args(group: argparse._ArgumentGroup) -> None:
                             "pre-train the words SST-2 spells; none keeps text as it is (preset: ptb)")
 
 
-def add_labelled_data_args(group: argparse._ArgumentGroup, tasks: list[str], start: bool = False) -> list[str]:
-    """The labelled-data flags of the encoder recipes (classify.py, mlm.py's one command), with ``start`` the
-    classifier's start (--init, --tokenizer-from); their dests."""
-    flags = [("--batch-tokens", int, "N", "fine-tuning batch size in tokens, padding included (length-bucketed "
-                                          "batches)"),
+def add_labelled_data_args(group: argparse._ArgumentGroup, tasks: list[str]) -> None:
+    """The labelled-data flags of the encoder recipes (classify.py, mlm.py's one command)."""
+    flags = [("--batch-tokens", int, "N", "fine-tuning batch size in tokens, padding included (bucketed by length)"),
              ("--task", None, None, "labelled data: sst2 (test: dev.tsv) or imdb (25k reviews, test: its 25k test "
                                     "reviews, head+tail truncation at 256 tokens) (default: sst2)"),
              ("--train-tsv", absolute, "FILE", "labelled training file (TSV with a header; default: the --task data)"),
@@ -244,19 +214,9 @@ def add_labelled_data_args(group: argparse._ArgumentGroup, tasks: list[str], sta
                                            "(default: label)"),
              ("--token-mask", float, "P", "regulariser: replace this share of the training tokens by [MASK], "
                                           "afresh every batch (preset: cpu 0.0)")]
-    dests = []
     for flag, tp, metavar, help_ in flags:
-        dests.append("data__" + flag[2:].replace("-", "_"))
         kwargs = {"choices": tasks} if tp is None else {"type": tp, "metavar": metavar}
-        group.add_argument(flag, dest=dests[-1], default=None, help=help_, **kwargs)
-    if start:
-        group.add_argument("--init", type=lambda v: v if v.startswith("hf:") else absolute(v), default=None,
-                           metavar="RUN_DIR|hf:PATH", help="pre-training run to start from, or hf:PATH, a Hugging "
-                           "Face BERT checkpoint directory (or Hub name) with its vocab.txt (without it: from scratch)")
-        group.add_argument("--tokenizer-from", type=absolute, default=None, metavar="DIR",
-                           help="a run (or tokenizer folder) whose tokenizer to use; with --init it must be the "
-                                "pre-training run's")
-    return dests
+        group.add_argument(flag, dest="data__" + flag[2:].replace("-", "_"), default=None, help=help_, **kwargs)
 
 
 def absolute(path: str | None) -> str | None:
@@ -399,7 +359,7 @@ def recipe_main(recipe: types.ModuleType, argv: list[str] | None = None) -> int:
     --checkpoint RUN_DIR` evaluates, `COMMAND ...` runs one of `recipe.COMMANDS` (sample, translate, ...).
     A bad setting is one line naming its flag."""
     from . import pipeline
-    from .runs import Run, open_run, new_run_dir
+    from .runs import Run, new_run_dir, open_run_dir
     from .settings import SettingsError
 
     argv = sys.argv[1:] if argv is None else argv
@@ -419,7 +379,7 @@ def recipe_main(recipe: types.ModuleType, argv: list[str] | None = None) -> int:
         if hasattr(recipe, "train_runs"):  # a command that is several runs (mlm.py's) trains them itself
             recipe.train_runs(args, parser)
             return 0
-        run: Run = open_run(args, pipeline.kind_of(recipe, None).NAME)
+        run: Run = open_run_dir(args.resume, args.out, pipeline.kind_of(recipe, None).NAME, args.preset)
         kind = pipeline.kind_of(recipe, run.saved)  # the recipe, or the kind of run it makes or continues
         if run.resumed:
             settings = resumed_settings(parser, args, pipeline.settings_of(kind, run.saved))
@@ -429,21 +389,6 @@ def recipe_main(recipe: types.ModuleType, argv: list[str] | None = None) -> int:
         pipeline.train(kind, settings, pipeline.Context(run.dir, run.resumed, args.data_dir))
     except SettingsError as err:
         raise ValueError(flag_message(parser, err)) from None
-    return 0
-
-
-def predict_main(argv: list[str], prog: str) -> int:
-    """``predict --checkpoint RUN_DIR TEXT...`` of the encoder recipes: a label and its probability a text."""
-    from .tasks.finetuning import predict
-
-    parser = argparse.ArgumentParser(prog=prog, description="Classify texts with a fine-tuned run: label, probability.")
-    parser.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="fine-tuning run (or all-in-one run)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("texts", nargs="+", help="texts to classify")
-    args = parser.parse_args(argv)
-    for text, (label, prob) in zip(args.texts, predict(args.checkpoint, args.texts, resolve_device(args.device)),
-                                   strict=True):
-        print(f"{label}\t{prob:.4f}\t{text}")
     return 0
 
 

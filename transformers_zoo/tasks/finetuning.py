@@ -26,7 +26,7 @@ from ..runs import read_run_config, run_dir_of, write_json
 from ..settings import SettingsError
 from ..tokenizers import Tokenizer, WordPieceTokenizer, load_tokenizer
 from ..training import TrainConfig
-from ..training.checkpoint import latest_checkpoint, load_checkpoint, resolve_checkpoint, verify_checkpoint
+from ..training.checkpoint import load_checkpoint, resolve_checkpoint, verify_checkpoint
 from .base import CountingStream, RunKind, TaskBase, device_of, fit
 from .classification import (
     ClassificationTask,
@@ -38,12 +38,12 @@ from .classification import (
     prepare_classification_task,
 )
 from .classification_settings import ClassifySettings
-from .mlm import train_sentencepiece
+from .mlm import fill_mask, train_sentencepiece
 from .pretraining import PretrainSettings, prepare_pretrain
 
-__all__ = ["CLASSIFIER_RUN", "FINETUNE_MODEL_FIELDS", "PRETRAIN_RUN", "ClassifierTask", "Start", "check_start",
-           "checked_checkpoint", "encoder_run", "initial_classifier", "is_hf", "load_encoder_run", "predict",
-           "prepare_classifier", "pretrain_run_dir", "tokenizer_dir"]
+__all__ = ["CLASSIFIER_RUN", "FINETUNE_MODEL_FIELDS", "PRETRAIN_RUN", "ClassifierTask", "checked_checkpoint",
+           "encoder_run", "fill", "initial_classifier", "is_hf", "load_encoder_run", "predict", "prepare_classifier",
+           "pretrain_run_dir", "start_settings", "start_tokenizer", "tokenizer_dir"]
 
 #: Fields a fine-tuning run may change on a pre-trained encoder: they change no weight's shape or meaning
 #: (max_len too, unless positions are a learned table: rope and the others are defined at any position).
@@ -216,7 +216,8 @@ class ClassifierTask(ClassificationTask, TaskBase):
         write_json(run_dir / "labels.json", self.data.label_names)
 
     def settings_changes(self) -> dict[str, Any]:  # the tokenizer read, when the run did not train it
-        return {} if self.init_checkpoint is None else {f"data.{k}": v for k, v in tokenizer_data(self.tokenizer).items()}
+        changes = tokenizer_data(self.tokenizer) if self.init_checkpoint is not None else {}
+        return {f"data.{k}": v for k, v in changes.items()}
 
     def config_extra(self) -> dict[str, Any]:
         return {"stage": self.stage, "tokenizer_fingerprint": self.tokenizer.fingerprint,
@@ -260,14 +261,15 @@ def prepare_classifier(settings: ClassifySettings, ctx: Any) -> tuple[Classifier
     if ctx.resumed:
         tokenizer, init = load_tokenizer(ctx.run_dir / "tokenizer"), settings.init
         cfg = settings.model
-        if init is not None and not is_hf(init) and not ctx.has_checkpoint and not getattr(ctx, "for_eval", False):
-            init = checked_checkpoint(init, pretrain_run_dir(init), load_tokenizer(pretrain_run_dir(init) / "tokenizer"))
+        if init is not None and not is_hf(init) and not ctx.has_checkpoint and not ctx.for_eval:
+            init_run = pretrain_run_dir(init)  # killed before its first checkpoint: it starts again
+            init = checked_checkpoint(init, init_run, load_tokenizer(init_run / "tokenizer"))
     else:
         tokenizer, init = start_tokenizer(settings, data)
         sizes = {} if init is not None else dict(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id)
         cfg = settings.model.replace(n_classes=data.n_classes, **sizes)
     base = prepare_classification_task(data, tokenizer, settings.data, cfg.max_len)
-    fresh = not (ctx.has_checkpoint or getattr(ctx, "for_eval", False))  # else the weights are the run's own
+    fresh = not (ctx.has_checkpoint or ctx.for_eval)  # else the weights are the run's own
     torch.manual_seed(settings.train.seed)
     model, how = initial_classifier(cfg, init if fresh else None)
     task = ClassifierTask(base.data, tokenizer, base.settings, base.encoded, base.notes, stage=settings.stage,
@@ -284,6 +286,16 @@ def predict(checkpoint: str | Path, texts: list[str], device: torch.device) -> l
     encoded, _ = encode_examples(tokenizer, [(t, 0) for t in texts], model.config.max_len - 2)
     probs = predict_proba(model, encoded, 8192, device_of(model), tokenizer)
     return [(config["labels"][int(p.argmax())], float(p.max())) for p in probs]
+
+
+def fill(checkpoint: str | Path, texts: list[str], top_k: int, device: torch.device) -> list[str]:
+    """What `mlm.py fill` prints: each text, then the ``top_k`` candidates of each of its masks with their
+    probabilities, by a pre-training run (or an all-in-one run's ``pretrain``)."""
+    _, _, tokenizer, model = load_encoder_run(str(checkpoint), "pretrain")
+    fills = [fill_mask(model.to(device), tokenizer, text, top_k) for text in texts]  # every text checked first
+    return [line for text, masks in zip(texts, fills, strict=True) for line in [text, *(
+        f"  mask {i}  {rank}. {piece}\t{prob:.4f}" for i, candidates in enumerate(masks, start=1)
+        for rank, (piece, prob) in enumerate(candidates, start=1))]]
 
 
 PRETRAIN_RUN = RunKind("mlm", "encoder_only", PretrainSettings, prepare_pretrain)

@@ -27,6 +27,7 @@ from ..settings import Settings, SettingsError
 from ..tokenizers import Tokenizer, load_tokenizer
 from ..training import TrainConfig
 from .base import CountingStream, TaskBase, device_of, fit
+from .classification_settings import PRESETS as CLASSIFIER_PRESETS
 from .mlm import MASK_TEXT, evaluate_mlm, fill_mask, mlm_loss, read_sentences, train_sentencepiece
 from .mlm_corpus import (
     PackedBlocks,
@@ -38,8 +39,8 @@ from .mlm_corpus import (
     split_sentences,
 )
 
-__all__ = ["PretrainDataSettings", "PretrainSettings", "PretrainTask", "contamination_line", "prepare_pretrain",
-           "prepare_pretrain_task", "pretrain_documents", "sample_fills"]
+__all__ = ["PRESETS", "PretrainDataSettings", "PretrainSettings", "PretrainTask", "contamination_line",
+           "prepare_pretrain", "prepare_pretrain_task", "pretrain_documents", "pretrain_model", "sample_fills"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,35 @@ class PretrainSettings(Settings):
                                                   f"{self.model.max_len}")
 
 
+# ---------------------------------------------------------------------------------------------------- presets
+# Pre-training without dropout: a short budget under-fits a large corpus rather than over-fitting it (Geiping &
+# Goldstein 2023); the fine-tuning runs put it back. The model is the classifier's, so fine-tuning fits it.
+TRAIN = dict(lr=1e-3, schedule="cosine", warmup_steps=160, min_lr_ratio=0.1, max_steps=3200, max_minutes=34.0,
+             weight_decay=0.01, betas=[0.9, 0.98], eps=1e-6, grad_clip=1.0, eval_every=200, save_every=200,
+             log_every=20, best_metric="val_loss", best_mode="min", keep_last=1)
+DATA = PretrainDataSettings().to_dict()
+#: recipes/mlm.py's presets; besides a run's settings, the one command's ``finetune_seeds`` and ``amp`` (every stage's)
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"model": dict(CLASSIFIER_PRESETS["tiny"]["model"], dropout=0.0),  # seconds: a few hundred reviews
+             "train": dict(TRAIN, max_steps=12, warmup_steps=2, eval_every=6, save_every=6, log_every=3,
+                           max_minutes=None),
+             "data": dict(DATA, tokenizer="bpe", vocab=400, block_len=64, batch_blocks=8, max_documents=300,
+                          heldout_fraction=0.05, max_eval_blocks=40)},
+    # 2 cores with AMX (bf16): 2,200 steps of 64 blocks (~18M block positions, ~40 minutes; the cosine decay
+    # completes), then 2 seeds x (fine-tune + from scratch), ~3.5 minutes each; every stage in bf16 ("amp").
+    # The budget is steps, so the figures do not depend on the machine's speed; the wall-clock cap is a safety
+    # net that the report flags when it fires.
+    "cpu": {"model": dict(CLASSIFIER_PRESETS["cpu"]["model"], dropout=0.0),
+            "train": dict(TRAIN, max_steps=2200, max_minutes=120.0, amp="bf16"), "data": dict(DATA, batch_blocks=64),
+            "finetune_seeds": 2, "amp": "bf16"},
+    # one large GPU: 8 layers x 512, 16k vocabulary (~30M parameters), 256 blocks a step, 12k steps (~390M tokens)
+    "gpu": {"model": dict(CLASSIFIER_PRESETS["gpu"]["model"], dropout=0.0),
+            "train": dict(TRAIN, max_steps=12000, warmup_steps=600, max_minutes=60.0, lr=7e-4, eval_every=1000,
+                          save_every=1000, log_every=100),
+            "data": dict(DATA, vocab=16000, batch_blocks=256, eval_batch_tokens=32768, max_eval_blocks=2000)},
+}
+
+
 @dataclass
 class PretrainTask(TaskBase):
     """The packed training blocks and held-out blocks (without their [CLS]/[SEP] ends: the evaluation adds
@@ -141,8 +171,9 @@ class PretrainTask(TaskBase):
         return self.final, {"checkpoint": load_checkpoint(run_dir, self.final)["path"]}  # the best
 
     def report_extra(self, summary: dict[str, Any]) -> dict[str, Any]:
-        return {"stage": "pretrain", "train_tokens_per_s": summary["train_tokens_per_s"] * self.stream.tokens_per_unit(),
-                "train_masked_tokens_per_s": summary["train_tokens_per_s"],
+        rate = summary["train_tokens_per_s"]  # masked tokens/s: what the loss counts
+        return {"stage": "pretrain", "train_tokens_per_s": rate * self.stream.tokens_per_unit(),
+                "train_masked_tokens_per_s": rate,
                 "fills": sample_fills(self.final, self.tokenizer, self.heldout_texts),
                 "contamination": self.contamination}
 
