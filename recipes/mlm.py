@@ -64,7 +64,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     for flag, tp, help_ in (("--block-len", int, "block length in tokens (preset: cpu 128)"),
                             ("--batch-blocks", int, "blocks per step (preset: cpu 64)"),
                             ("--mlm-probability", float, "share of the real tokens masked (preset: cpu 0.3)")):
-        data.add_argument(flag, dest="data__" + flag[2:].replace("-", "_"), type=tp, default=None, help=help_)
+        data.add_argument(flag, dest="data__" + flag[2:].replace("-", "_"), type=tp, default=None, help=help_,
+                          metavar="N" if tp is int else "P")
 
 
 def settings(args: argparse.Namespace) -> PretrainSettings:

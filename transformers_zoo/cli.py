@@ -209,9 +209,9 @@ def add_labelled_data_args(group: argparse._ArgumentGroup, tasks: list[str]) -> 
              ("--valid-tsv", absolute, "FILE", "validation file for checkpoint selection (default: 10%% of "
                                                "--train-tsv held out)"),
              ("--test-tsv", absolute, "FILE", "test file, scored once"),
-             ("--text-column", str, None, "column of the text (default: sentence)"),
-             ("--label-column", str, None, "column of the label, integer or string, any number of classes "
-                                           "(default: label)"),
+             ("--text-column", str, "NAME", "column of the text (default: sentence)"),
+             ("--label-column", str, "NAME", "column of the label, integer or string, any number of classes "
+                                             "(default: label)"),
              ("--token-mask", float, "P", "regulariser: replace this share of the training tokens by [MASK], "
                                           "afresh every batch (preset: cpu 0.0)")]
     for flag, tp, metavar, help_ in flags:

@@ -9,6 +9,7 @@ pre-trained encoder only understands its own tokenizer's ids, so the tokenizer a
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from .classification import (
     predict_proba,
     prepare_classification_task,
 )
-from .classification_settings import ClassifySettings
+from .classification_settings import ClassificationDataSettings, ClassifySettings
 from .mlm import fill_mask, train_sentencepiece
 from .pretraining import PretrainSettings, prepare_pretrain
 
@@ -142,7 +143,20 @@ def _refuse_arch_changes(given: dict[str, Any], init: str, arch: dict[str, Any],
                                 f"change only {', '.join(f'`model.{k}`' for k in allowed)}", value=value)
 
 
-def start_tokenizer(settings: ClassifySettings, data: LabelledData) -> tuple[Tokenizer, Path | str | None]:
+@functools.lru_cache(maxsize=4)
+def task_data(d: ClassificationDataSettings, data_dir: str | None, labels: tuple[str, ...] | None) -> LabelledData:
+    """`load_task_data`, read once a process for the runs that share it (mlm.py's stages and seeds)."""
+    return load_task_data(d, data_dir, labels)
+
+
+@functools.lru_cache(maxsize=4)
+def scratch_tokenizer(d: ClassificationDataSettings, data_dir: str | None) -> Tokenizer:
+    """A sentencepiece tokenizer trained on the train texts of ``d`` (once a process: one for every seed)."""
+    texts = [t for t, _ in task_data(d, data_dir, None).splits["train"]]
+    return train_sentencepiece(texts, d.tokenizer, d.vocab, d.pretokenize)
+
+
+def start_tokenizer(settings: ClassifySettings, data_dir: str | None) -> tuple[Tokenizer, Path | str | None]:
     """The tokenizer of a new classifier run and the checkpoint its encoder starts from: the pre-training run's
     (refused when ``tokenizer_from`` names another) and its best checkpoint (or the checkpoint folder ``init``
     names); a Hugging Face BERT's WordPiece and ``"hf:DIR"``; or, from scratch, ``tokenizer_from``'s or one
@@ -151,7 +165,7 @@ def start_tokenizer(settings: ClassifySettings, data: LabelledData) -> tuple[Tok
     if init is None:
         if settings.tokenizer_from is not None:
             return load_tokenizer(tokenizer_dir(settings.tokenizer_from)), None
-        return train_sentencepiece([t for t, _ in data.splits["train"]], d.tokenizer, d.vocab, d.pretokenize), None
+        return scratch_tokenizer(d, data_dir), None
     if is_hf(init):
         return WordPieceTokenizer.from_hf(resolve_hf(init)), init
     init_run = pretrain_run_dir(init)
@@ -256,8 +270,8 @@ def prepare_classifier(settings: ClassifySettings, ctx: Any) -> tuple[Classifier
     evaluated, reads its saved label names), the tokenizer (the encoder's, one trained on the train texts, or
     the run's own) and the classifier: the pre-trained encoder under a fresh head, or a fresh model, from the seed
     (a run with a checkpoint of its own gets its weights from it)."""
-    labels = json.loads((ctx.run_dir / "labels.json").read_text()) if ctx.resumed else None
-    data = load_task_data(settings.data, ctx.data_dir, labels)
+    labels = tuple(json.loads((ctx.run_dir / "labels.json").read_text())) if ctx.resumed else None
+    data = task_data(settings.data, ctx.data_dir, labels)
     if ctx.resumed:
         tokenizer, init = load_tokenizer(ctx.run_dir / "tokenizer"), settings.init
         cfg = settings.model
@@ -265,7 +279,7 @@ def prepare_classifier(settings: ClassifySettings, ctx: Any) -> tuple[Classifier
             init_run = pretrain_run_dir(init)  # killed before its first checkpoint: it starts again
             init = checked_checkpoint(init, init_run, load_tokenizer(init_run / "tokenizer"))
     else:
-        tokenizer, init = start_tokenizer(settings, data)
+        tokenizer, init = start_tokenizer(settings, ctx.data_dir)
         sizes = {} if init is not None else dict(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id)
         cfg = settings.model.replace(n_classes=data.n_classes, **sizes)
     base = prepare_classification_task(data, tokenizer, settings.data, cfg.max_len)
