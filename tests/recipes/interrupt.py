@@ -1,6 +1,6 @@
-"""Interrupt a recipe deterministically and resume it: SIGTERM or SIGKILL at chosen steps (the engine's
-`TZOO_SIGNAL_AT_STEP` hook), then `--resume` until it finishes; and the bitwise comparison with a run
-that was never interrupted."""
+"""Interrupt a recipe deterministically and resume it: SIGTERM or SIGKILL at chosen steps (a Trainer
+callback that signal_at_step.py adds to the recipe's process), then `--resume` until it finishes; and the
+bitwise comparison with a run that was never interrupted."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-
-from transformers_zoo.training.signals import SIGNAL_AT_STEP_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,10 +36,11 @@ def run_interrupted(recipe: str, start: list[object], run_dir: Path, signals: li
         resume = [*resume, "--data-dir", start[start.index("--data-dir") + 1]]
     for i, spec in enumerate(signals):
         args = [*start, "--out", run_dir] if i == 0 else ["--resume", run_dir, *resume]
-        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **{SIGNAL_AT_STEP_ENV: spec})
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
         env.pop("TZOO_DEBUG", None)
-        proc = subprocess.run([sys.executable, str(REPO / "recipes" / f"{recipe}.py"), *map(str, args)],
-                              capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+        command = [sys.executable, str(REPO / "tests" / "recipes" / "signal_at_step.py"), spec,
+                   str(REPO / "recipes" / f"{recipe}.py"), *map(str, args)]
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
         expected = 0 if i == len(signals) - 1 else expected_exit(spec)
         assert proc.returncode == expected, \
             f"run {i} ({spec or 'no signal'}): exit {proc.returncode}\n{proc.stderr[-3000:]}"

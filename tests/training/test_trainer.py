@@ -152,6 +152,37 @@ def test_sigterm_saves_at_step_boundary_and_restores_handlers(tmp_path):
     assert ckpt.name == "step_00000002" and load_state(ckpt)["data"] == {"epoch": 0, "index": 4}
 
 
+def test_callbacks_run_after_each_step_and_its_checkpoint(tmp_path):
+    """The resume tests' signal hook (tests/recipes/signal_at_step.py): a callback sees every step once, after
+    that step's checkpoint is written, and a SIGTERM it sends stops the run at the next step boundary."""
+    seen = []
+
+    def callback(trainer):
+        seen.append((trainer.step, latest_checkpoint(tmp_path).name))
+        if trainer.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    trainer = make_trainer(tmp_path, base_config(max_steps=10, save_every=1))
+    trainer.callbacks.append(callback)
+    with pytest.raises(Interrupted) as err:
+        trainer.fit()
+    assert seen == [(s, f"step_{s:08d}") for s in (1, 2, 3)] and err.value.step == 4  # step 4 ran, then stopped
+
+
+def test_heap_is_pinned_only_once_step_shapes_vary(monkeypatch):
+    from transformers_zoo.training import device
+
+    pinned = []
+    monkeypatch.setattr(device, "steady_heap", lambda: pinned.append(True))
+    policy = device.HeapPolicy(torch.device("cpu"))
+    for _ in range(3):
+        policy.observe({"x": torch.zeros(2, 4)}, 8.0)
+    assert not pinned
+    policy.observe({"x": torch.zeros(2, 4)}, 5.0)  # same shapes, fewer scored tokens (masked LM)
+    policy.observe({"x": torch.zeros(2, 6)}, 8.0)
+    assert pinned == [True]
+
+
 def test_second_signal_exits_at_once(monkeypatch):
     exits = []
     monkeypatch.setattr(os, "_exit", exits.append)

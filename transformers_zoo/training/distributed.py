@@ -10,11 +10,14 @@ Without an initialised process group every function answers as for a single proc
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from .errors import TrainingError
 
 
 def init_distributed(device: str = "auto", timeout_minutes: float = 30.0) -> bool:
@@ -117,3 +120,23 @@ def all_gather_object(obj: Any) -> list[Any]:
     out: list[Any] = [None] * world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def on_main(fn: Callable[[], Any], main: bool) -> Any:
+    """Run `fn` where `main` (rank 0) only and hand its result to every rank. If it raises, every rank raises
+    (rank 0 the original exception, the others a TrainingError quoting it) rather than leaving the other
+    ranks waiting forever in their next collective."""
+    result, error = None, None
+    if main:
+        try:
+            result = fn()
+        except Exception as e:
+            error = e
+    shared = broadcast_object(
+        {"result": result, "error": None if error is None else f"rank 0 failed: {type(error).__name__}: {error}"}
+    )
+    if error is not None:
+        raise error
+    if shared["error"] is not None:
+        raise TrainingError(shared["error"])
+    return shared["result"]

@@ -5,9 +5,8 @@ handler would tear a step (or a checkpoint write) in half, so the handler only s
 training loop reads at the next step boundary. A second signal means "now": the process exits at once
 with status 128 + signum (checkpoints are crash-safe, so the worst case is losing the current step).
 
-`TZOO_SIGNAL_AT_STEP="K:TERM"` (or `K:KILL`, `K:INT`; several comma-separated) makes a training process
-send itself that signal once step K is done (its checkpoint, if any, written): the deterministic
-interruption the resume tests need, without sleeping and guessing where the run is.
+The resume tests interrupt a run deterministically through a `Trainer(callbacks=...)` hook of their own
+(tests/recipes/signal_at_step.py), not through anything read here.
 """
 
 from __future__ import annotations
@@ -20,17 +19,6 @@ from types import FrameType
 from typing import Any
 
 DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-SIGNAL_AT_STEP_ENV = "TZOO_SIGNAL_AT_STEP"
-
-
-def scheduled_signals() -> dict[int, signal.Signals]:
-    """Step -> signal from `TZOO_SIGNAL_AT_STEP` (empty when unset): read once, when training starts."""
-    spec = os.environ.get(SIGNAL_AT_STEP_ENV)
-    out = {}
-    for item in spec.split(",") if spec else ():
-        at, _, name = item.partition(":")
-        out[int(at)] = signal.Signals["SIG" + (name or "TERM").upper()]
-    return out
 
 
 class SignalGuard:

@@ -9,9 +9,10 @@ step on all ranks), so accumulation and DDP give exactly the gradient of the mea
 A step whose loss or gradient norm is not finite is skipped (no optimizer or scheduler update; the data
 still advances; `step` counts attempts, the scheduler counts applied updates).
 
-Everything the loop depends on is in the checkpoint (model, optimizer, scheduler, data position, every
-RNG, best metric, early-stopping and bad-step counters, elapsed time), so a resumed run is bitwise
-identical to an uninterrupted one on the same hardware and world size.
+The step does no host work it can leave out: one read of (loss, tokens, grad norm) per step, the one the
+skip decision needs (and the only collective of a single process is none); RNG and data positions are read
+only when a checkpoint is written (resume.py), which is what makes a resumed run bitwise identical to an
+uninterrupted one. Device, precision and heap policy: device.py.
 
 Throughput ("tokens_per_s" in metrics.jsonl, "train_tokens_per_s" in the summary) counts the *scored*
 tokens `loss_fn` reports, summed over all ranks, per second spent inside training steps (data, forward,
@@ -21,11 +22,9 @@ backward, optimizer; not evaluation, logging or checkpoint writes).
 from __future__ import annotations
 
 import math
-import os
-import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,34 +35,23 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed as dist
-from . import rng
-from .checkpoint import (
-    MANIFEST,
-    check_fingerprint,
-    clear_best,
-    iter_checkpoints,
-    list_step_dirs,
-    load_state,
-    load_weights,
-    prune_checkpoints,
-    remove_checkpoint,
-    save_checkpoint,
-    set_aside,
-    set_best,
-    step_dir,
-)
+from . import evaluation, resume
+from .checkpoint import step_dir
 from .config import TrainConfig
-from .errors import CheckpointError, Interrupted, TrainingError
-from .memory import steady_heap
+from .device import HeapPolicy, autocast, cpu_has_native_bf16, resolve_device, to_device, use_bf16
+from .errors import Interrupted, TrainingError
 from .metrics_log import MetricsLog
 from .optim import build_optimizer
 from .progress import Progress
 from .schedules import build_scheduler
-from .signals import SignalGuard, scheduled_signals
+from .signals import SignalGuard
+
+__all__ = ["Trainer", "TrainStream", "cpu_has_native_bf16", "resolve_device", "to_device"]
 
 Batch = dict[str, Any]
 LossFn = Callable[[nn.Module, Batch], tuple[torch.Tensor, "int | torch.Tensor"]]
 EvaluateFn = Callable[[nn.Module], dict[str, float]]
+Callback = Callable[["Trainer"], None]
 
 
 class TrainStream(Protocol):
@@ -91,35 +79,6 @@ class _StepResult:
     time_up: bool  # the max_minutes budget ran out on any rank
 
 
-def resolve_device(device: str) -> torch.device:
-    """"auto" -> the current CUDA device if there is one, else CPU; "cuda" fails clearly without CUDA."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainingError("device='cuda' was requested but CUDA is not available; use --device cpu")
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device(device)
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices natively (Intel AMX or AVX512-BF16, as in Sapphire Rapids
-    and AMD Zen 4): there bf16 autocast trains an encoder 1.6-2.2x faster than float32 (benchmarks/amp_cpu.py)."""
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, and absent before torch 2.3
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor of a (nested) batch to `device`."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
-
-
 class Trainer:
     """Trains `model` on `train_stream` with `loss_fn`, evaluating, checkpointing and logging to `run_dir`.
 
@@ -132,6 +91,8 @@ class Trainer:
         `cfg.eval_every` steps and at the end; must contain `cfg.best_metric`.
     fingerprint: JSON-able description of what the checkpoints belong to (model config, tokenizer hash);
         a resume with a different one is refused (None: no check).
+    callbacks: each called as `callback(trainer)` after every step, once that step's checkpoint (if any)
+        is written; `trainer.step` is the step just done (the resume tests send signals from here).
 
     Under torchrun, call `distributed.init_distributed()` before creating the Trainer. One `fit()` per
     Trainer; to continue a run, build a new one with `cfg.resume=True`.
@@ -147,8 +108,8 @@ class Trainer:
         evaluate: EvaluateFn | None = None,
         fingerprint: dict[str, Any] | None = None,
         unit: str = "tok",
+        callbacks: Sequence[Callback] = (),
     ) -> None:
-        steady_heap()  # a CPU run's memory stays flat (see training/memory.py)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.stream = train_stream
@@ -156,16 +117,12 @@ class Trainer:
         self.evaluate = evaluate
         self.fingerprint = fingerprint
         self.unit = unit  # what loss_fn counts, for the progress line ("tok", "ex" for a classifier)
+        self.callbacks = list(callbacks)
         self.rank, self.world = dist.rank(), dist.world_size()
         self.is_main = self.rank == 0
-        self._signals_at = scheduled_signals() if self.is_main else {}
         self.device = resolve_device(cfg.device)
-        # bf16 autocast (weights, optimizer state and the loss stay float32): on CUDA by default; on a CPU
-        # only when asked, since its speed depends on the chip (see cpu_has_native_bf16).
-        self.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
-        if self.amp and self.device.type == "cpu" and not cpu_has_native_bf16():
-            warnings.warn("amp='bf16' on a CPU without AMX or AVX512-BF16: autocast is emulated and slower than "
-                          "float32 (--amp off trains in float32)", stacklevel=2)
+        self.amp = use_bf16(cfg.amp, self.device)
+        self._heap = HeapPolicy(self.device)  # a CPU run's memory stays flat (see device.py)
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(self.model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps)
         self.scheduler = build_scheduler(
@@ -193,9 +150,6 @@ class Trainer:
         self._log: MetricsLog | None = None
         self._progress: Progress | None = None
         self._guard: SignalGuard | None = None
-        self._resume_state: dict[str, Any] | None = None
-
-    # ------------------------------------------------------------------------------------------ public
 
     def fit(self) -> dict[str, Any]:
         """Train until a budget or early stopping ends the run; returns a summary dict.
@@ -209,7 +163,7 @@ class Trainer:
         self._session_start = time.monotonic()
         with SignalGuard() as guard:
             self._guard = guard
-            self._start()
+            resume.start(self)
             train_model = self._wrap()
             if self.is_main:
                 self._progress = Progress(self.cfg.max_steps, self.step, enabled=self.cfg.progress,
@@ -219,7 +173,7 @@ class Trainer:
                 # Only when resumed at the very end: evaluate what the interrupted run did not.
                 improved = False
                 if self.evaluate is not None and self.last_eval_step != self.step:
-                    improved = self._run_evaluation()
+                    improved = evaluation.run_evaluation(self)
                 self._save(best=improved)
             finally:
                 if self._progress is not None:
@@ -227,111 +181,8 @@ class Trainer:
                 self._guard = None
         return self._summary(stopped)
 
-    # ------------------------------------------------------------------------------------------- setup
-
-    def _start(self) -> None:
-        """Resume from the newest usable checkpoint (cfg.resume) or start fresh; prepare metrics.jsonl."""
-        if self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt = self._on_main(self._choose_start)
-
-        if ckpt is None:
-            if self.cfg.resume and self.is_main:
-                warnings.warn(f"no complete checkpoint in {self.run_dir}; starting from scratch", stacklevel=3)
-            rng.seed_all(self.cfg.seed + self.rank)
-        else:
-            ckpt = Path(ckpt)
-            state, self._resume_state = self._resume_state, None
-            if state is None:  # ranks other than 0 read what rank 0 chose and verified
-                state = load_state(ckpt)
-                load_weights(ckpt, self.model)
-            self._apply_state(state)
-            self._last_saved_step = self.step
-            if self.is_main:
-                self._discard_newer_than(self.step)
-                self._sync_best_pointer()
-                if self.cfg.progress:
-                    print(f"resumed from {ckpt} (step {self.step}, epoch {self.stream.epoch})", file=sys.stderr)
-        if self.is_main:
-            self._log = MetricsLog(self.run_dir)
-            # Lines past the resume point were written after the checkpoint and are replayed now.
-            self._log.truncate_after(self.step)
-
-    def _choose_start(self) -> str | None:
-        """Rank 0: the checkpoint to resume from (loaded into the model, its state kept in
-        `_resume_state`), or None to start fresh. Refuses a used run directory without cfg.resume."""
-        if not self.cfg.resume:
-            existing = [p for _, p in list_step_dirs(self.run_dir) if (p / MANIFEST).exists()]
-            if existing:
-                raise TrainingError(f"{self.run_dir} already holds checkpoints (newest {existing[-1].name}); "
-                                    "resume it (resume=True / --resume) or use a new run directory")
-            return None
-        for ckpt, manifest in iter_checkpoints(self.run_dir):  # newest first; broken ones warned about
-            if self.fingerprint is not None:
-                check_fingerprint(manifest.get("fingerprint"), self.fingerprint, ckpt)
-            try:
-                self._resume_state = load_state(ckpt)
-                load_weights(ckpt, self.model)
-            except CheckpointError as e:
-                warnings.warn(f"skipping checkpoint: {e}", RuntimeWarning, stacklevel=2)
-                continue
-            return str(ckpt)
-        return None
-
-    def _on_main(self, fn: Callable[[], Any]) -> Any:
-        """Run `fn` on rank 0 only and hand its result to every rank. If it raises, every rank raises
-        (rank 0 the original exception, the others a TrainingError quoting it) rather than leaving the
-        other ranks waiting forever in their next collective."""
-        result, error = None, None
-        if self.is_main:
-            try:
-                result = fn()
-            except Exception as e:
-                error = e
-        shared = dist.broadcast_object(
-            {"result": result, "error": None if error is None else f"rank 0 failed: {type(error).__name__}: {error}"}
-        )
-        if error is not None:
-            raise error
-        if shared["error"] is not None:
-            raise TrainingError(shared["error"])
-        return shared["result"]
-
-    def _apply_state(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.stream.load_state_dict(state["data"])
-        self.step = int(state["step"])
-        self.best_value = state["best_value"]
-        self.best_step = state["best_step"]
-        self.bad_evals = int(state["bad_evals"])
-        self.bad_steps = int(state["bad_steps"])
-        self.last_eval_step = state["last_eval_step"]
-        self.last_metrics = dict(state["last_metrics"])
-        self.train_tokens = float(state["train_tokens"])
-        self._elapsed_before = float(state["elapsed_s"])
-        states = state["rng"]
-        if self.rank < len(states):
-            rng.restore(states[self.rank])
-        else:
-            # More ranks than when saved: this one has no stream to continue, so derive a fresh one.
-            rng.seed_all(self.cfg.seed + self.rank + 1_000_003 * self.step)
-
-    def _discard_newer_than(self, step: int) -> None:
-        """Step directories past the resume point are incomplete or were rejected: clear them so they can
-        neither shadow nor be mistaken for the checkpoints this run will write."""
-        for s, d in list_step_dirs(self.run_dir):
-            if s > step:
-                if (d / MANIFEST).exists():
-                    set_aside(d, "newer than the checkpoint resumed from, but unusable")
-                else:
-                    remove_checkpoint(d)
-
-    def _sync_best_pointer(self) -> None:
-        if self.best_step is not None and (step_dir(self.run_dir, self.best_step) / MANIFEST).exists():
-            set_best(self.run_dir, step_dir(self.run_dir, self.best_step), self.cfg.best_metric, self.best_value)
-        else:
-            clear_best(self.run_dir)
+    def _save(self, best: bool = False) -> Path:
+        return resume.save(self, best)
 
     def _wrap(self) -> nn.Module:
         """The module the loss sees: DDP under torchrun, then optionally compiled."""
@@ -347,8 +198,6 @@ class Trainer:
             model = torch.compile(model)
         return model
 
-    # -------------------------------------------------------------------------------------------- loop
-
     def _budget_reached(self) -> str | None:
         cfg = self.cfg
         if cfg.max_steps is not None and self.step >= cfg.max_steps:
@@ -362,10 +211,11 @@ class Trainer:
         reason = self._budget_reached()
         if cfg.max_minutes is not None and self._elapsed_before >= cfg.max_minutes * 60:
             reason = reason or "max_minutes"  # from the checkpoint's clock, so every rank agrees
-        if reason is None and self._catch_up_evaluation():
+        if reason is None and evaluation.catch_up(self):
             if cfg.patience is not None and self.bad_evals >= cfg.patience:
                 reason = "early_stopping"
         window = {"loss": 0.0, "loss_tokens": 0.0, "tokens": 0.0, "seconds": 0.0}
+        model.train()
         while reason is None:
             t0 = time.perf_counter()
             result = self._train_step(model)
@@ -387,7 +237,7 @@ class Trainer:
                 ckpt = self._save()
                 raise Interrupted(result.signum, self.step, str(ckpt))
             if self.step % cfg.log_every == 0:
-                self._log_train(window, result)
+                evaluation.log_train(self, window, result.lr, result.grad_norm)
                 window = dict.fromkeys(window, 0.0)
             reason = self._budget_reached() or ("max_minutes" if result.time_up else None)
             # The last step is always evaluated, before its checkpoint, so the checkpoint holds the result.
@@ -395,23 +245,18 @@ class Trainer:
             if self.evaluate is not None and (
                 reason is not None or (cfg.eval_every and self.step % cfg.eval_every == 0)
             ):
-                improved = self._run_evaluation()
+                improved = evaluation.run_evaluation(self)
                 if reason is None and cfg.patience is not None and self.bad_evals >= cfg.patience:
                     reason = "early_stopping"
+                model.train()  # evaluation restored the inner module's mode, not a DDP wrapper's
             if improved or reason is not None or (cfg.save_every and self.step % cfg.save_every == 0):
                 self._save(best=improved)
-            if self.step in self._signals_at:  # the resume tests' deterministic interruption (signals.py)
-                os.kill(os.getpid(), self._signals_at[self.step])
+            for callback in self.callbacks:
+                callback(self)
         return reason
-
-    def _autocast(self):
-        if not self.amp:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
     def _train_step(self, model: nn.Module) -> _StepResult:
         cfg = self.cfg
-        model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         tokens = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -422,7 +267,7 @@ class Trainer:
             last = i == cfg.accum_steps - 1
             sync = self._ddp.no_sync() if self._ddp is not None and not last else nullcontext()
             with sync:
-                with self._autocast():
+                with autocast(self.amp, self.device):
                     micro_loss, micro_tokens = self.loss_fn(model, batch)
                 # Backward of the *sum*: the count of the whole step is not known until every micro-batch
                 # ran, so normalisation happens once below, on the gradients.
@@ -431,24 +276,25 @@ class Trainer:
             tokens += torch.as_tensor(micro_tokens, device=self.device).double()
 
         totals = dist.all_reduce(torch.stack([loss_sum, tokens]), "sum")
-        total_loss, total_tokens = totals.tolist()
         grads = [p.grad for p in self._params if p.grad is not None]
-        # DDP averaged over ranks: multiply by world size to get the sum, divide by the global count.
-        scale = self.world / total_tokens if total_tokens > 0 else 0.0
-        if grads and scale != 1.0:
-            torch._foreach_mul_(grads, scale)
+        if grads:
+            # DDP averaged over ranks: multiply by world size to get the sum, divide by the global count. On the
+            # device (no read): the float64 factor is rounded to the gradients' dtype as a Python float would be.
+            torch._foreach_mul_(grads, torch.where(totals[1] > 0, self.world / totals[1], 0.0))
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self._params, max_norm)
+        # The step's one host read: the skip decision below needs it.
+        total_loss, total_tokens, norm = torch.stack([totals[0], totals[1], grad_norm.double()]).tolist()
+        self._heap.observe(batch, total_tokens)
 
-        # Every rank must take the same decision, or the next collective would pair up different steps.
         time_up = cfg.max_minutes is not None and self._elapsed() >= cfg.max_minutes * 60
         signum = self._guard.signum if self._guard is not None and self._guard.signum else 0
-        not_finite = (~torch.isfinite(grad_norm)).double() + float(not math.isfinite(total_loss))
-        flags = torch.stack([not_finite, torch.tensor(float(signum), dtype=torch.float64, device=self.device),
-                             torch.tensor(float(time_up), dtype=torch.float64, device=self.device)])
-        bad, signum_all, time_up_all = dist.all_reduce(flags, "max").tolist()
+        bad = not (math.isfinite(total_loss) and math.isfinite(norm))
+        if self.world > 1:  # every rank must take the same decision, or the next collectives would pair up wrong
+            flags = torch.tensor([float(bad), float(signum), float(time_up)], dtype=torch.float64, device=self.device)
+            flags = dist.all_reduce(flags, "max").tolist()
+            bad, signum, time_up = bool(flags[0]), int(flags[1]), bool(flags[2])
         lr = self.optimizer.param_groups[0]["lr"]
-        norm = float(grad_norm)
 
         applied = not bad and total_tokens > 0
         if applied:
@@ -462,7 +308,7 @@ class Trainer:
                 self._bad_step(total_loss / max(total_tokens, 1.0), norm)
             elif self.is_main:
                 warnings.warn(f"step {self.step + 1}: no scored tokens in the whole step; skipped", stacklevel=2)
-        return _StepResult(total_loss, total_tokens, norm, lr, applied, int(signum_all), bool(time_up_all))
+        return _StepResult(total_loss, total_tokens, norm, lr, applied, int(signum), bool(time_up))
 
     def _bad_step(self, loss: float, grad_norm: float) -> None:
         self.bad_steps += 1
@@ -481,153 +327,8 @@ class Trainer:
                 stacklevel=2,
             )
 
-    # --------------------------------------------------------------------------- evaluation & logging
-
     def _elapsed(self) -> float:
         return self._elapsed_before + (time.monotonic() - self._session_start)
-
-    def _eta(self) -> float | None:
-        etas = []
-        if self.cfg.max_steps is not None and self._session_steps:
-            per_step = (time.monotonic() - self._session_start) / self._session_steps
-            etas.append(per_step * max(0, self.cfg.max_steps - self.step))
-        if self.cfg.max_minutes is not None:
-            etas.append(max(0.0, self.cfg.max_minutes * 60 - self._elapsed()))
-        return min(etas) if etas else None
-
-    def _log_train(self, window: dict[str, float], result: _StepResult) -> None:
-        if not self.is_main:
-            return
-        row = {
-            "step": self.step,
-            "split": "train",
-            "loss": window["loss"] / window["loss_tokens"] if window["loss_tokens"] else math.nan,
-            "lr": result.lr,
-            "tokens_per_s": window["tokens"] / window["seconds"] if window["seconds"] else 0.0,
-            "elapsed_s": round(self._elapsed(), 3),
-            "epoch": self.stream.epoch,
-            "grad_norm": result.grad_norm,
-        }
-        assert self._log is not None
-        self._log.write(row)
-        if self._progress is not None:
-            self._progress.log(row, self._eta())
-
-    def _catch_up_evaluation(self) -> bool:
-        """A run interrupted right after an eval-cadence step saved before evaluating; do it now so the
-        resumed run sees the same evaluations (best checkpoint, early stopping) as an uninterrupted one."""
-        cfg = self.cfg
-        if (self.evaluate is not None and cfg.eval_every and self.step > 0 and self.step % cfg.eval_every == 0
-                and self.last_eval_step != self.step):
-            if self._run_evaluation() and self.is_main:
-                set_best(self.run_dir, step_dir(self.run_dir, self.step), cfg.best_metric, self.best_value)
-            return True
-        return False
-
-    def _evaluate_on_main(self) -> dict[str, Any]:
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            # preserved(): evaluation may draw random numbers; training's stream must not notice.
-            with torch.no_grad(), rng.preserved(), self._autocast():
-                raw = self.evaluate(self.model)
-        finally:
-            self.model.train(was_training)
-        metrics = {k: float(v) if isinstance(v, (int, float)) else v for k, v in raw.items()}
-        if not isinstance(metrics.get(self.cfg.best_metric), float):
-            raise TrainingError(f"evaluate() returned {sorted(metrics)} without a number for best_metric "
-                                f"{self.cfg.best_metric!r}")
-        return metrics
-
-    def _run_evaluation(self) -> bool:
-        """Evaluate on rank 0 (the others wait), update best / early stopping on every rank; returns
-        whether `best_metric` improved."""
-        cfg = self.cfg
-        metrics = self._on_main(self._evaluate_on_main)
-        value = metrics[cfg.best_metric]
-        if not math.isfinite(value):
-            improved = False
-        elif self.best_value is None:
-            improved = True
-        else:
-            improved = value < self.best_value if cfg.best_mode == "min" else value > self.best_value
-        if improved:
-            self.best_value, self.best_step, self.bad_evals = value, self.step, 0
-        else:
-            self.bad_evals += 1
-        self.last_eval_step = self.step
-        self.last_metrics = metrics
-        if self.is_main:
-            assert self._log is not None
-            self._log.write({"step": self.step, "split": "val", **metrics, "elapsed_s": round(self._elapsed(), 3)})
-            shown = " | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
-            mark = " (best)" if improved else f" (best {self.best_value} at step {self.best_step})"
-            if self._progress is not None:
-                self._progress.message(f"eval step {self.step} | {shown}{mark}")
-        return improved
-
-    # ----------------------------------------------------------------------------------- checkpoints
-
-    def _check_finite(self) -> None:
-        """Refuse to write NaN/inf weights or optimizer moments: a checkpoint must always be resumable."""
-        tensors = [(f"parameter {n}", t) for n, t in self.model.named_parameters()]
-        tensors += [(f"buffer {n}", t) for n, t in self.model.named_buffers() if t.is_floating_point()]
-        for i, state in enumerate(self.optimizer.state.values()):
-            tensors += [(f"optimizer state {i}.{k}", v) for k, v in state.items()
-                        if isinstance(v, torch.Tensor) and v.is_floating_point()]
-        if not tensors:
-            return
-        finite = torch.stack([torch.isfinite(t).all().to("cpu") for _, t in tensors])
-        if not bool(finite.all()):
-            name = tensors[int((~finite).nonzero()[0])][0]
-            raise TrainingError(f"refusing to save step {self.step}: {name} has non-finite values")
-
-    def _state(self, rng_states: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "format": 1,
-            "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "data": dict(self.stream.state_dict()),
-            "rng": rng_states,
-            "best_metric": self.cfg.best_metric,
-            "best_value": self.best_value,
-            "best_step": self.best_step,
-            "bad_evals": self.bad_evals,
-            "bad_steps": self.bad_steps,
-            "last_eval_step": self.last_eval_step,
-            "last_metrics": {k: v for k, v in self.last_metrics.items() if isinstance(v, (int, float, str))},
-            "train_tokens": self.train_tokens,
-            "elapsed_s": self._elapsed(),
-            "world_size": self.world,
-        }
-
-    def _save(self, best: bool = False) -> Path:
-        """Checkpoint the current step (once per step) on rank 0; every rank takes part (RNG gather)."""
-        d = step_dir(self.run_dir, self.step)
-        if self._last_saved_step == self.step:
-            if best and self.is_main:
-                set_best(self.run_dir, d, self.cfg.best_metric, self.best_value)
-            return d
-        self._check_finite()
-        rng_states = dist.all_gather_object(rng.capture())
-        self._on_main(lambda: self._write_checkpoint(d, rng_states, best))
-        self._last_saved_step = self.step
-        return d
-
-    def _write_checkpoint(self, d: Path, rng_states: list[dict[str, Any]], best: bool) -> None:
-        info = {
-            "fingerprint": self.fingerprint,
-            "metrics": self.last_metrics if self.last_eval_step == self.step else {},
-            "epoch": self.stream.epoch,
-            "world_size": self.world,
-            "torch_version": torch.__version__,
-            "train_config": self.cfg.to_dict(),
-        }
-        save_checkpoint(self.run_dir, self.step, self.model, self._state(rng_states), info)
-        if best:
-            set_best(self.run_dir, d, self.cfg.best_metric, self.best_value)
-        prune_checkpoints(self.run_dir, self.cfg.keep_last)
 
     def _summary(self, stopped: str) -> dict[str, Any]:
         best = step_dir(self.run_dir, self.best_step) if self.best_step is not None else None
