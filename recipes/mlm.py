@@ -7,260 +7,161 @@ that is worth: fine-tune it to classify text and train the same model from scrat
     python recipes/mlm.py pretrain --text my.jsonl  # ... or on your documents ({"text": ...} a line, or a .txt)
     python recipes/mlm.py fill --checkpoint RUN_DIR "the movie was [MASK] ."
     python recipes/mlm.py --eval-only --checkpoint RUN_DIR
-    python recipes/mlm.py finetune --init RUN_DIR   # recipes/classify.py: fine-tune, or train from scratch
-    python recipes/mlm.py predict --checkpoint RUN_DIR "a gorgeous, witty film"
+    python recipes/classify.py --init RUN_DIR       # fine-tune alone (was `mlm.py finetune`; predict there too)
 
 The corpus is packed into blocks of whole sentences (RoBERTa's FULL-SENTENCES), a sentencepiece vocabulary is
 trained on a sample of it, and 30% of the real tokens are masked afresh every batch (Wettig et al. 2022); a
 deterministic 0.5% of the documents is held out and scored with a fixed mask. The tokenizer writes every text
 as SST-2 is written (lower-cased Penn Treebank tokens: "did n't", --pretokenize ptb) before splitting it.
 IMDB's test reviews are never pre-trained on; the report counts the SST-2 evaluation sentences that share a
-word 8-gram with the corpus.
-Presets: tiny (seconds), cpu (2 cores, within an hour: 4 layers x 256, rope, pre-norm), gpu (one large GPU:
-BERT-medium's shape, an hour). Measured figures are in the README.
+word 8-gram with the corpus. The one command makes pretrain/, then finetune/ and scratch/ (finetune-seed1/, ...
+for further seeds), then the comparison, in one directory; --resume continues whichever was interrupted.
+Presets: tiny (seconds), cpu (2 cores, about an hour: 4 layers x 256, rope, pre-norm, 2,200 steps), gpu (one
+large GPU: BERT-medium's shape, an hour). Measured figures are in the README.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import json
+import functools
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
-
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from recipes import classify  # noqa: E402  (the classification recipe: fine-tuning and from-scratch runs)
-from transformers_zoo import EncoderOnly, ModelConfig, cli, runs  # noqa: E402
-from transformers_zoo.tasks import finetuning  # noqa: E402
-from transformers_zoo.tasks.base import device_of, fit  # noqa: E402
-from transformers_zoo.tasks.classification import load_task_data  # noqa: E402
-from transformers_zoo.tasks.mlm import MASK_TEXT, fill_mask  # noqa: E402
-from transformers_zoo.tasks.pretraining import contamination_line, prepare_pretrain_task, sample_fills  # noqa: E402
-from transformers_zoo.tokenizers import Tokenizer, load_tokenizer  # noqa: E402
-from transformers_zoo.training import TrainConfig, load_checkpoint, plot_curves, write_report  # noqa: E402
+from transformers_zoo import cli, pipeline, runs  # noqa: E402
+from transformers_zoo.tasks import classification_settings as cls  # noqa: E402
+from transformers_zoo.tasks import finetuning, pretraining  # noqa: E402
+from transformers_zoo.tasks.base import RunKind  # noqa: E402
+from transformers_zoo.tasks.mlm import MASK_TEXT  # noqa: E402
+from transformers_zoo.tasks.pretraining import PRESETS, PretrainSettings  # noqa: E402
+from transformers_zoo.tasks.pretraining_gain import gain_report  # noqa: E402
 from transformers_zoo.training.distributed import is_main  # noqa: E402
 
-RECIPE, log = classify.RECIPE, classify.log
+NAME, FAMILY, DEFAULT_PRESET, SETTINGS, PROG = "mlm", "encoder_only", "cpu", PretrainSettings, "recipes/mlm.py pretrain"
+prepare = pretraining.prepare_pretrain
 
-# Pre-training without dropout: a short budget under-fits a large corpus rather than over-fitting it (Geiping &
-# Goldstein 2023); the fine-tuning runs put it back. The model is the classifier's, so fine-tuning fits it.
-TRAIN = dict(lr=1e-3, schedule="cosine", warmup_steps=160, min_lr_ratio=0.1, max_steps=3200, max_minutes=34.0,
-             weight_decay=0.01, betas=[0.9, 0.98], eps=1e-6, grad_clip=1.0, eval_every=200, save_every=200,
-             log_every=20, best_metric="val_loss", best_mode="min", keep_last=1)
-# corpus: "imdb" (its train + unsup reviews), "sst2" (its training phrases) or "file" (--text); packed into
-# blocks of block_len tokens, batch_blocks of them a step.
-DATA = dict(corpus="imdb", tokenizer="unigram", pretokenize="ptb", vocab=8000, tokenizer_sentences=200_000,
-            block_len=128, batch_blocks=32, eval_batch_tokens=8192, mlm_probability=0.3, heldout_fraction=0.005,
-            max_documents=None, max_eval_blocks=400, contamination_n=8)
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {"model": dict(classify.PRESETS["tiny"]["model"], dropout=0.0),  # seconds: a few hundred reviews
-             "train": dict(TRAIN, max_steps=12, warmup_steps=2, eval_every=6, save_every=6, log_every=3,
-                           max_minutes=None),
-             "data": dict(DATA, tokenizer="bpe", vocab=400, block_len=64, batch_blocks=8, max_documents=300,
-                          heldout_fraction=0.05, max_eval_blocks=40)},
-    # 2 cores with AMX (bf16): 2,200 steps of 64 blocks (~18M block positions, ~40 minutes; the cosine decay
-    # completes), then 2 seeds x (fine-tune + from scratch), ~3.5 minutes each; every stage in bf16 ("amp").
-    # The budget is steps, so the figures do not depend on the machine's speed; the wall-clock cap is a safety
-    # net that the report flags when it fires.
-    "cpu": {"model": dict(classify.PRESETS["cpu"]["model"], dropout=0.0),
-            "train": dict(TRAIN, max_steps=2200, max_minutes=120.0, amp="bf16"), "data": dict(DATA, batch_blocks=64),
-            "finetune_seeds": 2, "amp": "bf16"},
-    # one large GPU: 8 layers x 512, 16k vocabulary (~30M parameters), 256 blocks a step, 12k steps (~390M tokens)
-    "gpu": {"model": dict(classify.PRESETS["gpu"]["model"], dropout=0.0),
-            "train": dict(TRAIN, max_steps=12000, warmup_steps=600, max_minutes=60.0, lr=7e-4, eval_every=1000,
-                          save_every=1000, log_every=100),
-            "data": dict(DATA, vocab=16000, batch_blocks=256, eval_batch_tokens=32768, max_eval_blocks=2000)},
-}
+PRETRAIN_ONLY = ("data__corpus", "data__text", "data__block_len", "data__batch_blocks", "data__mlm_probability",
+                 "pretrain_lr", "pretrain_steps", "pretrain_minutes")
+VOCAB = ("data__vocab", "data__tokenizer", "data__pretokenize")  # both the pre-training and from scratch
+BUDGETS = ("max_steps", "max_minutes", "train__max_epochs", "pretrain_steps", "pretrain_minutes")
+run_kind = functools.partial(finetuning.encoder_run, default=finetuning.PRETRAIN_RUN)  # (or a classifier stage)
 
 
-def make_parser(mode: str) -> argparse.ArgumentParser:
-    """The flags of "all" (no subcommand: the pre-training flags, then the fine-tuning runs') or "pretrain"."""
-    parser = argparse.ArgumentParser(prog="recipes/mlm.py" + (" pretrain" if mode == "pretrain" else ""),
-                                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_common_args(parser, PRESETS, default_preset="cpu", family="encoder_only")
+def add_flags(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("pre-training data")
     cli.add_vocab_args(data)
-    data.add_argument("--corpus", choices=["imdb", "sst2"], default=None,
+    data.add_argument("--corpus", dest="data__corpus", choices=["imdb", "sst2"], default=None,
                       help="pre-training text: imdb = IMDB's 75k train + unsup reviews (never its test reviews), "
                            "sst2 = SST-2's training phrases (preset: imdb)")
-    data.add_argument("--text", default=None, metavar="FILE",
+    data.add_argument("--text", dest="data__text", type=cli.absolute, default=None, metavar="FILE",
                       help="pre-train on your own text instead: a .jsonl(.gz) file of documents ({\"text\": ...} a "
                            "line) or a text file, one document a line; a deterministic share is held out")
-    data.add_argument("--block-len", type=int, default=None, help="block length in tokens (preset: cpu 128)")
-    data.add_argument("--batch-blocks", type=int, default=None, help="blocks per step (preset: cpu 32)")
-    data.add_argument("--mlm-probability", type=float, default=None,
-                      help="share of the real tokens masked (preset: cpu 0.3)")
-    if mode == "all":
-        cli.add_labelled_data_args(parser.add_argument_group("fine-tuning data"), sorted(classify.TASKS))
-        pre = parser.add_argument_group("pre-training budget (the training flags shape the fine-tuning runs; "
-                                        "--amp every stage)")
-        pre.add_argument("--pretrain-steps", type=int, default=None, help="pre-training optimizer steps")
-        pre.add_argument("--pretrain-minutes", type=float, default=None, help="pre-training minutes")
-        pre.add_argument("--pretrain-lr", type=float, default=None, help="pre-training peak learning rate")
-        pre.add_argument("--finetune-seeds", type=int, default=None, metavar="N",
-                         help="fine-tune and train from scratch with N seeds (--seed, --seed+1, ...), report mean "
-                              "and spread (preset: cpu 2)")
-    return parser
+    for flag, tp, help_ in (("--block-len", int, "block length in tokens (preset: cpu 128)"),
+                            ("--batch-blocks", int, "blocks per step (preset: cpu 64)"),
+                            ("--mlm-probability", float, "share of the real tokens masked (preset: cpu 0.3)")):
+        data.add_argument(flag, dest="data__" + flag[2:].replace("-", "_"), type=tp, default=None, help=help_,
+                          metavar="N" if tp is int else "P")
 
 
-def plan(args: argparse.Namespace, in_all: bool = False) -> dict[str, Any]:
-    """Model, training and data settings of a pre-training run; in the one command (``in_all``) its budgets
-    are the --pretrain-* flags, the training flags being the fine-tuning runs'."""
-    preset = copy.deepcopy(PRESETS[args.preset])
-    given = {key: getattr(args, flag) for flag, key in (("pretrain_steps", "max_steps"), ("pretrain_minutes",
-             "max_minutes"), ("pretrain_lr", "lr")) if getattr(args, flag) is not None} if in_all else None
-    data = cli.tokenizer_settings(preset["data"], args)
-    data["text"] = cli.absolute(args.text)
-    data["corpus"] = "file" if data["text"] else args.corpus or data["corpus"]
-    data.update({k: getattr(args, k) for k in ("block_len", "batch_blocks", "mlm_probability")
-                 if getattr(args, k) is not None})
-    if not 0.0 < data["mlm_probability"] < 1.0:
-        raise ValueError(f"--mlm-probability must be in (0, 1), got {data['mlm_probability']}")
-    model = {**preset["model"], **cli.overrides(args, "model__")}
-    return {"model": model, "train": cli.train_settings(preset["train"], args, given), "data": data}
-
-
-def prepare(plan_: dict[str, Any], data_dir: str | None, tokenizer: Tokenizer | None = None) -> classify.Job:
-    """The pre-training job: settings checked first, then the corpus read, split, tokenized (a tokenizer trained
-    unless given: a resume) and packed, and its overlap with SST-2's evaluation sentences measured."""
-    train_cfg = TrainConfig.from_dict(plan_["train"])
-    ModelConfig.from_dict(dict(plan_["model"], vocab_size=plan_["data"]["vocab"], n_classes=0))
-    task = prepare_pretrain_task(plan_["data"], data_dir, plan_["model"]["max_len"], tokenizer, contamination=True)
-    tok = task.tokenizer
-    cfg = ModelConfig.from_dict(dict(plan_["model"], vocab_size=tok.vocab_size, pad_id=tok.pad_id, n_classes=0))
-    return classify.Job(plan_, "pretrain", task, cfg, train_cfg)
-
-
-def run_pretrain(job: classify.Job, run_dir: Path, preset: str, resume: bool = False) -> dict[str, Any]:
-    """Train (or continue) a pre-training run in ``run_dir``; evaluate its best checkpoint; write the report."""
-    task, cfg, tok = job.task, job.model_cfg, job.task.tokenizer
-    config = {"recipe": RECIPE, "stage": "pretrain", "preset": preset, "model": cfg.to_dict(),
-              "train": job.train_cfg.to_dict(), "data": job.plan["data"], "tokenizer_fingerprint": tok.fingerprint,
-              "data_source": task.source}
-    if is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            tok.save(run_dir / "tokenizer")
-        runs.write_json(run_dir / "config.json", config)
-    log(f"pretrain: {task.source}; {tok.settings.get('model_type')} vocabulary {tok.vocab_size:,}")
-    if task.contamination:
-        log("contamination: " + contamination_line(task.contamination))
-    torch.manual_seed(job.train_cfg.seed)
-    model = EncoderOnly(cfg)
-    params = sum(p.numel() for p in model.parameters())
-    log(f"model: EncoderOnly, {params:,} parameters -> {run_dir}")
-    stream = task.train_stream(job.train_cfg.seed)
-    summary = fit(task, model, job.train_cfg, run_dir, runs.fingerprint(cfg, tok), stream=stream)
-    if not is_main():
-        return {}
-    model = EncoderOnly(cfg).to(device_of(model))
-    manifest = load_checkpoint(run_dir, model)  # the best
-    val = task.evaluate(model, "val")
-    report = {"recipe": RECIPE, "stage": "pretrain", "config": config, "params": params, "wall_s": summary["wall_s"],
-              "train_tokens_per_s": summary["train_tokens_per_s"] * stream.tokens_per_unit(),
-              "train_masked_tokens_per_s": summary["train_tokens_per_s"], "best_step": summary["best_step"],
-              "steps": summary["steps"], "stopped": summary["stopped"], "checkpoint": manifest["path"],
-              "eval": {"val": val}, "fills": sample_fills(model, tok, task.heldout_texts),
-              "contamination": task.contamination}
-    write_report(run_dir, report, task.report_sections(model, run_dir), [p.name for p in plot_curves(run_dir)])
-    log(f"pretrain done: {run_dir}  val masked accuracy {val['masked_accuracy']:.4f}  ppl {val['ppl']:.2f}")
-    return report
-
-
-def resume_pretrain(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    saved = runs.read_run_config(run_dir)
-    job = prepare(classify.resume_plan(saved, args), args.data_dir, load_tokenizer(run_dir / "tokenizer"))
-    return run_pretrain(job, run_dir, saved["preset"], resume=True)
-
-
-def pretrain_main(args: argparse.Namespace) -> int:
-    cli.setup_run(args)
-    if args.resume:
-        resume_pretrain(runs.run_dir_of(args.resume), args)
-    else:
-        run_pretrain(prepare(plan(args), args.data_dir), runs.new_run_dir(args.out, f"{RECIPE}-pretrain", args.preset),
-                     args.preset)
-    return 0
+def settings(args: argparse.Namespace) -> PretrainSettings:
+    tree = {key: PRESETS[args.preset][key] for key in ("model", "train", "data")}
+    return cli.preset_settings(sys.modules[__name__], args, tree)
 
 
 # ------------------------------------------------------------- the one command: pretrain, finetune, scratch
 
 
-def seed_runs(preset: str, seed: int, n_seeds: int | None) -> list[tuple[str, str, int]]:
-    """``(directory, stage, seed)`` of the fine-tuning and from-scratch runs: the first seed's are ``finetune/``
-    and ``scratch/``, further seeds' ``finetune-seed{S}/`` and ``scratch-seed{S}/``."""
-    n = n_seeds or PRESETS[preset].get("finetune_seeds", 1)
-    if n < 1:
-        raise ValueError(f"--finetune-seeds must be >= 1, got {n}")
-    return [(stage if k == 0 else f"{stage}-seed{seed + k}", stage, seed + k)
-            for k in range(n) for stage in ("finetune", "scratch")]
+def add_all_flags(parser: argparse.ArgumentParser) -> None:
+    add_flags(parser)
+    cli.add_labelled_data_args(parser.add_argument_group("fine-tuning data"), sorted(cls.TASKS))
+    pre = parser.add_argument_group("pre-training budget (the training flags shape the fine-tuning runs; --amp "
+                                    "every stage)")
+    pre.add_argument("--pretrain-steps", type=int, default=None, help="pre-training optimizer steps")
+    pre.add_argument("--pretrain-minutes", type=float, default=None, help="pre-training minutes")
+    pre.add_argument("--pretrain-lr", type=float, default=None, help="pre-training peak learning rate")
+    pre.add_argument("--finetune-seeds", type=int, default=None, metavar="N",
+                     help="fine-tune and train from scratch with N seeds (--seed, --seed+1, ...), report mean and "
+                          "spread (preset: cpu 2)")
 
 
-def resume_args(args: argparse.Namespace, pretrain: bool = False) -> argparse.Namespace:
-    """The flags one stage's resume reads: the pre-training's budgets are --pretrain-steps/-minutes, and each
-    stage keeps its own seed (--seed was checked against the base seed once, in all_main)."""
+def stage_args(args: argparse.Namespace, stage: str) -> argparse.Namespace:
+    """The flags one stage reads: the pre-training its data flags, --amp and its --pretrain-* budgets and rate;
+    the classifier runs the others. Each stage keeps its own seed (--seed is the first seed's)."""
     values = dict(vars(args), _given=set(getattr(args, "_given", ())) - {"seed"})
-    if pretrain:
-        values.update(max_steps=args.pretrain_steps, max_minutes=args.pretrain_minutes, train__max_epochs=None)
+    for dest in values:
+        if stage != "pretrain" and dest in PRETRAIN_ONLY or stage == "pretrain" and (
+                dest.startswith("data__") and dest not in PRETRAIN_ONLY + VOCAB or dest.startswith("train__") and
+                dest != "train__amp"):
+            values[dest] = None
+    if stage == "pretrain":
+        values.update(max_steps=args.pretrain_steps, max_minutes=args.pretrain_minutes, train__lr=args.pretrain_lr)
     return argparse.Namespace(**values)
 
 
-def all_main(args: argparse.Namespace) -> int:
-    """Pre-train, fine-tune from it and train from scratch with the same budget (each with every seed), compare.
-    A new run checks everything (the data of every stage, tokenizers, settings) before its first step."""
-    cli.setup_run(args)
-    if args.train__amp is None and not args.resume:  # the preset's precision of every stage
+def new_plans(args: argparse.Namespace) -> dict[str, Any]:
+    """Every stage's settings (the fine-tuning's start comes once pre-training is done), from the preset (whose
+    "amp" is every stage's) and the command line."""
+    if args.train__amp is None:
         args.train__amp = PRESETS[args.preset].get("amp")
-    pre_job = data = scratch = None
+    classifier = SimpleNamespace(SETTINGS=cls.ClassifySettings)
+    return {"pretrain": settings(stage_args(args, "pretrain")), **{stage: cli.preset_settings(
+        classifier, stage_args(args, stage), cls.classifier_tree(args.preset, args.data__task, stage))
+        for stage in ("finetune", "scratch")}}
+
+
+def resumed_plans(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[Path, dict, str, list]:
+    """The parent run of ``--resume``, its stages' settings, preset and runs; any setting typed but the budgets
+    (and where it runs) is refused before anything runs."""
+    parent = runs.run_dir_of(args.resume)
+    saved = runs.read_run_config(parent)
+    if saved.get("stage") != "all":
+        raise ValueError(f"--resume {args.resume}: not a run of 'recipes/mlm.py' without subcommand; resume it "
+                         f"with 'recipes/mlm.py {saved.get('stage')} --resume'")
+    given, seed = getattr(args, "_given", ()), saved["plans"]["finetune"]["train"]["seed"]
+    refused = ["--preset"] * ("preset" in given) + [cli.flag_of(parser, cli.field_path(d) or d) for d, v in vars(
+        args).items() if v is not None and d not in BUDGETS and ("__" in d or d in ("pretrain_lr", "finetune_seeds"))]
+    if refused or ("seed" in given and args.seed != seed):
+        raise ValueError(f"{', '.join(refused) or f'--seed {args.seed}'}: a resumed run keeps the settings it was "
+                         "started with (only --max-steps, --max-minutes, --max-epochs and --pretrain-steps/-minutes "
+                         "may change); start a new run to change them")
+    plans = {name: (PretrainSettings if name == "pretrain" else cls.ClassifySettings).from_dict(plan)
+             for name, plan in saved["plans"].items()}
+    return parent, plans, saved["preset"], [tuple(r) for r in saved["runs"]]
+
+
+def all_runs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Pre-train, fine-tune from it and train from scratch with the same budget (each with every seed), compare.
+    A new run checks the data of every stage (and trains its tokenizers) before its first step."""
+    pretrain = finetuning.PRETRAIN_RUN
     if args.resume:
-        parent = runs.run_dir_of(args.resume)
-        saved = runs.read_run_config(parent)
-        if saved.get("stage") != "all":
-            raise ValueError(f"--resume {args.resume}: not a run of 'recipes/mlm.py' without subcommand; resume it "
-                             f"with 'recipes/mlm.py {saved.get('stage')} --resume'")
-        plans, preset, seeds = saved["plans"], saved["preset"], [tuple(r) for r in saved["runs"]]
-        runs.resume_train_settings(plans["finetune"]["train"], args, classify.RESUME_FIXED)  # refused before any stage
+        parent, plans, preset, seeds = resumed_plans(args, parser)
     else:
-        plans = {"pretrain": plan(args, in_all=True), "finetune": classify.plan(args, "finetune"),
-                 "scratch": classify.plan(args, "scratch")}
-        preset, seeds = args.preset, seed_runs(args.preset, args.seed, args.finetune_seeds)
-        TrainConfig.from_dict(plans["finetune"]["train"])
-        data = load_task_data(plans["finetune"]["data"], args.data_dir)
-        pre_job = prepare(plans["pretrain"], args.data_dir)
-        scratch = classify.start_of(plans["scratch"], data)
-        classify.prepare(plans["scratch"], "scratch", data, scratch)
-        parent = runs.new_run_dir(args.out, RECIPE, args.preset)
-        if is_main():
-            runs.write_json(parent / "config.json", {"recipe": RECIPE, "stage": "all", "preset": preset,
-                                                     "plans": plans, "runs": seeds})
-    reports: dict[str, dict[str, Any]] = {}
-    for name, stage, seed in [("pretrain", "pretrain", None), *seeds]:
-        run_dir = parent / name
-        if (run_dir / "report.json").is_file():
-            log(f"{name}: done already ({run_dir / 'report.json'})")
-            reports[name] = json.loads((run_dir / "report.json").read_text())
-        elif (run_dir / "config.json").is_file():  # interrupted: its own config.json says what it was
-            reports[name] = (resume_pretrain(run_dir, resume_args(args, pretrain=True)) if stage == "pretrain"
-                             else classify.resume(run_dir, resume_args(args)))
-        elif stage == "pretrain":
-            reports[name] = run_pretrain(pre_job or prepare(plans["pretrain"], args.data_dir), run_dir, preset)
-        else:
-            plan_ = plans[stage] if seed is None else dict(plans[stage], train=dict(plans[stage]["train"], seed=seed))
-            data = data or load_task_data(plan_["data"], args.data_dir)
-            if stage == "finetune":
-                start = classify.start_of(plan_, data, parent / "pretrain")
-            else:  # one tokenizer for every seed's run from scratch
-                start = scratch = scratch or classify.start_of(plan_, data)
-            reports[name] = classify.run(classify.prepare(plan_, stage, data, start), run_dir, preset)
+        plans, preset = new_plans(args), args.preset
+        n = args.finetune_seeds or PRESETS[preset].get("finetune_seeds", 1)
+        if n < 1:
+            raise ValueError(f"--finetune-seeds must be >= 1, got {n}")
+        seeds = [(stage if k == 0 else f"{stage}-seed{args.seed + k}", stage, args.seed + k)
+                 for k in range(n) for stage in ("finetune", "scratch")]
+        task = pretraining.prepare_pretrain_task(plans["pretrain"].data, args.data_dir, contamination=True)  # read once
+        pretrain = RunKind(NAME, FAMILY, SETTINGS, lambda s, _: (task, pretraining.pretrain_model(s, task)))
+        finetuning.prepare_classifier(plans["scratch"], pipeline.Context(Path("."), data_dir=args.data_dir))  # checked
+        parent = runs.new_run_dir(args.out, NAME, preset)
+    config = {"preset": preset, "plans": {k: s.to_dict() for k, s in plans.items()}}
+    if is_main() and not args.resume:
+        runs.write_json(parent / "config.json", {"recipe": NAME, "stage": "all", "runs": seeds, **config})
+    stages = {"pretrain": "pretrain", **{name: stage for name, stage, _ in seeds}}
+    parts = [("pretrain", pretrain, lambda: plans["pretrain"])] + [(name, finetuning.CLASSIFIER_RUN, functools.partial(
+        lambda stage, seed: finetuning.start_settings(plans[stage].merged({"train.seed": seed, **({"init": str(
+            parent / "pretrain")} if stage == "finetune" else {})}), {}), stage, seed)) for name, stage, seed in seeds]
+    reports = pipeline.train_parts(parent, parts, args.data_dir, lambda name: cli.given_fields(
+        stage_args(args, stages[name]), PretrainSettings if name == "pretrain" else cls.ClassifySettings))
     if is_main():
-        finetuning.gain_report(parent, {"preset": preset, "plans": plans}, reports, seeds, RECIPE)
-    return 0
+        gain_report(parent, config, reports, seeds, NAME)
 
 
 def fill_main(argv: list[str]) -> int:
@@ -273,31 +174,26 @@ def fill_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
-    _, _, tokenizer, model = finetuning.load_encoder_run(args.checkpoint, "pretrain", RECIPE)
-    model.to(cli.resolve_device(args.device))
-    fills = [fill_mask(model, tokenizer, text, args.top_k) for text in args.texts]  # every text checked first
-    for text, masks in zip(args.texts, fills, strict=True):
-        print(text)
-        for i, candidates in enumerate(masks, start=1):
-            for rank, (piece, prob) in enumerate(candidates, start=1):
-                print(f"  mask {i}  {rank}. {piece}\t{prob:.4f}")
+    print("\n".join(finetuning.fill(args.checkpoint, args.texts, args.top_k, cli.resolve_device(args.device))))
     return 0
+
+
+def moved(command: str, argv: list[str]) -> int:
+    now = {"finetune": "recipes/classify.py --init RUN_DIR", "predict": "recipes/classify.py predict"}[command]
+    raise ValueError(f"'recipes/mlm.py {command}' is now '{now}' (the same flags)")
+
+
+ONE = SimpleNamespace(  # the command without subcommand: pre-training, then the fine-tuning runs and the comparison
+    NAME=NAME, PROG="recipes/mlm.py", FAMILY=FAMILY, DEFAULT_PRESET=DEFAULT_PRESET, PRESETS=PRESETS, SETTINGS=SETTINGS,
+    add_flags=add_all_flags, run_kind=run_kind, train_runs=all_runs, __doc__=__doc__,
+    COMMANDS={"fill": fill_main, **{name: functools.partial(moved, name) for name in ("finetune", "predict")}})
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    command = argv[0] if argv else None
-    if command == "finetune":
-        return classify.main(argv[1:], "recipes/mlm.py finetune")
-    if command == "predict":
-        return classify.main(argv, "recipes/mlm.py")
-    if command == "fill":
-        return fill_main(argv[1:])
-    mode = "pretrain" if command == "pretrain" else "all"
-    args = make_parser(mode).parse_args(argv[1:] if mode == "pretrain" else argv)
-    if args.eval_only:
-        return classify.eval_only(args)
-    return pretrain_main(args) if mode == "pretrain" else all_main(args)
+    if argv and argv[0] == "pretrain":
+        return cli.recipe_main(sys.modules[__name__], argv[1:])
+    return cli.recipe_main(ONE, argv)
 
 
 if __name__ == "__main__":

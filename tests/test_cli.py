@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
 
 import pytest
 
 from transformers_zoo import ModelConfig
-from transformers_zoo.cli import DERIVED_FIELDS, IGNORED_FIELDS, add_common_args, model_fields, train_settings
+from transformers_zoo.cli import DERIVED_FIELDS, IGNORED_FIELDS, add_common_args, model_fields, recipe_parser
 
 PRESETS = {"tiny": {"model": {}, "train": {}, "data": {}}}
 
@@ -43,15 +46,27 @@ def test_unknown_family_is_refused():
         model_fields("encoder_only_typo")
 
 
+def mlm_recipe():
+    path = Path(__file__).resolve().parents[1] / "recipes" / "mlm.py"
+    spec = importlib.util.spec_from_file_location("mlm_recipe", path)
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_amp_flag_is_checked_and_reaches_every_stage():
-    """--amp is validated by argparse, and the one command's pre-training (whose budgets come from its own
-    --pretrain-* flags, ``given``) gets it as the fine-tuning runs do; without it the preset's value stays."""
+    """--amp is validated by argparse, and the one command's pre-training (whose budgets and learning rate come
+    from its own --pretrain-* flags) gets it as the fine-tuning runs do; without it the preset's value stays."""
     parser = argparse.ArgumentParser()
     add_common_args(parser, PRESETS, default_preset="tiny", family="encoder_only")
     with pytest.raises(SystemExit):
         parser.parse_args(["--amp", "fp16"])
-    args = parser.parse_args(["--amp", "bf16", "--lr", "1e-3"])
-    assert train_settings({"max_steps": 5, "amp": "off"}, args)["amp"] == "bf16"
-    pretrain = train_settings({"max_steps": 5, "lr": 1e-4}, args, given={"max_steps": 9})
-    assert pretrain["amp"] == "bf16" and pretrain["lr"] == 1e-4 and pretrain["max_steps"] == 9
-    assert train_settings({"max_steps": 5, "amp": "off"}, parser.parse_args([]))["amp"] == "off"
+    mlm = mlm_recipe()
+    parser = recipe_parser(mlm.ONE)
+    plans = mlm.new_plans(parser.parse_args(["--preset", "tiny", "--amp", "bf16", "--lr", "5e-3",
+                                             "--pretrain-steps", "9"]))
+    assert [s.train.amp for s in plans.values()] == ["bf16"] * 3
+    pretrain, finetune = plans["pretrain"].train, plans["finetune"].train
+    assert pretrain.lr == 1e-3 and pretrain.max_steps == 9 and finetune.lr == 5e-3 and finetune.max_steps == 12
+    assert [s.train.amp for s in mlm.new_plans(parser.parse_args(["--preset", "cpu"])).values()] == ["bf16"] * 3
+    assert [s.train.amp for s in mlm.new_plans(parser.parse_args(["--preset", "tiny"])).values()] == ["auto"] * 3

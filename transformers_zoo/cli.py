@@ -5,8 +5,7 @@ Every recipe (`recipes/*.py`) takes the same flags (see DESIGN.md, "Recipe contr
 training overrides (`--lr --warmup-steps ...`) and an override for every `ModelConfig` field the recipe's
 model family reads (`--positional rope --norm rmsnorm ...`; `IGNORED_FIELDS` names those a family's model
 never reads), generated from the dataclass so the two never drift apart.
-A preset is a dict `{"model": {...}, "train": {...}, "data": {...}}`; flags given on the command line
-win over the preset.
+A preset is a dict `{"model": {...}, "train": {...}, "data": {...}}`; flags typed win over the preset.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import sys
 import types
 import typing
@@ -24,24 +24,15 @@ from typing import Any
 
 import torch
 
-from .config import FFN_MODULES, NORM_BUILDERS, POOLINGS, POSITIONAL_BUILDERS, SINUSOIDAL_LAYOUTS, ModelConfig
+from . import config as model_config
+from .config import DERIVED_FIELDS, IGNORED_FIELDS, ModelConfig, model_fields  # noqa: F401  (a family's fields)
 from .training.config import AMPS
 from .training.trainer import resolve_device  # noqa: F401  (recipes import it from here; one definition)
 
-# Fields the recipe derives from its data (vocabulary, classes) rather than from flags.
-DERIVED_FIELDS = {"vocab_size", "src_vocab_size", "pad_id", "n_classes", "extra"}
-# ModelConfig fields a family's model never reads (no flag for them there); every other field not derived is
-# offered. A new field is offered to every family until it is listed here.
-_TWO_STACKS = ("n_encoder_layers", "n_decoder_layers", "share_src_tgt_embeddings")
-_LM_OUTPUT = ("output_bias", "scale_output")  # the generating heads (decoder, encoder-decoder)
-IGNORED_FIELDS = {
-    "decoder_only": (*_TWO_STACKS, "pooling"),
-    "encoder_decoder": ("pooling",),
-    "encoder_only": (*_TWO_STACKS, *_LM_OUTPUT, "sliding_window"),
-}
 # the variant registries themselves (modules/), so a variant registered there is a choice here
-CHOICES = {"positional": POSITIONAL_BUILDERS, "norm": NORM_BUILDERS, "ffn": FFN_MODULES, "pooling": POOLINGS,
-           "sinusoidal_layout": SINUSOIDAL_LAYOUTS}
+CHOICES = {"positional": model_config.POSITIONAL_BUILDERS, "norm": model_config.NORM_BUILDERS,
+           "ffn": model_config.FFN_MODULES, "pooling": model_config.POOLINGS,
+           "sinusoidal_layout": model_config.SINUSOIDAL_LAYOUTS}
 MODEL_HELP = {
     "d_model": "width of the residual stream", "n_heads": "attention heads",
     "n_kv_heads": "key/value heads (1 = MQA, < n_heads = GQA; default: n_heads)",
@@ -71,19 +62,13 @@ def _amp(value: str) -> str:
 
 # TrainConfig fields a recipe exposes as flags (name -> type, help).
 TRAIN_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
-    "lr": (float, "peak learning rate"),
-    "warmup_steps": (int, "linear warm-up steps"),
-    "schedule": (str, "inverse_sqrt | cosine | constant"),
-    "min_lr_ratio": (float, "cosine floor as a fraction of lr"),
+    "lr": (float, "peak learning rate"), "warmup_steps": (int, "linear warm-up steps"),
+    "schedule": (str, "inverse_sqrt | cosine | constant"), "min_lr_ratio": (float, "cosine floor as a fraction of lr"),
     "weight_decay": (float, "AdamW decoupled weight decay (not on biases, norms, embeddings)"),
-    "accum_steps": (int, "micro-batches per optimizer step"),
-    "grad_clip": (float, "clip the gradient norm (0 = off)"),
-    "eval_every": (int, "evaluate every N steps"),
-    "save_every": (int, "checkpoint every N steps"),
-    "log_every": (int, "log every N steps"),
-    "keep_last": (int, "checkpoints kept besides the best"),
-    "patience": (int, "stop after N evaluations without improvement"),
-    "max_epochs": (int, "stop after N epochs"),
+    "accum_steps": (int, "micro-batches per optimizer step"), "grad_clip": (float, "clip the gradient norm (0 = off)"),
+    "eval_every": (int, "evaluate every N steps"), "save_every": (int, "checkpoint every N steps"),
+    "log_every": (int, "log every N steps"), "keep_last": (int, "checkpoints kept besides the best"),
+    "patience": (int, "stop after N evaluations without improvement"), "max_epochs": (int, "stop after N epochs"),
     "amp": (_amp, "bf16 autocast: auto (on CUDA only) | bf16 (on a CPU too; with AMX/AVX512-BF16 "
                   "an encoder trains 1.6-2.2x faster, benchmarks/amp_cpu.py) | off"),
 }
@@ -91,7 +76,7 @@ TRAIN_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
 
 class StoreGiven(argparse.Action):
     """Store the value and note the flag in `namespace._given`: a resume must know whether `--seed 0` or
-    `--device cpu` was typed or is only the default (see runs.resume_train_settings)."""
+    `--device cpu` was typed or is only the default (see resumed_settings)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         setattr(namespace, self.dest, values)
@@ -112,15 +97,6 @@ def _field_type(annotation: Any) -> Callable[[str], Any]:
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
         tp = next(a for a in typing.get_args(tp) if a is not type(None))
     return str2bool if tp is bool else tp
-
-
-def model_fields(family: str) -> list[str]:
-    """The ModelConfig fields a recipe of `family` ("decoder_only", "encoder_decoder", "encoder_only") offers as
-    flags: those its model reads, without the ones derived from the data."""
-    if family not in IGNORED_FIELDS:
-        raise ValueError(f"unknown model family {family!r}; known: {', '.join(IGNORED_FIELDS)}")
-    return [f.name for f in dataclasses.fields(ModelConfig)
-            if f.name not in DERIVED_FIELDS and f.name not in IGNORED_FIELDS[family]]
 
 
 def add_common_args(parser: argparse.ArgumentParser, presets: dict[str, dict], default_preset: str,
@@ -192,90 +168,59 @@ def resolve_preset(presets: dict[str, dict], args: argparse.Namespace) -> dict[s
         train["max_steps"] = args.max_steps
     if args.max_minutes is not None:
         train["max_minutes"] = args.max_minutes
-    train["seed"] = args.seed
-    train["device"] = args.device
-    if args.compile:
-        train["compile"] = True
+    train.update(seed=args.seed, device=args.device, **({"compile": True} if args.compile else {}))
     return preset
 
 
-def parse_vocab(value: str) -> dict[str, Any]:
-    """``--vocab 8000``, ``--vocab bpe`` or ``--vocab bpe:8000`` -> ``{"tokenizer": ..., "vocab": ...}``."""
-    out: dict[str, Any] = {}
-    for part in value.split(":"):
-        if part.isdigit():
-            out["vocab"] = int(part)
-        elif part in ("unigram", "bpe"):
-            out["tokenizer"] = part
-        else:
-            raise argparse.ArgumentTypeError(f"expected a size, unigram or bpe, or KIND:SIZE (bpe:8000), got {value!r}")
-    return out
+class VocabAction(argparse.Action):
+    """``--vocab 8000``, ``--vocab bpe`` or ``--vocab bpe:8000``: the size sets ``data.vocab``, the kind
+    ``data.tokenizer`` (unless --tokenizer says otherwise)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for part in values.split(":"):
+            if part.isdigit():
+                namespace.data__vocab = int(part)
+            elif part in ("unigram", "bpe"):
+                namespace.data__tokenizer = namespace.data__tokenizer or part
+            else:
+                parser.error(f"--vocab: expected a size, unigram or bpe, or KIND:SIZE (bpe:8000), got {values!r}")
 
 
 def add_vocab_args(group: argparse._ArgumentGroup) -> None:
-    """--vocab and --tokenizer of the recipes that train a sentencepiece vocabulary of their own."""
-    group.add_argument("--vocab", type=parse_vocab, default=None, metavar="SIZE|KIND|KIND:SIZE",
+    """--vocab, --tokenizer and --pretokenize of the recipes that train a sentencepiece vocabulary of their own."""
+    group.add_argument("--vocab", action=VocabAction, dest="data__vocab", default=None, metavar="SIZE|KIND|KIND:SIZE",
                        help="sentencepiece vocabulary trained on the pre-training text (or, from scratch, the train "
                             "texts): size, kind (unigram, bpe) or both, e.g. bpe:8000 (preset: unigram:8000)")
-    group.add_argument("--tokenizer", choices=["unigram", "bpe"], default=None,
+    group.add_argument("--tokenizer", dest="data__tokenizer", choices=["unigram", "bpe"], default=None,
                        help="sentencepiece kind (as --vocab KIND)")
-    group.add_argument("--pretokenize", choices=["none", "ptb"], default=None,
+    group.add_argument("--pretokenize", dest="data__pretokenize", choices=["none", "ptb"], default=None,
                        help="what the tokenizer does to every text first: ptb lower-cases it and splits it into Penn "
                             "Treebank tokens (it 's, did n't, `` ''), the form SST-2 is written in, so raw reviews "
                             "pre-train the words SST-2 spells; none keeps text as it is (preset: ptb)")
 
 
-def tokenizer_settings(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """``data`` with the tokenizer flags (--vocab, --tokenizer, --pretokenize) that were given applied."""
-    out = {**data, **(args.vocab or {})}
-    out.update({key: getattr(args, key) for key in ("tokenizer", "pretokenize") if getattr(args, key, None)})
-    return out
-
-
 def add_labelled_data_args(group: argparse._ArgumentGroup, tasks: list[str]) -> None:
-    """The labelled-data flags of the encoder recipes (classify.py, mlm.py's one command). Their dests are
-    tsv_*, never train_*: every train_* dest is read as a training override."""
-    group.add_argument("--batch-tokens", type=int, default=None,
-                       help="fine-tuning batch size in tokens, padding included (length-bucketed batches)")
-    group.add_argument("--task", choices=tasks, default=None,
-                       help="labelled data: sst2 (test: dev.tsv) or imdb (25k reviews, test: its 25k test reviews, "
-                            "head+tail truncation at 256 tokens) (default: sst2)")
-    group.add_argument("--train-tsv", dest="tsv_train", default=None, metavar="FILE",
-                       help="labelled training file (TSV with a header; default: the --task data)")
-    group.add_argument("--valid-tsv", dest="tsv_valid", default=None, metavar="FILE",
-                       help="validation file for checkpoint selection (default: 10%% of --train-tsv held out)")
-    group.add_argument("--test-tsv", dest="tsv_test", default=None, metavar="FILE", help="test file, scored once")
-    group.add_argument("--text-column", default=None, help="column of the text (default: sentence)")
-    group.add_argument("--label-column", default=None,
-                       help="column of the label, integer or string, any number of classes (default: label)")
-    group.add_argument("--token-mask", type=float, default=None, metavar="P",
-                       help="regulariser: replace this share of the training tokens by [MASK], afresh every batch "
-                            "(preset: cpu 0.0)")
+    """The labelled-data flags of the encoder recipes (classify.py, mlm.py's one command)."""
+    flags = [("--batch-tokens", int, "N", "fine-tuning batch size in tokens, padding included (bucketed by length)"),
+             ("--task", None, None, "labelled data: sst2 (test: dev.tsv) or imdb (25k reviews, test: its 25k test "
+                                    "reviews, head+tail truncation at 256 tokens) (default: sst2)"),
+             ("--train-tsv", absolute, "FILE", "labelled training file (TSV with a header; default: the --task data)"),
+             ("--valid-tsv", absolute, "FILE", "validation file for checkpoint selection (default: 10%% of "
+                                               "--train-tsv held out)"),
+             ("--test-tsv", absolute, "FILE", "test file, scored once"),
+             ("--text-column", str, "NAME", "column of the text (default: sentence)"),
+             ("--label-column", str, "NAME", "column of the label, integer or string, any number of classes "
+                                             "(default: label)"),
+             ("--token-mask", float, "P", "regulariser: replace this share of the training tokens by [MASK], "
+                                          "afresh every batch (preset: cpu 0.0)")]
+    for flag, tp, metavar, help_ in flags:
+        kwargs = {"choices": tasks} if tp is None else {"type": tp, "metavar": metavar}
+        group.add_argument(flag, dest="data__" + flag[2:].replace("-", "_"), default=None, help=help_, **kwargs)
 
 
 def absolute(path: str | None) -> str | None:
     """A path as given on the command line, made absolute (saved in config.json, read from any directory)."""
     return None if path is None else str(pathlib.Path(path).expanduser().resolve())
-
-
-def train_settings(train: dict[str, Any], args: argparse.Namespace, given: dict[str, Any] | None = None) -> dict:
-    """``train`` with the training flags and budgets of the command line (or, ``given``, these instead: the
-    one command's --pretrain-* flags), the seed, device and compile flag. A warm-up no shorter than a step
-    budget is cut to a tenth of it (a short budget given on the command line), unless it was typed too."""
-    typed = overrides(args, "train__") if given is None else {}
-    train.update(typed if given is None else given)
-    for key in ("max_steps", "max_minutes"):
-        if given is None and getattr(args, key) is not None:
-            train[key] = getattr(args, key)
-    if train.get("max_steps") and train.get("warmup_steps", 0) >= train["max_steps"]:
-        if "warmup_steps" in typed:
-            raise ValueError(f"--warmup-steps {train['warmup_steps']} must be below the step budget "
-                             f"{train['max_steps']}")
-        train["warmup_steps"] = train["max_steps"] // 10
-    if getattr(args, "train__amp", None) is not None:  # like the device, the precision is every stage's
-        train["amp"] = args.train__amp
-    train.update(seed=args.seed, device=args.device, **({"compile": True} if args.compile else {}))
-    return train
 
 
 def setup_run(args: argparse.Namespace) -> None:
@@ -324,8 +269,8 @@ COMMON_FIELDS = {"max_steps": "train.max_steps", "max_minutes": "train.max_minut
 def recipe_parser(recipe: types.ModuleType) -> argparse.ArgumentParser:
     """The recipe contract's flags, then the recipe's own (`recipe.add_flags(parser)`; a flag that sets a
     settings field has the field's path as its dest, `data__block_size`, and its default None)."""
-    parser = argparse.ArgumentParser(prog=f"recipes/{recipe.NAME}.py", description=recipe.__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=getattr(recipe, "PROG", f"recipes/{recipe.NAME}.py"),
+                                     description=recipe.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, recipe.PRESETS, default_preset=recipe.DEFAULT_PRESET, family=recipe.FAMILY)
     recipe.add_flags(parser)
     return parser
@@ -353,45 +298,61 @@ def given_fields(args: argparse.Namespace, settings_cls: type) -> dict[str, Any]
 
 def preset_settings(recipe: types.ModuleType, args: argparse.Namespace, tree: dict[str, Any] | None = None) -> Any:
     """``recipe.SETTINGS`` from its preset (or ``tree``, a preset the recipe adjusted) with every field typed
-    on the command line applied; the seed and device always come from the command line (their defaults)."""
+    on the command line applied; the seed and device always come from the command line (their defaults). A
+    warm-up no shorter than the step budget (a short budget typed) is cut to a tenth of it, unless typed too."""
+    from .settings import SettingsError
+
     tree = json.loads(json.dumps(tree if tree is not None else recipe.PRESETS[args.preset]))  # a deep copy
     tree["preset"] = args.preset
     train = tree.setdefault("train", {})
     train.update(seed=args.seed, device=args.device)
-    for path, value in given_fields(args, recipe.SETTINGS).items():
+    typed = given_fields(args, recipe.SETTINGS)
+    for path, value in typed.items():
         *parents, leaf = path.split(".")
         node = tree
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
+    if train.get("max_steps") and train.get("warmup_steps", 0) >= train["max_steps"]:
+        if "train.warmup_steps" in typed:
+            raise SettingsError("train.warmup_steps", f"must be below the step budget {train['max_steps']}",
+                                value=train["warmup_steps"])
+        train["warmup_steps"] = train["max_steps"] // 10
     return recipe.SETTINGS.from_dict(tree)
 
 
-def resumed_settings(recipe: types.ModuleType, args: argparse.Namespace, saved: Any) -> Any:
+def resumed_settings(parser: argparse.ArgumentParser, args: argparse.Namespace, saved: Any) -> Any:
     """The settings of a resumed run: the saved ones, with what a resume may change (the fields the settings
     declare RESUMABLE: budgets, device) from the command line. Any other setting given is refused, naming it."""
     from .settings import resumable_paths
 
-    given = given_fields(args, recipe.SETTINGS)
+    given = given_fields(args, type(saved))
     seed = given.pop("train.seed", saved.train.seed)
     if seed != saved.train.seed:
         raise ValueError(f"--seed {seed}: a resumed run keeps its seed ({saved.train.seed}); leave --seed out, or "
                          "start a new run")
-    allowed = resumable_paths(recipe.SETTINGS)
+    allowed = resumable_paths(type(saved))
     refused = [path for path in given if path not in allowed]
     if refused:
-        flags = ", ".join(flag_of(recipe_parser(recipe), path) for path in refused)
+        flags = ", ".join(flag_of(parser, path) for path in refused)
         raise ValueError(f"{flags}: a resumed run keeps the settings it was started with (only --max-steps, "
                          "--max-minutes and --max-epochs may change); start a new run to change them")
     return saved.merged({**given, "train.resume": True})
 
 
-def flag_of(parser: argparse.ArgumentParser, path: str) -> str:
+def flag_of(parser: argparse.ArgumentParser, path: str, otherwise: str | None = None) -> str:
     """The flag that sets the settings field ``path`` (``data.block_size`` -> ``--block-size``), else the path."""
     for action in parser._actions:
         if action.option_strings and (field_path(action.dest) == path or action.dest == path):
             return action.option_strings[0]
-    return f"setting {path}"
+    return f"setting {path}" if otherwise is None else otherwise
+
+
+def flag_message(parser: argparse.ArgumentParser, err: Any) -> str:
+    """A `SettingsError` as the command line says it: its field, and the fields its reason names in backquotes
+    (`` `data.vocab` ``), by their flags."""
+    reason = re.sub(r"`([a-z_.]+)`", lambda m: flag_of(parser, m.group(1), m.group(1)), err.reason)
+    return f"{flag_of(parser, err.path)}{'' if err.value is None else f' {err.value}'}: {reason}"
 
 
 def recipe_main(recipe: types.ModuleType, argv: list[str] | None = None) -> int:
@@ -399,7 +360,7 @@ def recipe_main(recipe: types.ModuleType, argv: list[str] | None = None) -> int:
     --checkpoint RUN_DIR` evaluates, `COMMAND ...` runs one of `recipe.COMMANDS` (sample, translate, ...).
     A bad setting is one line naming its flag."""
     from . import pipeline
-    from .runs import Run, new_run_dir, open_run
+    from .runs import Run, new_run_dir, open_run_dir
     from .settings import SettingsError, resumable_paths
 
     argv = sys.argv[1:] if argv is None else argv
@@ -418,15 +379,19 @@ def recipe_main(recipe: types.ModuleType, argv: list[str] | None = None) -> int:
             changes = {path: v for path, v in given_fields(args, recipe.SETTINGS).items() if path in evaluable}
             pipeline.evaluate_only(recipe, args.checkpoint, args.data_dir, args.device, out, changes)
             return 0
-        run: Run = open_run(args, recipe.NAME)
+        if hasattr(recipe, "train_runs"):  # a command that is several runs (mlm.py's) trains them itself
+            recipe.train_runs(args, parser)
+            return 0
+        run: Run = open_run_dir(args.resume, args.out, pipeline.kind_of(recipe, None).NAME, args.preset)
+        kind = pipeline.kind_of(recipe, run.saved)  # the recipe, or the kind of run it makes or continues
         if run.resumed:
-            settings = resumed_settings(recipe, args, pipeline.settings_of(recipe, run.saved))
+            settings = resumed_settings(parser, args, pipeline.settings_of(kind, run.saved))
         else:
             settings = recipe.settings(args)
             new_run_dir(args.out, recipe.NAME, args.preset, create=False)
-        pipeline.train(recipe, settings, pipeline.Context(run.dir, run.resumed, args.data_dir))
+        pipeline.train(kind, settings, pipeline.Context(run.dir, run.resumed, args.data_dir))
     except SettingsError as err:
-        raise ValueError(f"{flag_of(parser, err.path)}: {err.reason}") from None
+        raise ValueError(flag_message(parser, err)) from None
     return 0
 
 

@@ -198,3 +198,26 @@ def _choice(name: str, value: Any, choices: Iterable[str]) -> None:
 def _positive(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"ModelConfig.{name}={value!r} must be a positive integer")
+
+
+# -- which fields a model family reads (cli offers a flag for each) ------------------------------------------
+# Fields the recipe derives from its data (vocabulary, classes) rather than from flags.
+DERIVED_FIELDS = {"vocab_size", "src_vocab_size", "pad_id", "n_classes", "extra"}
+# ModelConfig fields a family's model never reads (no flag for them there); every other field not derived is
+# offered. A new field is offered to every family until it is listed here.
+_TWO_STACKS = ("n_encoder_layers", "n_decoder_layers", "share_src_tgt_embeddings")
+_LM_OUTPUT = ("output_bias", "scale_output")  # the generating heads (decoder, encoder-decoder)
+IGNORED_FIELDS = {
+    "decoder_only": (*_TWO_STACKS, "pooling"),
+    "encoder_decoder": ("pooling",),
+    "encoder_only": (*_TWO_STACKS, *_LM_OUTPUT, "sliding_window"),
+}
+
+
+def model_fields(family: str) -> list[str]:
+    """The ModelConfig fields a recipe of `family` ("decoder_only", "encoder_decoder", "encoder_only") offers as
+    flags: those its model reads, without the ones derived from the data."""
+    if family not in IGNORED_FIELDS:
+        raise ValueError(f"unknown model family {family!r}; known: {', '.join(IGNORED_FIELDS)}")
+    return [f.name for f in dataclasses.fields(ModelConfig)
+            if f.name not in DERIVED_FIELDS and f.name not in IGNORED_FIELDS[family]]

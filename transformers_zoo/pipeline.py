@@ -22,8 +22,10 @@ weights (best, or averaged checkpoints), add report sections and keys, and act a
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -47,6 +49,7 @@ class Context:
     run_dir: Path
     resumed: bool = False
     data_dir: str | None = None
+    for_eval: bool = False  # a trained run loaded to be evaluated or used: prepare may skip what training needs
 
     @property
     def has_checkpoint(self) -> bool:
@@ -60,10 +63,19 @@ def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def kind_of(recipe: Any, saved: dict[str, Any] | None) -> Any:
+    """The recipe that makes or reads a run: ``recipe.run_kind(saved)`` when its runs come in kinds (mlm.py:
+    pre-training and classifier runs, told apart by their config.json; None: a new run), else the recipe."""
+    return recipe.run_kind(saved) if hasattr(recipe, "run_kind") else recipe
+
+
 def settings_of(recipe: ModuleType, saved: dict[str, Any]) -> Settings:
-    """A run's settings from its `config.json` (the keys that are settings fields; the rest is information)."""
+    """A run's settings from its `config.json` (the keys that are settings fields; the rest is information;
+    ``SETTINGS.from_config`` when the settings also read an older layout of config.json)."""
     import dataclasses
 
+    if hasattr(recipe.SETTINGS, "from_config"):
+        return recipe.SETTINGS.from_config(saved)
     names = {f.name for f in dataclasses.fields(recipe.SETTINGS)}
     return recipe.SETTINGS.from_dict({k: v for k, v in saved.items() if k in names})
 
@@ -81,7 +93,8 @@ def train(recipe: ModuleType, settings: Settings, ctx: Context) -> dict[str, Any
         ctx = Context(Path(broadcast_object(str(ctx.run_dir))), False, ctx.data_dir)
     torch.manual_seed(settings.train.seed)
     task, model = recipe.prepare(settings, ctx)  # bad input fails here, before the run directory exists
-    settings = settings.merged({"model": model.config.to_dict()})  # with what the data decided (vocabulary)
+    # with what the data decided (the vocabulary; a fine-tuning run's tokenizer)
+    settings = settings.merged({"model": model.config.to_dict(), **task.settings_changes()})
     config = config_of(recipe, settings, task)
     if is_main():
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
@@ -120,10 +133,11 @@ def load_run(recipe: ModuleType, checkpoint: str | Path, data_dir: str | None, d
     ``checkpoint`` (a run directory: its final weights; or one checkpoint folder of it: `task.load_trained`)."""
     run_dir = run_dir_of(checkpoint)
     saved = read_run_config(run_dir)
+    recipe = kind_of(recipe, saved)
     if saved.get("recipe", recipe.NAME) != recipe.NAME:
         raise ValueError(f"{checkpoint}: a run of recipes/{saved['recipe']}.py, not of {recipe.NAME}")
     settings = settings_of(recipe, saved).merged(changes or {})
-    task, model = recipe.prepare(settings, Context(run_dir, resumed=True, data_dir=data_dir))
+    task, model = recipe.prepare(settings, Context(run_dir, resumed=True, data_dir=data_dir, for_eval=True))
     model = task.load_trained(checkpoint, run_dir, model.to(resolve_device(device)))
     return settings, task, model.eval()
 
@@ -131,14 +145,28 @@ def load_run(recipe: ModuleType, checkpoint: str | Path, data_dir: str | None, d
 def evaluate_only(recipe: ModuleType, checkpoint: str | Path, data_dir: str | None, device: str = "auto",
                   out: Path | None = None, changes: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Evaluate a trained run again on every held-out split (the report's numbers: one `evaluate` for both),
-    with ``changes`` to its EVALUABLE settings (a beam size); print them, and write `eval.json` into ``out``."""
-    _, task, model = load_run(recipe, checkpoint, data_dir, device, changes)
-    results = task.evaluate_all(model, out)
-    for line in task.eval_lines(results):
-        print(line)
+    with ``changes`` to its EVALUABLE settings (a beam size); print them, and write `eval.json` into ``out``
+    when given. A run made of runs (its config.json lists "runs": mlm.py's one command) gives each of them,
+    keyed by its directory's name."""
+    run_dir = run_dir_of(checkpoint)
+    if "runs" in read_run_config(run_dir) and Path(checkpoint).resolve() == run_dir.resolve():
+        parts = sorted(d for d in run_dir.iterdir() if (d / "config.json").is_file())
+        results: dict[str, Any] = {d.name: _evaluate(recipe, d, data_dir, device, out, changes, d.name)
+                                   for d in parts}
+    else:
+        results = _evaluate(recipe, checkpoint, data_dir, device, out, changes)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "eval.json", {"checkpoint": str(checkpoint), "eval": results})
+    return results
+
+
+def _evaluate(recipe: ModuleType, checkpoint: str | Path, data_dir: str | None, device: str, out: Path | None,
+              changes: dict[str, Any] | None = None, name: str = "") -> dict[str, dict[str, Any]]:
+    _, task, model = load_run(recipe, checkpoint, data_dir, device, changes)
+    results = task.evaluate_all(model, out / name if out is not None and name else out)
+    for line in task.eval_lines(results):
+        print(f"{name} {line}".lstrip())
     return results
 
 
@@ -153,3 +181,27 @@ def load_model(recipe: ModuleType, checkpoint: str | Path, device: str = "auto")
     model = MODELS[recipe.FAMILY](settings.model).to(resolve_device(device))
     load_checkpoint(checkpoint, model)
     return settings, model.eval(), load_tokenizer(run_dir / "tokenizer")
+
+
+def train_parts(parent: Path, parts: list[tuple[str, Any, Callable[[], Settings]]], data_dir: str | None,
+                changes: Callable[[str], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Train the runs a run is made of (mlm.py's one command: pretrain/, finetune/, scratch/, ...), in order, each
+    in ``parent/name`` by its kind (``parts``: ``(name, kind, settings)``); one that finished is read, one that was
+    interrupted continues (its saved settings with ``changes(name)``: budgets), the others start
+    (``settings()``, called only then: a run may depend on an earlier one). Their report.json dicts by name."""
+    reports = {}
+    for name, kind, new_settings in parts:
+        run_dir = parent / name
+        if (run_dir / "report.json").is_file():
+            log(f"{name}: done already ({run_dir / 'report.json'})")
+            reports[name] = json.loads((run_dir / "report.json").read_text())
+            continue
+        resumed = (run_dir / "config.json").is_file()  # interrupted: its own config.json says what it was
+        if resumed:
+            saved = read_run_config(run_dir)
+            kind = kind_of(kind, saved)
+            settings = settings_of(kind, saved).merged({**changes(name), "train.resume": True})
+        else:
+            settings = new_settings()
+        reports[name] = train(kind, settings, Context(run_dir, resumed, data_dir))
+    return reports

@@ -1,8 +1,7 @@
 """Run directories, the same way for every recipe: start a new one, resume one, load one, and the rule for
 what a resumed run keeps.
 
-    run = open_run(args, "gpt")                  # new (--out, or runs/<recipe>-<preset>-<time>) or --resume
-    train = resume_train_settings(run.saved["train"], args) if run.resumed else ...
+    run = open_run_dir(resume, out, "gpt", preset)  # new (out, or runs/<recipe>-<preset>-<time>) or resumed
     write_json(run.dir / "config.json", config)  # everything needed to rebuild the run
 
 The resume rule (one for all recipes): a resumed run is rebuilt from its `config.json` alone (model, data,
@@ -18,7 +17,6 @@ Tokenizers trained by a recipe are cached (keyed by a hash of their training tex
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import os
@@ -45,26 +43,31 @@ class Run:
         return self.saved is not None
 
 
-def open_run(args: argparse.Namespace, recipe: str, create: bool = False) -> Run:
-    """`--resume RUN_DIR`: that run with its config (checked to be one of `recipe`'s); else a new run directory
-    from `--out` (created only with `create`: make it once the inputs are known to be good)."""
-    if getattr(args, "resume", None):
-        run_dir = run_dir_of(args.resume)
+def open_run_dir(resume: str | None, out: str | None, recipe: str, preset: str, create: bool = False) -> Run:
+    """``resume``: that run with its config (checked to be one of ``recipe``'s); else a new run directory ``out``
+    (default: runs/<recipe>-<preset>-<time>; created only with ``create``: once the inputs are known to be good)."""
+    if resume:
+        run_dir = run_dir_of(resume)
         saved = read_run_config(run_dir)
         if saved.get("recipe", recipe) != recipe:
-            raise ValueError(f"--resume {args.resume}: a run of recipes/{saved['recipe']}.py, not of {recipe}")
+            raise ValueError(f"{resume}: a run of recipes/{saved['recipe']}.py, not of {recipe}")
         return Run(run_dir, saved)
-    return Run(new_run_dir(args.out, recipe, args.preset, create=create))
+    return Run(new_run_dir(out, recipe, preset, create=create))
 
 
-def given_on_command_line(args: argparse.Namespace, dest: str) -> bool:
+def open_run(args: Any, recipe: str, create: bool = False) -> Run:
+    """`open_run_dir` from a recipe's flags (recipes/translate.py's; the contract's recipes go through cli)."""
+    return open_run_dir(getattr(args, "resume", None), args.out, recipe, args.preset, create)
+
+
+def given_on_command_line(args: Any, dest: str) -> bool:
     """Whether the flag with `dest` was typed (flags with a default record it in `args._given`, see cli)."""
     if dest in getattr(args, "_given", ()):
         return True
     return dest not in ("seed", "device") and getattr(args, dest, None) not in (None, False, [])
 
 
-def resume_train_settings(saved_train: dict[str, Any], args: argparse.Namespace,
+def resume_train_settings(saved_train: dict[str, Any], args: Any,
                           recipe_flags: tuple[str, ...] = ()) -> dict[str, Any]:
     """The TrainConfig dict of a resumed run: the saved one, `resume=True`, with the budgets (and device,
     compile) given on the command line. Any other model or training flag given is a ValueError naming it, and

@@ -31,16 +31,17 @@ from typing import Any, ClassVar
 
 
 class SettingsError(ValueError):
-    """A setting with a bad value: ``path`` is the field's dotted path (``train.lr``); the message starts with
-    it, so a caller that knows the flag of that field can rewrite it (see cli)."""
+    """A setting with a bad value: ``path`` is the field's dotted path (``train.lr``), ``value`` the value when
+    the message should show it first; the message starts with them, so a caller that knows the flag of that field
+    can rewrite it (see cli), and so can it other settings the reason names in backquotes (`` `init` ``)."""
 
-    def __init__(self, path: str, message: str):
-        super().__init__(f"{path}: {message}")
-        self.path, self.reason = path, message
+    def __init__(self, path: str, message: str, value: Any = None):
+        super().__init__(f"{path}{'' if value is None else f' {value}'}: {message}")
+        self.path, self.reason, self.value = path, message, value
 
     def under(self, prefix: str) -> SettingsError:
         """The same error one level down a settings tree (``lr`` -> ``train.lr``)."""
-        return SettingsError(f"{prefix}.{self.path}", self.reason)
+        return SettingsError(f"{prefix}.{self.path}", self.reason, self.value)
 
 
 class Settings:

@@ -26,16 +26,21 @@ from transformers_zoo.training.checkpoint import MODEL_FILE, resolve_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "recipes" / "mlm.py"
+CLASSIFY = REPO / "recipes" / "classify.py"  # fine-tuning and predict (were `mlm.py finetune` / `mlm.py predict`)
 
 
-def run_recipe(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess:
+def run_recipe(*args: str | Path, check: bool = True, recipe: Path = RECIPE) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     env.pop("TZOO_DEBUG", None)
-    proc = subprocess.run([sys.executable, str(RECIPE), *map(str, args)], capture_output=True, text=True, env=env,
+    proc = subprocess.run([sys.executable, str(recipe), *map(str, args)], capture_output=True, text=True, env=env,
                           cwd=REPO, timeout=300)
     if check and proc.returncode != 0:
         raise AssertionError(f"recipe failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
+
+
+def run_classify(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess:
+    return run_recipe(*args, check=check, recipe=CLASSIFY)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +105,7 @@ def test_all_in_one_run_writes_sane_reports(tiny_run: Path) -> None:
 
 def test_predict_prints_label_and_probability(tiny_run: Path) -> None:
     texts = ["a gorgeous , witty film", "it does n't work", "A gorgeous, witty film", "It doesn't work"]
-    lines = run_recipe("predict", "--checkpoint", tiny_run / "finetune", *texts).stdout.splitlines()
+    lines = run_classify("predict", "--checkpoint", tiny_run / "finetune", *texts).stdout.splitlines()
     assert len(lines) == 4
     for line, text in zip(lines, texts, strict=True):
         label, prob, echoed = line.split("\t")
@@ -115,6 +120,12 @@ def test_fill_prints_top_k_per_mask(tiny_run: Path) -> None:
     assert [(r[1], r[2]) for r in rows] == [(m, f"{k}.") for m in "12" for k in (1, 2, 3)]
     probs = [float(r[-1]) for r in rows]
     assert all(0.0 <= p <= 1.0 for p in probs) and probs[:3] == sorted(probs[:3], reverse=True)
+
+
+def test_finetune_and_predict_moved_to_classify() -> None:
+    """`mlm.py finetune` and `mlm.py predict` are recipes/classify.py's commands now: one line naming it."""
+    for command, needle in (("finetune", "recipes/classify.py --init"), ("predict", "recipes/classify.py predict")):
+        assert_one_error_line(run_recipe(command, "--checkpoint", "x", "y", check=False), needle, "the same flags")
 
 
 def test_mask_text_becomes_the_mask_id(tiny_run: Path) -> None:
@@ -179,14 +190,14 @@ def tsv_args(files: dict[str, Path]) -> list[str | Path]:
 
 def test_string_labels_four_classes_report_macro_f1(tiny_run: Path, four_class: dict[str, Path], tmp_path: Path):
     out = tmp_path / "ft4"
-    run_recipe("finetune", "--preset", "tiny", "--init", tiny_run / "pretrain", *tsv_args(four_class), "--out", out)
+    run_classify("--preset", "tiny", "--init", tiny_run / "pretrain", *tsv_args(four_class), "--out", out)
     report = read_report(out)
     assert report["labels"] == ["anger", "boredom", "fear", "joy"]
     assert json.loads((out / "labels.json").read_text()) == report["labels"]
     for split in ("val", "test"):
         assert 0.0 <= report["eval"][split]["accuracy"] <= 1.0
         assert 0.0 <= report["eval"][split]["macro_f1"] <= 1.0
-    label = run_recipe("predict", "--checkpoint", out, "the plot was dull").stdout.split("\t")[0]
+    label = run_classify("predict", "--checkpoint", out, "the plot was dull").stdout.split("\t")[0]
     assert label in report["labels"]
 
 
@@ -203,7 +214,7 @@ def test_unknown_label_in_test_file(tiny_run: Path, four_class: dict[str, Path],
     rows[4] = ("the film was odd", "surprise")
     four_class["test"] = write_tsv(tmp_path / "bad_test.tsv", rows)
     out = tmp_path / "never"
-    proc = run_recipe("finetune", "--preset", "tiny", "--init", tiny_run, *tsv_args(four_class), "--out", out,
+    proc = run_classify("--preset", "tiny", "--init", tiny_run, *tsv_args(four_class), "--out", out,
                       check=False)
     assert_one_error_line(proc, f"{four_class['test']}:6:", "unknown label 'surprise'")
     assert not out.exists()
@@ -231,7 +242,7 @@ def other_tokenizer(tmp_path: Path) -> Path:
 def test_tokenizer_from_another_run_is_refused(tiny_run: Path, shared_data_dir: Path, other_tokenizer: Path,
                                                tmp_path: Path) -> None:
     out = tmp_path / "never"
-    proc = run_recipe("finetune", "--preset", "tiny", "--data-dir", shared_data_dir, "--init", tiny_run / "pretrain",
+    proc = run_classify("--preset", "tiny", "--data-dir", shared_data_dir, "--init", tiny_run / "pretrain",
                       "--tokenizer-from", other_tokenizer, "--out", out, check=False)
     assert_one_error_line(proc, "--tokenizer-from", str(other_tokenizer))
     assert not out.exists()
@@ -239,7 +250,7 @@ def test_tokenizer_from_another_run_is_refused(tiny_run: Path, shared_data_dir: 
 
 def test_tokenizer_flags_with_init_are_refused(tiny_run: Path, shared_data_dir: Path, tmp_path: Path) -> None:
     for flag in (["--pretokenize", "none"], ["--vocab", "500"]):
-        proc = run_recipe("finetune", "--preset", "tiny", "--data-dir", shared_data_dir, "--init",
+        proc = run_classify("--preset", "tiny", "--data-dir", shared_data_dir, "--init",
                           tiny_run / "pretrain", *flag, "--out", tmp_path / "never", check=False)
         assert_one_error_line(proc, "--pretokenize", "the pre-training run's")
     assert not (tmp_path / "never").exists()
@@ -250,13 +261,13 @@ def test_checkpoint_with_another_tokenizer_is_refused(tiny_run: Path, other_toke
     shutil.copytree(tiny_run / "finetune", run)
     shutil.rmtree(run / "tokenizer")
     shutil.copytree(other_tokenizer, run / "tokenizer")
-    proc = run_recipe("predict", "--checkpoint", run, "a fine film", check=False)
+    proc = run_classify("predict", "--checkpoint", run, "a fine film", check=False)
     assert_one_error_line(proc, "another tokenizer", str(run / "tokenizer"))
 
 
 def test_imdb_task_truncates_head_and_tail(tiny_run: Path, shared_data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "imdb"
-    run_recipe("finetune", "--preset", "tiny", "--data-dir", shared_data_dir, "--init", tiny_run / "pretrain",
+    run_classify("--preset", "tiny", "--data-dir", shared_data_dir, "--init", tiny_run / "pretrain",
                "--task", "imdb", "--max-steps", "6", "--out", out)
     report = read_report(out)
     config = json.loads((out / "config.json").read_text())
@@ -284,11 +295,11 @@ def test_pretrain_on_own_jsonl_documents(shared_data_dir: Path, tmp_path: Path) 
 
 def test_token_mask_flag_is_recorded_and_checked(tiny_run: Path, four_class: dict[str, Path], tmp_path: Path):
     out = tmp_path / "masked"
-    run_recipe("finetune", "--preset", "tiny", "--init", tiny_run / "pretrain", *tsv_args(four_class),
+    run_classify("--preset", "tiny", "--init", tiny_run / "pretrain", *tsv_args(four_class),
                "--token-mask", "0.2", "--out", out)
     assert json.loads((out / "config.json").read_text())["data"]["token_mask"] == 0.2
     assert 0.0 <= read_report(out)["eval"]["test"]["accuracy"] <= 1.0
-    proc = run_recipe("finetune", "--preset", "tiny", "--init", tiny_run / "pretrain", *tsv_args(four_class),
+    proc = run_classify("--preset", "tiny", "--init", tiny_run / "pretrain", *tsv_args(four_class),
                       "--token-mask", "1.5", "--out", tmp_path / "never", check=False)
     assert_one_error_line(proc, "--token-mask", "1.5")
     assert not (tmp_path / "never").exists()
@@ -314,8 +325,9 @@ def test_resume_refuses_settings_it_would_ignore(tiny_run: Path, shared_data_dir
                           (["--pooling", "cls"], "--pooling"), (["--pretrain-lr", "0.1"], "--pretrain-lr"),
                           (["--pretokenize", "none"], "--pretokenize"),
                           (["finetune", "--resume", tiny_run / "finetune", "--seed", "5"], "--seed 5")):
-        argv = flags if flags[0] == "finetune" else ["--resume", tiny_run, *flags]
-        proc = run_recipe(*argv, "--data-dir", shared_data_dir, check=False)
+        argv = flags[1:] if flags[0] == "finetune" else ["--resume", tiny_run, *flags]
+        proc = run_recipe(*argv, "--data-dir", shared_data_dir, check=False,
+                          recipe=CLASSIFY if flags[0] == "finetune" else RECIPE)
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert_one_error_line(proc, needle, "resumed run keeps")
     assert {p: p.stat().st_mtime_ns for p in tiny_run.rglob("*")} == before  # nothing written
@@ -323,7 +335,7 @@ def test_resume_refuses_settings_it_would_ignore(tiny_run: Path, shared_data_dir
 
 def test_classify_recipe_alone_fine_tunes_and_eval_only_reproduces_the_reports(tiny_run: Path, shared_data_dir: Path,
                                                                                   tmp_path: Path) -> None:
-    """recipes/classify.py is the fine-tuning recipe on its own (mlm.py finetune is it); --eval-only recomputes
+    """recipes/classify.py is the fine-tuning recipe on its own (mlm.py's stages are its runs); --eval-only recomputes
     from each run's config.json alone the held-out metrics its report holds (the best checkpoint, same data)."""
     classify = REPO / "recipes" / "classify.py"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))

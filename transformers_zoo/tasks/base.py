@@ -17,6 +17,7 @@ before a run directory exists. Then every recipe runs the same four steps::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -76,6 +77,11 @@ class TaskBase:
         """What a new run keeps beside its checkpoints so it can be rebuilt: the tokenizer."""
         self.tokenizer.save(run_dir / "tokenizer")
 
+    def settings_changes(self) -> dict[str, Any]:
+        """Settings the data decided, as dotted paths (a fine-tuning run's tokenizer is its encoder's): the run's
+        config.json records them (the model's vocabulary is recorded anyway)."""
+        return {}
+
     def config_extra(self) -> dict[str, Any]:
         """Information for ``config.json`` beside the settings."""
         return {"tokenizer_fingerprint": self.tokenizer.fingerprint}
@@ -133,6 +139,18 @@ class TaskBase:
     def summary_line(self, evals: dict[str, dict[str, Any]]) -> str:
         """The figures of the last line a run prints."""
         return "  ".join(f"{split} loss {m['loss']:.4f}" for split, m in evals.items() if "loss" in m)
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """What the pipeline asks of a recipe module, for a recipe whose runs come in kinds (recipes/mlm.py:
+    pre-training and classifier runs): the name config.json records, the model family, the settings class and
+    ``prepare(settings, ctx) -> (task, model)``. A recipe's ``run_kind(saved_config)`` picks one."""
+
+    NAME: str
+    FAMILY: str
+    SETTINGS: type
+    prepare: Callable[..., tuple[Any, nn.Module]]
 
 
 def validation(task: Task) -> Callable[[nn.Module], dict[str, float]]:

@@ -16,7 +16,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,10 +28,12 @@ from ..config import ModelConfig
 from ..corpora import IMDB_LABELS, SST2_LABELS, DataError, load_imdb, load_sst2, read_labelled_tsv
 from ..metrics import accuracy, macro_f1
 from ..models.encoder_only import EncoderOnly
+from ..settings import SettingsError
 from ..tokenizers import Tokenizer
 from ..training.checkpoint import MODEL_FILE
 from ..training.losses import cross_entropy_sum
 from .base import CountingStream, device_of
+from .classification_settings import ClassificationDataSettings
 
 __all__ = [
     "HEAD_PREFIX",
@@ -113,7 +114,7 @@ def load_labelled_data(
     """
     if train_tsv is None and task == "imdb":
         if valid_tsv or test_tsv:
-            raise ValueError("--valid-tsv/--test-tsv need --train-tsv (without it the data is the task's)")
+            raise ValueError("a validation or test file needs a training file (without it the data is the task's)")
         names = list(IMDB_LABELS)
         train, val = holdout_examples([(r.text, names.index(r.label)) for r in load_imdb("train", data_dir)],
                                       val_fraction)
@@ -126,7 +127,7 @@ def load_labelled_data(
         if task != "sst2":
             raise ValueError(f"task {task!r} is not valid; choose sst2 or imdb")
         if valid_tsv or test_tsv:
-            raise ValueError("--valid-tsv/--test-tsv need --train-tsv (without it the data is SST-2)")
+            raise ValueError("a validation or test file needs a training file (without it the data is SST-2)")
         sst2 = load_sst2(data_dir)
         data = LabelledData(dict(sst2), list(SST2_LABELS),
                             {"train": "sst2/train.tsv less the val sentences and their phrases",
@@ -156,14 +157,11 @@ def load_labelled_data(
     return data
 
 
-def load_task_data(settings: dict[str, Any], data_dir: str | os.PathLike | None,
+def load_task_data(d: ClassificationDataSettings, data_dir: str | os.PathLike | None,
                    label_names: Sequence[str] | None = None) -> LabelledData:
-    """:func:`load_labelled_data` from a run's data settings (``task``, ``train_tsv``, ``valid_tsv``,
-    ``test_tsv``, ``text_column``, ``label_column``, ``val_fraction``, ``max_examples``, ``max_eval_examples``)."""
-    d = settings
-    return load_labelled_data(data_dir, d["train_tsv"], d["valid_tsv"], d["test_tsv"], d["text_column"],
-                              d["label_column"], d["val_fraction"], d.get("max_examples"), d.get("max_eval_examples"),
-                              label_names, task=d.get("task", "sst2"))
+    """:func:`load_labelled_data` from a run's data settings."""
+    return load_labelled_data(data_dir, d.train_tsv, d.valid_tsv, d.test_tsv, d.text_column, d.label_column,
+                              d.val_fraction, d.max_examples, d.max_eval_examples, label_names, task=d.task)
 
 
 def encode_examples(tokenizer: Tokenizer, examples: Sequence[Example], max_tokens: int,
@@ -303,7 +301,7 @@ class ClassificationTask:
 
     data: LabelledData
     tokenizer: Tokenizer
-    settings: dict[str, Any]
+    settings: ClassificationDataSettings
     encoded: dict[str, list[tuple[list[int], int]]]
     notes: list[str] = field(default_factory=list)
     unit: str = "ex"
@@ -319,20 +317,19 @@ class ClassificationTask:
 
     def train_stream(self, seed: int) -> CountingStream:
         s = self.settings
-        return CountingStream(classification_stream(self.encoded["train"], s["batch_tokens"], seed,
-                                                    s.get("max_sentences"), s.get("token_mask", 0.0),
-                                                    self.tokenizer), self.tokenizer.pad_id)
+        return CountingStream(classification_stream(self.encoded["train"], s.batch_tokens, seed, s.max_sentences,
+                                                    s.token_mask, self.tokenizer), self.tokenizer.pad_id)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return classify_loss(model, batch)
 
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
-        return evaluate_classifier(model, self.encoded[split], self.settings["eval_batch_tokens"], device_of(model),
+        return evaluate_classifier(model, self.encoded[split], self.settings.eval_batch_tokens, device_of(model),
                                    self.tokenizer)
 
     def report_sections(self, model: nn.Module, run_dir: Path) -> list[tuple[str, str]]:
         split, names = self.report_split, self.data.label_names
-        probs = predict_proba(model, self.encoded[split], self.settings["eval_batch_tokens"], device_of(model),
+        probs = predict_proba(model, self.encoded[split], self.settings.eval_batch_tokens, device_of(model),
                               self.tokenizer)
         return [("Data", "\n".join(f"- {s}: {src}" for s, src in self.data.sources.items())),
                 (f"Confusion matrix ({split}; rows: true label, columns: predicted)",
@@ -340,17 +337,17 @@ class ClassificationTask:
                 (f"Mistakes ({split}, first 8)", mistakes(probs, self.data.splits[split], names))]
 
 
-def prepare_classification_task(data: LabelledData, tokenizer: Tokenizer, settings: dict[str, Any],
+def prepare_classification_task(data: LabelledData, tokenizer: Tokenizer, settings: ClassificationDataSettings,
                                 max_len: int) -> ClassificationTask:
-    """Encode every split for a model of ``max_len`` (``settings["truncation"]``: "head" or "head_tail"),
+    """Encode every split for a model of ``max_len`` (``settings.truncation``: "head" or "head_tail"),
     checking that the batch budgets hold one full-length text."""
     for key in ("batch_tokens", "eval_batch_tokens"):
-        if settings[key] < max_len:
-            raise ValueError(f"{key.replace('_', '-')} {settings[key]} must be at least the model's max_len "
-                             f"{max_len} (one full-length sentence per batch)")
+        if getattr(settings, key) < max_len:
+            raise SettingsError(f"data.{key}", f"must be at least the model's max_len {max_len} (one full-length "
+                                               "sentence per batch)", value=getattr(settings, key))
     encoded, notes = {}, []
     for split, examples in data.splits.items():
-        encoded[split], n_cut = encode_examples(tokenizer, examples, max_len - 2, settings.get("truncation", "head"))
+        encoded[split], n_cut = encode_examples(tokenizer, examples, max_len - 2, settings.truncation)
         if n_cut:
             notes.append(f"{split}: {n_cut} texts cut to max_len={max_len} tokens")
     return ClassificationTask(data, tokenizer, settings, encoded, notes)
