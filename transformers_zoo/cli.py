@@ -158,20 +158,6 @@ def init_model_overrides(args: argparse.Namespace, allowed: tuple[str, ...] = ("
     return given
 
 
-def resolve_preset(presets: dict[str, dict], args: argparse.Namespace) -> dict[str, dict]:
-    """The preset with the command line's overrides applied (model, train; budgets and seed too)."""
-    preset = json.loads(json.dumps(presets[args.preset]))  # a deep copy
-    preset.setdefault("model", {}).update(overrides(args, "model__"))
-    train = preset.setdefault("train", {})
-    train.update(overrides(args, "train__"))
-    if args.max_steps is not None:
-        train["max_steps"] = args.max_steps
-    if args.max_minutes is not None:
-        train["max_minutes"] = args.max_minutes
-    train.update(seed=args.seed, device=args.device, **({"compile": True} if args.compile else {}))
-    return preset
-
-
 class VocabAction(argparse.Action):
     """``--vocab 8000``, ``--vocab bpe`` or ``--vocab bpe:8000``: the size sets ``data.vocab``, the kind
     ``data.tokenizer`` (unless --tokenizer says otherwise)."""
@@ -313,7 +299,9 @@ def preset_settings(recipe: types.ModuleType, args: argparse.Namespace, tree: di
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    if train.get("max_steps") and train.get("warmup_steps", 0) >= train["max_steps"]:
+    # a cosine decay needs its warm-up inside the step budget: a short budget typed cuts the preset's warm-up
+    budget = train.get("max_steps")
+    if train.get("schedule") == "cosine" and budget and train.get("warmup_steps", 0) >= budget:
         if "train.warmup_steps" in typed:
             raise SettingsError("train.warmup_steps", f"must be below the step budget {train['max_steps']}",
                                 value=train["warmup_steps"])

@@ -5,10 +5,8 @@ what a resumed run keeps.
     write_json(run.dir / "config.json", config)  # everything needed to rebuild the run
 
 The resume rule (one for all recipes): a resumed run is rebuilt from its `config.json` alone (model, data,
-training settings and seed), so it continues bitwise where it stopped. Only its budgets (`--max-steps`,
-`--max-minutes`, `--max-epochs`) and where it runs (`--device`, `--compile`, `--threads`, `--data-dir`) may
-be given again; a budget given replaces the saved one, one not given keeps it. Any other setting on the
-command line of a resume is refused (it would silently be ignored, or change the run halfway).
+training settings and seed), so it continues bitwise where it stopped. What may change is declared on the
+settings (`Settings.RESUMABLE`: the budgets and where it runs); cli.resumed_settings refuses the rest.
 
 Tokenizers trained by a recipe are cached (keyed by a hash of their training text and settings) in
 `$TZOO_CACHE_DIR/tokenizers`, else `$XDG_CACHE_HOME/transformers_zoo/tokenizers`, else
@@ -26,8 +24,6 @@ from typing import Any
 
 from .training.atomic import atomic_write_text
 
-#: TrainConfig fields a resume may change (flag -> field); every other saved setting is kept.
-BUDGETS = {"max_steps": "max_steps", "max_minutes": "max_minutes", "train__max_epochs": "max_epochs"}
 CACHE_ENV = "TZOO_CACHE_DIR"
 
 
@@ -53,45 +49,6 @@ def open_run_dir(resume: str | None, out: str | None, recipe: str, preset: str, 
             raise ValueError(f"{resume}: a run of recipes/{saved['recipe']}.py, not of {recipe}")
         return Run(run_dir, saved)
     return Run(new_run_dir(out, recipe, preset, create=create))
-
-
-def open_run(args: Any, recipe: str, create: bool = False) -> Run:
-    """`open_run_dir` from a recipe's flags (recipes/translate.py's; the contract's recipes go through cli)."""
-    return open_run_dir(getattr(args, "resume", None), args.out, recipe, args.preset, create)
-
-
-def given_on_command_line(args: Any, dest: str) -> bool:
-    """Whether the flag with `dest` was typed (flags with a default record it in `args._given`, see cli)."""
-    if dest in getattr(args, "_given", ()):
-        return True
-    return dest not in ("seed", "device") and getattr(args, dest, None) not in (None, False, [])
-
-
-def resume_train_settings(saved_train: dict[str, Any], args: Any,
-                          recipe_flags: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The TrainConfig dict of a resumed run: the saved one, `resume=True`, with the budgets (and device,
-    compile) given on the command line. Any other model or training flag given is a ValueError naming it, and
-    so is one of `recipe_flags` (the dests of the recipe's own data flags, which a resume cannot change)."""
-    train = dict(saved_train, resume=True)
-    for dest, key in BUDGETS.items():
-        if getattr(args, dest, None) is not None:
-            train[key] = getattr(args, dest)
-    if given_on_command_line(args, "device"):
-        train["device"] = args.device
-    if getattr(args, "compile", False):
-        train["compile"] = True
-    if given_on_command_line(args, "seed") and args.seed != saved_train.get("seed"):
-        raise ValueError(f"--seed {args.seed}: a resumed run keeps its seed ({saved_train.get('seed')}); "
-                         "leave --seed out, or start a new run")
-    refused = [dest for dest in vars(args) if (dest.startswith(("model__", "train__")) or dest in recipe_flags)
-               and dest not in BUDGETS and given_on_command_line(args, dest)]
-    if "preset" in getattr(args, "_given", ()):
-        refused.insert(0, "preset")
-    if refused:
-        flags = ", ".join("--" + d.split("__")[-1].replace("_", "-") for d in refused)
-        raise ValueError(f"{flags}: a resumed run keeps the settings it was started with (only --max-steps, "
-                         "--max-minutes and --max-epochs may change); start a new run to change them")
-    return train
 
 
 def new_run_dir(out: str | None, recipe: str, preset: str, create: bool = True) -> Path:
