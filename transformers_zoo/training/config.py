@@ -62,6 +62,9 @@ class TrainConfig:
     #: what a resumed run may change (see settings.resumable_paths): its budgets and where it runs
     RESUMABLE: ClassVar[tuple[str, ...]] = ("max_steps", "max_minutes", "max_epochs", "device", "compile", "resume",
                                             "progress")
+    #: fields that config.json files written before 2026-12-06 hold and that are gone: read and dropped, so those
+    #: runs still resume and evaluate (label_smoothing was never read by the Trainer; it is translation's now)
+    RETIRED: ClassVar[tuple[str, ...]] = ("label_smoothing",)
 
     def __post_init__(self) -> None:
         # JSON turns tuples into lists; keep the dataclass hashable and equal after a round trip.
@@ -103,8 +106,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Rebuild from `to_dict()` output; unknown keys are an error naming them."""
+        """Rebuild from `to_dict()` output; unknown keys are an error naming them (`RETIRED` ones are dropped)."""
         names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k not in cls.RETIRED}
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
