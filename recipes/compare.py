@@ -35,10 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +44,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from transformers_zoo.cli import main_guard  # noqa: E402
-from transformers_zoo.comparison import BUDGETS, aggregate, cell_slug, load_grid, plot, run_cell, write_table  # noqa: E402
+from transformers_zoo.comparison import BUDGETS, aggregate, load_grid, plot, run_cell, run_cells, write_table  # noqa: E402
 from transformers_zoo.runs import write_json  # noqa: E402
 
 # The base of the built-in LM grids: a small GPT-2-style char model (learned positions, pre-LN, GELU, MHA).
@@ -176,22 +173,9 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     cells = plan_cells(grid, preset, args)
     write_json(out / "grid.json", {"grid": grid, "preset": args.preset, "budget": args.budget, "cells": cells})
-    start = time.monotonic()
-    for i, spec in enumerate(cells, 1):
-        cell_dir = out / "cells" / f"{cell_slug(spec['cell'])}-s{spec['seed']}"
-        if (cell_dir / "result.json").exists():
-            print(f"[{i}/{len(cells)}] {spec['cell']} seed {spec['seed']}: done already", file=sys.stderr)
-            continue
-        cell_dir.mkdir(parents=True, exist_ok=True)
-        write_json(cell_dir / "cell.json", spec)
-        print(f"[{i}/{len(cells)}] {spec['cell']} seed {spec['seed']} ({time.monotonic() - start:.0f}s so far)",
-              file=sys.stderr)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "_cell", str(cell_dir)], env=env)
-        if proc.returncode != 0:
-            print(f"error: cell {spec['cell']!r} seed {spec['seed']} failed (exit {proc.returncode}); its run "
-                  f"directory {cell_dir} is kept and the grid resumes there when run again", file=sys.stderr)
-            return proc.returncode if proc.returncode > 128 else 1
+    code = run_cells(out, cells, Path(__file__).resolve())
+    if code:
+        return code
     results = [json.loads(p.read_text()) for p in sorted(out.glob("cells/*/result.json"))]
     names = list(grid["cells"])
     results = [r for r in results if r["cell"] in grid["cells"]]

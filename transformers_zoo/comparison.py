@@ -12,8 +12,12 @@ aggregated over seeds into a table and plots. recipes/compare.py is the script a
 from __future__ import annotations
 
 import json
+import os
 import resource
 import statistics
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -100,6 +104,29 @@ def run_cell(cell_dir: Path) -> None:
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     TASKS[spec["task"]](spec, cell_dir)
+
+
+def run_cells(out: Path, cells: list[dict[str, Any]], script: Path) -> int:
+    """Run every (cell, seed) of a grid, each in its own process (``script _cell DIR``) in
+    ``out/cells/<cell>-s<seed>/``; one whose `result.json` exists is not run again, so a grid started again with the
+    same ``out`` continues. 0, or the failed cell's exit status (its directory is kept)."""
+    start = time.monotonic()
+    for i, spec in enumerate(cells, 1):
+        cell_dir = out / "cells" / f"{cell_slug(spec['cell'])}-s{spec['seed']}"
+        if (cell_dir / "result.json").exists():
+            print(f"[{i}/{len(cells)}] {spec['cell']} seed {spec['seed']}: done already", file=sys.stderr)
+            continue
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        write_json(cell_dir / "cell.json", spec)
+        print(f"[{i}/{len(cells)}] {spec['cell']} seed {spec['seed']} ({time.monotonic() - start:.0f}s so far)",
+              file=sys.stderr)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        proc = subprocess.run([sys.executable, str(script), "_cell", str(cell_dir)], env=env)
+        if proc.returncode != 0:
+            print(f"error: cell {spec['cell']!r} seed {spec['seed']} failed (exit {proc.returncode}); its run "
+                  f"directory {cell_dir} is kept and the grid resumes there when run again", file=sys.stderr)
+            return proc.returncode if proc.returncode > 128 else 1
+    return 0
 
 
 def budget_steps(spec: dict[str, Any], train: dict[str, Any], tokens_per_step: float, fpt: float) -> None:
