@@ -45,3 +45,24 @@ class DecoderOnly(nn.Module):
         return the logits `(B, vocab_size)` that predict the token after the last one."""
         h = self.stack(self.embed(tokens), key_mask=attention_mask, cache=cache)[:, -1]
         return output_logits(self.lm_head, h, self.output_scale)
+
+
+@torch.no_grad()
+def grow_vocab(model: DecoderOnly, vocab_size: int) -> DecoderOnly:
+    """``model`` with ``vocab_size`` rows of embedding and output (tokens added after the vocabulary: chat markers):
+    a new model whose old rows are the old weights and whose new rows are the mean of the old ones (embedding and
+    output alike: a new token starts as an average token, so its logit is ordinary, not random; Hewitt 2021).
+    Tied weights stay tied. Nothing changes when the model has that many rows already."""
+    old = model.config.vocab_size
+    if vocab_size <= old:
+        return model
+    grown = DecoderOnly(model.config.replace(vocab_size=vocab_size)).to(model.embed.weight.device)
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if name in ("embed.weight", "lm_head.weight", "lm_head.bias") and tensor.shape[0] == old:
+            mean = tensor.float().mean(dim=0, keepdim=True).to(tensor.dtype)
+            extra = mean.expand(vocab_size - old, *tensor.shape[1:])
+            tensor = torch.cat([tensor, extra])
+        state[name] = tensor
+    grown.load_state_dict(state)
+    return grown
