@@ -1,0 +1,122 @@
+"""Instruction tuning's pieces: packing whole conversations, labels on assistant tokens only, the resumable
+pre-training-then-instructions stream, users' JSONL with one-line errors, chat-marker rows trained under LoRA."""
+
+import json
+
+import pytest
+import torch
+
+from transformers_zoo import DecoderOnly
+from transformers_zoo.batching import IGNORE_INDEX
+from transformers_zoo.config import ModelConfig
+from transformers_zoo.corpora import DataError
+from transformers_zoo.corpora.instructions import read_conversations
+from transformers_zoo.modules.lora import add_lora
+from transformers_zoo.tasks.lm import train_stream
+from transformers_zoo.tasks.sft import (
+    PackedCollator,
+    PhasedStream,
+    chat_rows,
+    encode_all,
+    pack,
+    packed_stream,
+    parses,
+    train_rows_only,
+)
+from transformers_zoo.tokenizers import CharTokenizer
+from transformers_zoo.tokenizers.chat import with_chat_tokens
+
+TEXT = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ.,:?!\n"
+
+
+def conversation(question: str, reply: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return with_chat_tokens(CharTokenizer.train(TEXT))
+
+
+def test_packing_keeps_conversations_whole_and_scores_only_replies(tok):
+    convs = [conversation("q" * n, f"Reply {'z' * n}.") for n in range(1, 30)] + [conversation("x" * 200, "too long")]
+    packed = pack(encode_all(tok, convs), block_size=96, seed=0)
+    assert packed.dropped == 1 and packed.conversations == 29
+    assert all(len(ids) <= 97 for ids, _ in packed.blocks) and len(packed.blocks) < 29
+    start = tok.piece_ids["<|im_start|>"]
+    assert sum(ids.count(start) for ids, _ in packed.blocks) == 2 * 29  # each conversation whole: 2 turns
+    batch = PackedCollator(tok.pad_id)(packed.blocks)
+    assert batch["input_ids"].shape == batch["labels"].shape and batch["input_ids"].shape[1] <= 96
+    scored = [[t for t in row.tolist() if t != IGNORE_INDEX] for row in batch["labels"]]
+    text = tok.decode([t for row in scored for t in row])
+    replies = "".join(f"Reply {'z' * n}.\n" for n in range(1, 30))
+    # the replies, each with the end of its turn (the marker, which is not text, and ChatML's newline after it)
+    assert sorted(text) == sorted(replies)
+    end = tok.piece_ids["<|im_end|>"]
+    assert sum(row.count(end) for row in scored) == 29  # each reply's end of turn is trained
+    assert pack(encode_all(tok, convs), 96, seed=0).blocks == packed.blocks  # seeded
+
+
+def test_phased_stream_resumes_where_it_stopped(tok):
+    packed = pack(encode_all(tok, [conversation("q" * n, "yes") for n in range(1, 40)]), 64, seed=1)
+    text = torch.tensor(tok.encode(TEXT * 20))
+
+    def stream():
+        return PhasedStream(train_stream(text, 64, 2, 0, tok.pad_id), packed_stream(packed, 3, 0, tok.pad_id), 4)
+
+    a = stream()
+    first = [next(a) for _ in range(5)]
+    b = stream()
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    rest = [next(b) for _ in range(7)]
+    fresh = stream()
+    expected = [next(fresh) for _ in range(12)]
+    assert all(torch.equal(x["input_ids"], y["input_ids"]) for x, y in zip(first + rest, expected, strict=True))
+    # 4 batches of running text (every token scored), then conversations (only replies scored)
+    assert (expected[3]["labels"] != IGNORE_INDEX).all() and (expected[4]["labels"] == IGNORE_INDEX).any()
+
+
+def test_user_jsonl_errors_name_file_and_line(tmp_path):
+    good = json.dumps({"messages": conversation("hi", "hello")})
+    cases = {"{not json": "not a JSON object", json.dumps({"text": "x"}): 'expected {"messages"',
+             json.dumps({"messages": [{"role": "user", "content": "hi"}]}): "no assistant message",
+             json.dumps({"messages": [{"role": "bot", "content": "hi"}]}): "role 'bot'"}
+    for bad, message in cases.items():
+        path = tmp_path / "chats.jsonl"
+        path.write_text(f"{good}\n\n{bad}\n{good}\n")
+        with pytest.raises(DataError) as err:
+            read_conversations(path)
+        assert str(err.value).startswith(f"{path}:3: ") and message in str(err.value)
+        assert "\n" not in str(err.value)
+    path.write_text(f"{good}\n{good}\n")
+    assert read_conversations(path) == [conversation("hi", "hello")] * 2
+
+
+def test_answers_parse_as_the_asked_format():
+    assert parses("sentiment", " Positive") and not parses("sentiment", "positive!")
+    assert parses("translate_en_de", "Ein Hund.") and not parses("translate_en_de", "") and \
+        not parses("translate_en_de", "Ein\nHund")
+
+
+def test_lora_trains_the_chat_marker_rows_and_nothing_else_of_the_embedding(tok):
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=tok.vocab_size, d_model=16, n_heads=2, n_layers=1, max_len=64, positional="rope",
+                         norm="rmsnorm", ffn="swiglu", bias=False, tie_embeddings=True, dropout=0.0,
+                         pad_id=tok.pad_id)
+    model = DecoderOnly(config)
+    add_lora(model, ("qkv", "out"), rank=2, alpha=4)
+    rows = chat_rows(tok)
+    assert rows == [tok.base.vocab_size, tok.base.vocab_size + 1]
+    assert train_rows_only(model, rows) == 2 * 16
+    before = model.embed.weight.detach().clone()
+    from transformers_zoo.training.optim import build_optimizer
+
+    opt = build_optimizer(model, lr=0.1, weight_decay=0.1)
+    batch = PackedCollator(tok.pad_id)(pack(encode_all(tok, [conversation("q", "yes")] * 3), 63, 0).blocks)
+    for _ in range(2):
+        logits = model(batch["input_ids"])
+        torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten()).backward()
+        opt.step()
+        opt.zero_grad()
+    after = model.embed.weight.detach()
+    assert torch.equal(after[: rows[0]], before[: rows[0]]) and not torch.equal(after[rows], before[rows])
