@@ -1,9 +1,10 @@
 """Instruction tuning (supervised fine-tuning) of a decoder: conversations packed into blocks, loss on the
 assistant's tokens only, answers generated through the chat template and scored.
 
-    task = SFTTask(tokenizer, train_convs, val_convs, tests, block_size=256, batch_size=16)
-    task.loss(model, batch)          # cross-entropy over assistant tokens (replies and their end of turn)
-    task.evaluate(model, "test")     # greedy answers: BLEU (test_2016_flickr en->de), SST-2 accuracy, parse rate
+    task, model = prepare_sft(settings, ctx)   # recipes/sft.py's prepare: data, tokenizer with chat tokens, model
+    task.loss(model, batch)                    # cross-entropy over assistant tokens (replies and their end of turn)
+    task.evaluate(model, "test")               # greedy answers: BLEU (test_2016_flickr en->de), SST-2 accuracy,
+                                               # the share in the asked format; the loss of the references
 
 Packing: each conversation is encoded by ``encode_training`` (ids, and which are the assistant's), and whole
 conversations are packed first-fit, in a seeded order, into blocks of ``block_size + 1`` tokens (inputs and
@@ -424,8 +425,11 @@ def specialists_table(ours: dict[str, Any], wall_s: float | None, runs: Sequence
         evals = report.get("eval", {})
         bleu_ = next((m.get("bleu") for s, m in evals.items() if s.startswith("test_2016") and "bleu" in m), None)
         acc = evals.get("test", {}).get("accuracy") if report.get("recipe") != "translate" else None
+        init = report.get("config", {}).get("init")  # a fine-tuned specialist: its pre-training's time too
+        before = read_report(init) if isinstance(init, str) and not init.startswith("hf:") else None
+        extra = f" + {minutes(before.get('wall_s'))} pre-training" if before else ""
         rows.append(f"| {report.get('recipe')}.py specialist ({Path(run).name}) | {fmt(bleu_)} | {fmt(acc, 100)} | "
-                    f"{minutes(report.get('wall_s'))} |")
+                    f"{minutes(report.get('wall_s'))}{extra} |")
     if not runs:
         rows.append("\n(no specialist runs given: `--specialists RUN_DIR,...`)")
     return "\n".join(rows)
@@ -435,7 +439,10 @@ def read_report(run: str | Path) -> dict[str, Any] | None:
     import json
 
     path = Path(run) / "report.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 # ------------------------------------------------------------------------------------------- where a run starts
@@ -500,6 +507,7 @@ def prepare_sft(s: SFTSettings, ctx) -> tuple[SFTTask, nn.Module]:
     from .lm import train_stream
 
     d, seed = s.data, s.train.seed
+    convs = read_conversations(d.conversations) if d.conversations else None  # a bad file fails first, in one line
     data_dir = resolve_data_dir(ctx.data_dir)
     sources = load_sources(data_dir, d.sst2_val, d.imdb_reviews, seed)
     sets = build_instructions(sources, d.per_task, seed, d.val_per_task, d.test_size)
@@ -511,8 +519,7 @@ def prepare_sft(s: SFTSettings, ctx) -> tuple[SFTTask, nn.Module]:
     else:
         text = pretraining_text(sources, min(d.pretrain_chars or 5_000_000, 5_000_000), seed)
         tok = with_chat_tokens(train_tokenizer(d.tokenizer, text, d.vocab, cache_dir=tokenizer_cache_dir()))
-    if d.conversations:
-        convs = read_conversations(d.conversations)
+    if convs is not None:
         order = torch.randperm(len(convs), generator=torch.Generator().manual_seed(seed)).tolist()
         n_val = max(1, len(convs) // 20)  # 5% held out for validation, at least one
         val_convs = [convs[i] for i in order[:n_val]]
