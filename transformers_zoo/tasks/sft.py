@@ -357,14 +357,15 @@ class SFTTask(TaskBase):
         plain model's ``run_dir/model.safetensors`` (what chat and serving load: no adapter code needed)."""
         from safetensors.torch import save_model
 
-        from ..modules.lora import add_lora, merge_lora
+        from ..modules.lora import LoRALinear, add_lora, merge_lora
         from ..training import load_checkpoint
 
         if self.lora_settings is None:
             return super().final_model(run_dir, new_model)
         lora = self.lora_settings
         model = new_model()
-        add_lora(model, lora.targets, lora.rank, lora.alpha, lora.dropout)
+        if not any(isinstance(m, LoRALinear) for m in model.modules()):  # the pipeline's fresh model, not prepare's
+            add_lora(model, lora.targets, lora.rank, lora.alpha, lora.dropout)
         load_checkpoint(run_dir, model)
         merge_lora(model).eval()
         save_model(model, str(Path(run_dir) / MERGED_FILE))
