@@ -120,3 +120,21 @@ def test_lora_trains_the_chat_marker_rows_and_nothing_else_of_the_embedding(tok)
         opt.zero_grad()
     after = model.embed.weight.detach()
     assert torch.equal(after[: rows[0]], before[: rows[0]]) and not torch.equal(after[rows], before[rows])
+
+
+def test_instruction_set_is_seeded_cached_and_keeps_tests_out(shared_data_dir, tmp_path):
+    from transformers_zoo.corpora.instructions import TASKS, load_instructions
+
+    sizes = dict(per_task=300, val_per_task=20, test_size=None)
+    sets = load_instructions(shared_data_dir, tmp_path, sst2_val=0, imdb_reviews=0, seed=3, **sizes)
+    assert len(list((tmp_path / "instructions").glob("*.json"))) == 1
+    assert load_instructions(shared_data_dir, tmp_path, sst2_val=0, imdb_reviews=0, seed=3, **sizes) == sets
+    assert {i.task for i in sets["train"]} == set(TASKS)
+    tests = {i.task: i for i in sets["test"]}
+    assert len(sets["test"]) == 1000 + 872 and set(tests) == {"translate_en_de", "sentiment"}
+    asked = {m["content"] for i in sets["train"] for m in i.messages}
+    for inst in sets["test"]:  # no test sentence is asked or answered in training, in any phrasing
+        text = inst.prompt[-1]["content"]
+        assert inst.reference not in asked or inst.task == "sentiment"
+        assert not any(text in a for a in asked if len(text) > 40)
+    assert all(m["role"] in ("user", "assistant") for i in sets["train"][:50] for m in i.messages)

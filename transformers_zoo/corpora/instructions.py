@@ -23,11 +23,15 @@ decoder trained from scratch (:func:`pretraining_text`) is drawn from the same t
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from .downloads import resolve_data_dir
 from .errors import DataError, PathLike
 from .imdb import load_imdb
 from .multi30k import load_multi30k
@@ -37,8 +41,8 @@ from .splits import split_text
 from .sst2 import load_sst2
 from .tinyshakespeare import load_tinyshakespeare
 
-__all__ = ["LABELS", "PHRASINGS", "TASKS", "Instruction", "Sources", "build_instructions", "load_sources",
-           "pretraining_text", "read_conversations"]
+__all__ = ["LABELS", "PHRASINGS", "TASKS", "Instruction", "Sources", "build_instructions", "load_instructions",
+           "load_sources", "pretraining_text", "read_conversations"]
 
 LANGUAGES = {"en": "English", "de": "German", "fr": "French"}
 #: the answers of the sentiment task
@@ -173,6 +177,36 @@ def build_instructions(sources: Sources, per_task: int | None = 20000, seed: int
         sets[split] += [_ask(rng, "continuation", "continuation", p, a) for p, a in pieces]
     for split in ("train", "val"):
         rng.shuffle(sets[split])
+    return sets
+
+
+#: bump when the instruction set built from the same files and settings changes
+SET_VERSION = 1
+SOURCE_FOLDERS = ("multi30k", "multi30k-task2", "sst2", "imdb", "tinyshakespeare")
+
+
+def load_instructions(data_dir: PathLike | None, cache_dir: PathLike | None, sst2_val: int = 872,
+                      imdb_reviews: int | None = None, seed: int = 0, **sizes: Any) -> dict[str, list[Instruction]]:
+    """``build_instructions(load_sources(...), **sizes)``, cached as JSON in ``cache_dir`` (None: not cached) under
+    a key of the settings and of the source files' names, sizes and modification times: reading the corpora
+    takes a minute (SST-2's held-out sentences, IMDB), the cached set a second."""
+    folder = resolve_data_dir(data_dir)
+    stamp = [(str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns)
+             for name in SOURCE_FOLDERS if (folder / name).is_dir() for f in sorted((folder / name).iterdir())
+             if f.is_file()]
+    key = hashlib.sha256(json.dumps([SET_VERSION, str(folder.resolve()), sst2_val, imdb_reviews, seed,
+                                     sorted(sizes.items()), stamp]).encode()).hexdigest()[:24]
+    path = Path(cache_dir) / "instructions" / f"{key}.json" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return {split: [Instruction(t, tuple(m), r) for t, m, r in rows] for split, rows in saved.items()}
+    sets = build_instructions(load_sources(folder, sst2_val, imdb_reviews, seed), seed=seed, **sizes)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        rows = {split: [(i.task, list(i.messages), i.reference) for i in items] for split, items in sets.items()}
+        tmp.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
     return sets
 
 

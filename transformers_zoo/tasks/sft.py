@@ -499,10 +499,10 @@ def prepare_sft(s: SFTSettings, ctx) -> tuple[SFTTask, nn.Module]:
     trained here on the pre-training text), the packed data and the model: ``init``'s weights with rows for the
     chat markers (mean-initialised), or fresh ones from the seed; LoRA adapters when ``lora.rank``."""
     from ..corpora import resolve_data_dir
-    from ..corpora.instructions import build_instructions, load_sources, pretraining_text, read_conversations
+    from ..corpora.instructions import load_instructions, load_sources, pretraining_text, read_conversations
     from ..models.decoder_only import DecoderOnly, grow_vocab
     from ..modules.lora import add_lora, lora_parameter_count
-    from ..runs import tokenizer_cache_dir
+    from ..runs import cache_dir, tokenizer_cache_dir
     from ..tokenizers import load_tokenizer, train_tokenizer
     from ..tokenizers.chat import with_chat_tokens
     from .lm import train_stream
@@ -510,15 +510,16 @@ def prepare_sft(s: SFTSettings, ctx) -> tuple[SFTTask, nn.Module]:
     d, seed = s.data, s.train.seed
     convs = read_conversations(d.conversations) if d.conversations else None  # a bad file fails first, in one line
     data_dir = resolve_data_dir(ctx.data_dir)
-    sources = load_sources(data_dir, d.sst2_val, d.imdb_reviews, seed)
-    sets = build_instructions(sources, d.per_task, seed, d.val_per_task, d.test_size)
+    sets = load_instructions(data_dir, cache_dir(), d.sst2_val, d.imdb_reviews, seed, per_task=d.per_task,
+                             val_per_task=d.val_per_task, test_size=d.test_size)
+    sources = functools.cache(lambda: load_sources(data_dir, d.sst2_val, d.imdb_reviews, seed))  # read when needed
     start = load_start(s.init, str(data_dir)) if s.init and not ctx.has_checkpoint else None
     if ctx.resumed:
         tok = load_tokenizer(ctx.run_dir / "tokenizer")
     elif start is not None:
         tok = with_chat_tokens(start[1])
     else:
-        text = pretraining_text(sources, min(d.pretrain_chars or 5_000_000, 5_000_000), seed)
+        text = pretraining_text(sources(), min(d.pretrain_chars or 5_000_000, 5_000_000), seed)
         tok = with_chat_tokens(train_tokenizer(d.tokenizer, text, d.vocab, cache_dir=tokenizer_cache_dir()))
     if convs is not None:
         order = torch.randperm(len(convs), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -536,7 +537,7 @@ def prepare_sft(s: SFTSettings, ctx) -> tuple[SFTTask, nn.Module]:
     test = pack(encode_all(tok, [i.messages for i in sets["test"]]), blocks, seed)
     pretrain = None
     if d.pretrain_steps and not ctx.for_eval:
-        lines = pretraining_text(sources, d.pretrain_chars, seed).split("\n")
+        lines = pretraining_text(sources(), d.pretrain_chars, seed).split("\n")
         base = getattr(tok, "base", tok)
         ids = [t for row in base.encode_batch(lines) for t in (*row, tok.eos_id)]
         pretrain = train_stream(torch.tensor(ids), blocks, d.batch_size, seed, tok.pad_id)
