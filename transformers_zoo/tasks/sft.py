@@ -388,8 +388,12 @@ class SFTTask(TaskBase):
         return "  ".join(parts)
 
     def report_sections(self, model: nn.Module, run_dir: Path) -> list[tuple[str, str]]:
+        total = self.lora["total_params"] if self.lora else sum(p.numel() for p in model.parameters())
         sections = [("One model against the specialists", specialists_table(self._evals.get("test", {}),
-                                                                            self._wall_s, self.specialists))]
+                                                                            self._wall_s, self.specialists)),
+                    ("Parameters", f"{self.trainable:,} trained of {total:,} "
+                                   f"({trained_what(self.lora, self.trainable)}); "
+                                   f"{self.train.dropped} training conversations longer than a block dropped.")]
         picks = [t for t in self.tests if t.task == "translate_en_de"][:3] + \
                 [t for t in self.tests if t.task == "sentiment"][:3]
         replies = answer(model, self.tokenizer, [t.prompt for t in picks], self.max_new_tokens) if picks else []
@@ -403,6 +407,14 @@ class SFTTask(TaskBase):
                                      f"{self.lora['total_params']:,}; merged into the weights on save "
                                      "(model.safetensors)."))
         return sections
+
+
+def trained_what(lora: dict[str, Any], trainable: int) -> str:
+    if not lora:
+        return "all: full fine-tuning"
+    rows = trainable - lora["adapter_params"]
+    extra = f", and {rows:,} in the chat markers' embedding rows" if rows else ""
+    return f"LoRA adapters{extra}"
 
 
 def specialists_table(ours: dict[str, Any], wall_s: float | None, runs: Sequence[str]) -> str:
