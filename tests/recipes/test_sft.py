@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from transformers_zoo import DecoderOnly
 from transformers_zoo.config import ModelConfig
 from transformers_zoo.modules.lora import add_lora
+from transformers_zoo.tasks.sft import load_chat_model
 from transformers_zoo.training.checkpoint import MODEL_FILE, best_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interop"))
@@ -70,6 +71,8 @@ def test_lora_trains_adapters_and_merges_on_save(lora_run):
     merged.load_state_dict(load_file(lora_run / "model.safetensors"))
     ids = torch.randint(3, 302, (2, 40))
     assert torch.allclose(merged.eval()(ids), adapted.eval()(ids), atol=1e-5, rtol=0)
+    chat_model, tok = load_chat_model(lora_run, "cpu")  # what chat and serving load: the merged weights
+    assert torch.equal(chat_model(ids), merged(ids)) and tok.chat_template is not None
     assert any(bool(m.lora_b.detach().abs().max() > 0) for m in adapted.modules() if hasattr(m, "lora_b"))  # it trained
 
 

@@ -21,6 +21,7 @@ schedule, one resumable run.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import sys
@@ -573,3 +574,32 @@ def prepare_sft(s: SFTSettings, ctx) -> tuple[SFTTask, nn.Module]:
                    d.pretrain_steps if pretrain is not None else 0, trainable, lora, s.specialists,
                    s.lora if s.lora.rank else None)
     return task, model
+
+
+def load_chat_model(checkpoint: str | Path, device: str = "auto") -> tuple[nn.Module, Tokenizer]:
+    """An sft run's model for chat and serving, and its tokenizer (with the chat template): a LoRA run's merged
+    ``model.safetensors`` (plain weights), else the run's best checkpoint (or the checkpoint folder given)."""
+    from safetensors.torch import load_model
+
+    from ..models.decoder_only import DecoderOnly
+    from ..runs import read_run_config, run_dir_of
+    from ..tokenizers import load_tokenizer
+    from ..training import load_checkpoint
+    from ..training.trainer import resolve_device
+
+    run_dir = run_dir_of(checkpoint)
+    settings = SFTSettings.from_dict({k: v for k, v in read_run_config(run_dir).items()
+                                      if k in {f.name for f in dataclasses.fields(SFTSettings)}})
+    model = DecoderOnly(settings.model)
+    merged = run_dir / MERGED_FILE
+    if settings.lora.rank and Path(checkpoint).resolve() == run_dir.resolve() and merged.is_file():
+        load_model(model, str(merged))
+    elif settings.lora.rank:
+        from ..modules.lora import add_lora, merge_lora
+
+        add_lora(model, settings.lora.targets, settings.lora.rank, settings.lora.alpha, settings.lora.dropout)
+        load_checkpoint(checkpoint, model)
+        merge_lora(model)
+    else:
+        load_checkpoint(checkpoint, model)
+    return model.to(resolve_device(device)).eval(), load_tokenizer(run_dir / "tokenizer")
