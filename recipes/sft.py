@@ -57,7 +57,8 @@ PRESETS = {
              "train": dict(TRAIN, max_steps=24, warmup_steps=2, eval_every=12, save_every=12, log_every=4),
              "data": dict(DATA, per_task=24, val_per_task=6, sst2_val=0, imdb_reviews=0, block_size=160, batch_size=4,
                           test_size=6, max_new_tokens=12, vocab=700, pretrain_steps=8, pretrain_chars=300_000)},
-    # <= 60 minutes on 2 cores (data ~3 min, training capped at 50, evaluation ~3): a 5.2M-parameter decoder,
+    # <= 60 minutes on 2 idle cores (data ~3 min, training capped at 50, evaluation ~3; estimated from
+    # translate.py's cpu throughput, not measured at this size here): a 5.2M-parameter decoder,
     # 1,400 steps of running text (5.7M tokens), then 2,200 of instructions (72k conversations, 12k a task)
     "cpu": {"model": MODEL,
             "train": dict(TRAIN, max_steps=3600, max_minutes=50.0),
