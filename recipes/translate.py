@@ -41,6 +41,7 @@ import torch  # noqa: E402
 from transformers_zoo import EncoderDecoder, cli  # noqa: E402
 from transformers_zoo.cli import main_guard  # noqa: E402, F401  (tests run main_guard(main))
 from transformers_zoo.interop import load_hf_translator, resolve_checkpoint  # noqa: E402
+from transformers_zoo.models import MODELS  # noqa: E402
 from transformers_zoo.pipeline import Context  # noqa: E402
 from transformers_zoo.tasks import translation as mt  # noqa: E402
 
@@ -97,7 +98,9 @@ DATA_FLAGS = {
     "data__eval_limit": (int, "N", "evaluate only the first N pairs of validation and test splits (default: all)"),
     "data__init": (str, "hf:PATH", "fine-tune a Hugging Face Marian or T5 checkpoint (directory or Hub name)"),
     "data__tokenizer": (["bpe", "unigram"], None, "sentencepiece model type"),
-    "label_smoothing": (float, "EPS", "label smoothing of the training loss (default 0.1)")}
+    "label_smoothing": (float, "EPS", "label smoothing of the training loss (default 0.1)"),
+    "family": (["encoder_decoder", "decoder_only"], None, "encoder_decoder (default), or decoder_only: one causal "
+               "stream reading the source as a prefix, trained on the target tokens")}
 SELECTION_FLAGS = {
     "eval__select": (["loss", "bleu"], None, "checkpoint selection on validation: loss (default) or greedy BLEU"),
     "eval__average_last": (int, "K", "average the last K checkpoints and evaluate that too (1 = off)")}
@@ -150,9 +153,9 @@ def prepare(s: mt.TranslationSettings, ctx: Context) -> tuple[mt.TranslationTask
     tokenizers = mt.load_tokenizers(ctx.run_dir) if ctx.resumed else hf_checkpoint(s.data.init)[1:] if s.data.init \
         else None
     task = mt.prepare_translation_task(mt.load_pairs(s.data, ctx.data_dir), s.data, s.eval, s.model.max_len,
-                                       tokenizers, s.label_smoothing)
+                                       tokenizers, s.label_smoothing, s.family)
     torch.manual_seed(s.train.seed)  # the initial weights
-    model = EncoderDecoder(s.model if s.data.init else task.model_config(s.model))
+    model = MODELS[s.family](s.model if s.data.init else task.model_config(s.model))
     if s.data.init and not ctx.has_checkpoint:  # a resumed run has weights of its own
         model.load_state_dict(hf_checkpoint(s.data.init)[0].state_dict())
         print(f"model: initialised from {s.data.init}", file=sys.stderr)
