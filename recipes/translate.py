@@ -99,8 +99,7 @@ DATA_FLAGS = {
     "data__init": (str, "hf:PATH", "fine-tune a Hugging Face Marian or T5 checkpoint (directory or Hub name)"),
     "data__tokenizer": (["bpe", "unigram"], None, "sentencepiece model type"),
     "label_smoothing": (float, "EPS", "label smoothing of the training loss (default 0.1)"),
-    "family": (["encoder_decoder", "decoder_only"], None, "encoder_decoder (default), or decoder_only: one causal "
-               "stream reading the source as a prefix, trained on the target tokens")}
+    "family": (["encoder_decoder", "decoder_only"], None, "default encoder_decoder; decoder_only: source as prefix")}
 SELECTION_FLAGS = {
     "eval__select": (["loss", "bleu"], None, "checkpoint selection on validation: loss (default) or greedy BLEU"),
     "eval__average_last": (int, "K", "average the last K checkpoints and evaluate that too (1 = off)")}
@@ -193,10 +192,7 @@ def translate_main(argv: list[str]) -> int:
 
 
 COMMANDS = {"translate": translate_main}
-
-
-def main() -> int:
-    return cli.recipe_main(sys.modules[__name__])
+main = functools.partial(cli.recipe_main, sys.modules[__name__])
 
 
 if __name__ == "__main__":
