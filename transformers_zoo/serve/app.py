@@ -216,39 +216,39 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, max_que
                 "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}}
 
     # -- the zoo's own ------------------------------------------------------------------------------------------
+    async def answer(body, capability: str, key: str, fn: Callable[[ServedModel], Any], param: str) -> dict:
+        """`{"model": name, key: fn(model)}`, `fn` run on the model's engine."""
+        m = model_for(body.model, capability)
+        return {"model": m.name, key: await on_engine(m, lambda: fn(m), param)}
+
     @app.post("/zoo/translate")
     async def translate(body: TranslateRequest):
-        m = model_for(body.model, TRANSLATE)
         if body.n_best > body.beam_size:
             raise APIError(400, f"n_best={body.n_best} cannot exceed beam_size={body.beam_size}", param="n_best")
-        nbest = await on_engine(m, lambda: tasks.translate(m, body.text, body.beam_size, body.n_best,
-                                                            body.max_tokens), "text")
-        return {"model": m.name, "translations": nbest}
+        return await answer(body, TRANSLATE, "translations", lambda m: tasks.translate(
+            m, body.text, body.beam_size, body.n_best, body.max_tokens), "text")
 
     @app.post("/zoo/fill-mask")
     async def fill_mask(body: FillMaskRequest):
-        m = model_for(body.model, FILL_MASK)
-        return {"model": m.name, "masks": await on_engine(m, lambda: tasks.fill_mask(m, body.text, body.top_k), "text")}
+        return await answer(body, FILL_MASK, "masks", lambda m: tasks.fill_mask(m, body.text, body.top_k), "text")
 
     @app.post("/zoo/classify")
     async def classify(body: ClassifyRequest):
-        m = model_for(body.model, CLASSIFY)
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not texts:
             raise APIError(400, "input: give one or more texts", param="input")
-        return {"model": m.name, "results": await on_engine(m, lambda: tasks.classify(m, texts), "input")}
+        return await answer(body, CLASSIFY, "results", lambda m: tasks.classify(m, texts), "input")
 
     @app.post("/zoo/search")
     async def search(body: SearchRequest):
-        m = model_for(body.model, SEARCH)
-        return {"model": m.name, "hits": await on_engine(m, lambda: tasks.search(m, body.query, body.k), "query")}
+        return await answer(body, SEARCH, "hits", lambda m: tasks.search(m, body.query, body.k), "query")
 
     @app.post("/zoo/attention")
     async def attention(body: AttentionRequest):
-        m = model_for(body.model, "attention")
         if not body.text.strip():
             raise APIError(400, "text: give some text to look at", param="text")
-        return {"model": m.name, **await on_engine(m, lambda: tasks.attention(m, body.text), "text")}
+        out = await answer(body, "attention", "maps", lambda m: tasks.attention(m, body.text), "text")
+        return {"model": out["model"], **out["maps"]}
 
     # -- the page -----------------------------------------------------------------------------------------------
     @app.get("/")
