@@ -10,6 +10,7 @@ from typing import Any
 
 from ..corpora import DataError, PathLike, read_json
 from ..tokenizers.base import Tokenizer, ids_list, register
+from ..tokenizers.chat import ChatTemplate
 
 __all__ = ["HFJsonTokenizer"]
 
@@ -69,6 +70,7 @@ class HFJsonTokenizer(Tokenizer):
             ids[name] = value if value is not None else (fallback[0] if isinstance(fallback, list) else fallback)
         tok.bos_id, tok.eos_id = ids["bos"], ids["eos"]
         tok.pad_id = ids["pad"] if ids["pad"] is not None else ids["eos"]
+        tok.chat_template = ChatTemplate.from_hf(directory)
         return tok
 
     @property

@@ -27,6 +27,7 @@ from .base import (
     register,
 )
 from .char import CharTokenizer
+from .chat import ChatTemplate, ChatTokenizer, ConversationError
 from .gpt2 import GPT2Tokenizer
 from .sentencepiece import SentencePieceTokenizer
 from .train import TRAINABLE, train_tokenizer
@@ -45,6 +46,9 @@ __all__ = [
     "TRAINABLE",
     "UNK",
     "CharTokenizer",
+    "ChatTemplate",
+    "ChatTokenizer",
+    "ConversationError",
     "GPT2Tokenizer",
     "HFJsonTokenizer",
     "MarianTokenizer",

@@ -41,6 +41,9 @@ class Tokenizer:
     special_ids: ClassVar[frozenset[int]] = frozenset(range(N_SPECIAL))
     #: True when ``train`` found this tokenizer in its cache instead of training it.
     from_cache: bool = False
+    #: How conversations become text (a ``chat.ChatTemplate``): an instruct checkpoint's, or ours once
+    #: ``chat.with_chat_tokens`` added the chat markers; None for a tokenizer that has none.
+    chat_template: Any = None
 
     @property
     def vocab_size(self) -> int:
@@ -102,6 +105,8 @@ class Tokenizer:
             "fingerprint": self.fingerprint,
         }
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        if self.chat_template is not None:
+            self.chat_template.save(directory)
         return directory
 
     def _check_specials(self) -> None:
@@ -147,9 +152,17 @@ def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
         data = model_path.read_bytes()
     except FileNotFoundError:
         raise DataError("file not found", model_path) from None
-    tokenizer = TOKENIZERS[kind]._from_model_bytes(data, config.get("settings", {}))
+    cls = TOKENIZERS[kind]
+    if hasattr(cls, "load_from"):  # a tokenizer wrapping another, saved in a folder of its own
+        tokenizer = cls.load_from(Path(directory), data)
+    else:
+        tokenizer = cls._from_model_bytes(data, config.get("settings", {}))
     if config.get("fingerprint") not in (None, tokenizer.fingerprint):
         raise DataError(f"model file does not match the fingerprint in {CONFIG_FILE}", model_path)
+    if tokenizer.chat_template is None:
+        from .chat import ChatTemplate  # chat.py builds on this module
+
+        tokenizer.chat_template = ChatTemplate.load(directory)
     return tokenizer
 
 
