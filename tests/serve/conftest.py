@@ -23,13 +23,13 @@ TEXT = "the cat sat on the mat. a dog ran in the park! hello, world? [MASK]"
 def tiny_config(**overrides):
     from transformers_zoo import ModelConfig
 
-    base = dict(d_model=32, n_heads=4, n_layers=2, d_ff=64, max_len=64, dropout=0.0)
+    base = dict(d_model=32, n_heads=4, n_layers=2, d_ff=64, max_len=128, dropout=0.0)
     return ModelConfig(**{**base, **overrides})
 
 
 def served_models() -> list:
     """One tiny model of each family (random weights, fixed seeds) with a character tokenizer, as the server
-    sees them: a decoder-only LM, an encoder-decoder translator, an encoder that fills masks, classifies and
+    sees them: a decoder-only LM with our chat template, one without, an encoder-decoder translator, an encoder that fills masks, classifies and
     embeds, and the same encoder with an index to search."""
     from transformers_zoo import DecoderOnly, EncoderDecoder, EncoderOnly
     from transformers_zoo.retrieval import SentenceEncoder
@@ -37,10 +37,16 @@ def served_models() -> list:
     from transformers_zoo.serve.models import ServedModel
     from transformers_zoo.tasks.translation.settings import SearchSettings
     from transformers_zoo.tokenizers import CharTokenizer
+    from transformers_zoo.tokenizers.chat import with_chat_tokens
 
     tok = CharTokenizer.train(TEXT.replace("[MASK]", ""))
+    chat_tok = with_chat_tokens(tok)
     torch.manual_seed(0)
-    lm = DecoderOnly(tiny_config(vocab_size=tok.vocab_size, positional="rope")).eval()
+    lm = DecoderOnly(tiny_config(vocab_size=chat_tok.vocab_size, positional="rope")).eval()
+    with torch.no_grad():  # random weights answer UNK again and again (it decodes to nothing): rule it out
+        lm.lm_head.weight[tok.unk_id] = 0.0
+    torch.manual_seed(3)
+    plain = DecoderOnly(tiny_config(vocab_size=tok.vocab_size, positional="learned")).eval()
     torch.manual_seed(1)
     mt = EncoderDecoder(tiny_config(vocab_size=tok.vocab_size, n_encoder_layers=1)).eval()
     torch.manual_seed(2)
@@ -49,7 +55,8 @@ def served_models() -> list:
     docs = ["the cat sat", "a dog ran", "hello world", "on the mat"]
     index = VectorIndex.create(encoder.dim, encoder.fingerprint)
     index.add([f"d{i}" for i in range(len(docs))], docs, encoder.encode(docs))
-    return [ServedModel("lm", "decoder_only", lm, tok, "test"),
+    return [ServedModel("lm", "decoder_only", lm, chat_tok, "test"),
+            ServedModel("plain", "decoder_only", plain, tok, "test"),
             ServedModel("mt", "encoder_decoder", mt, tok, "test", target_tokenizer=tok, search=SearchSettings()),
             ServedModel("bert", "encoder_only", bert, tok, "test", encoder=encoder, fills_masks=True,
                         labels=["negative", "positive"]),

@@ -8,7 +8,8 @@ import openai
 import pytest
 import torch
 
-from transformers_zoo.generation import greedy, strip_special
+from transformers_zoo.generation import greedy
+from transformers_zoo.tokenizers import chat
 
 
 @pytest.fixture(scope="module")
@@ -16,18 +17,22 @@ def client(server) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key="test-key", max_retries=0, timeout=60)
 
 
-def greedy_text(server, prompt: str, n: int) -> tuple[str, int, int]:
-    """What the model answers alone: the text, the prompt's and the answer's token counts."""
+def greedy_text(server, prompt: str | list[dict], n: int) -> tuple[str, int, int]:
+    """What the model answers alone to a prompt or a conversation: the text, the prompt's and the answer's token
+    counts."""
     served = server.app.state.models["lm"]
-    ids = served.tokenizer.encode_prompt(prompt)
-    out = greedy(served.model, served.model.init_cache(1), torch.tensor([ids]), n, served.tokenizer.eos_id)[0]
-    tokens = strip_special(out.tolist(), served.tokenizer.eos_id, served.model.config.pad_id)
-    return served.tokenizer.decode(tokens), len(ids), len(tokens)
+    tok = served.tokenizer
+    ids = tok.encode_prompt(prompt) if isinstance(prompt, str) else chat.encode_chat(tok, prompt)
+    out = greedy(served.model, served.model.init_cache(1), torch.tensor([ids]), n)[0].tolist()
+    stops = {tok.eos_id} if isinstance(prompt, str) else chat.stop_ids(tok)
+    tokens = out[: min([out.index(s) for s in stops if s in out], default=n)]
+    return tok.decode(tokens), len(ids), len(tokens)
 
 
 def test_models_lists_every_model_with_what_it_serves(client):
     models = {m.id: m for m in client.models.list()}
-    assert set(models) == {"lm", "mt", "bert", "docs"}
+    assert set(models) == {"lm", "plain", "mt", "bert", "docs"}
+    assert {"completions", "chat"} <= set(models["lm"].capabilities) and "chat" not in models["plain"].capabilities
     assert "completions" in models["lm"].capabilities and "translate" in models["mt"].capabilities
     assert {"embeddings", "fill-mask", "classify"} <= set(models["bert"].capabilities)
     assert "search" in models["docs"].capabilities
@@ -77,6 +82,26 @@ def test_embeddings_are_the_sentence_encoders_vectors(server, client):
                        atol=1e-6)
 
 
+CONVERSATION = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello, cat?"}]
+
+
+def test_chat_answers_the_rendered_conversation_greedily(server, client):
+    want, n_prompt, n_new = greedy_text(server, CONVERSATION, 20)
+    out = client.chat.completions.create(model="lm", messages=CONVERSATION, max_tokens=20, temperature=0)
+    assert out.choices[0].message.role == "assistant" and out.choices[0].message.content == want
+    assert out.usage.prompt_tokens == n_prompt and out.usage.completion_tokens == n_new
+    assert out.choices[0].finish_reason == ("length" if n_new == 20 else "stop")
+
+
+def test_streamed_chat_sends_role_then_content_pieces(server, client):
+    want, _, _ = greedy_text(server, CONVERSATION, 20)
+    chunks = list(client.chat.completions.create(model="lm", messages=CONVERSATION, max_tokens=20, temperature=0,
+                                                 stream=True))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == want
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length") and len(chunks) > 3
+
+
 def test_chat_needs_a_chat_template(client):
     with pytest.raises(openai.BadRequestError, match="chat template"):
-        client.chat.completions.create(model="lm", messages=[{"role": "user", "content": "hi"}])
+        client.chat.completions.create(model="plain", messages=[{"role": "user", "content": "hi"}])
