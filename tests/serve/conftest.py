@@ -29,8 +29,8 @@ def tiny_config(**overrides):
 
 def served_models() -> list:
     """One tiny model of each family (random weights, fixed seeds) with a character tokenizer, as the server
-    sees them: a decoder-only LM with our chat template, one without, an encoder-decoder translator, an encoder that fills masks, classifies and
-    embeds, and the same encoder with an index to search."""
+    sees them: a decoder-only LM with our chat template, one without, an encoder-decoder translator, an encoder
+    that fills masks, classifies and embeds, and the same encoder with an index to search."""
     from transformers_zoo import DecoderOnly, EncoderDecoder, EncoderOnly
     from transformers_zoo.retrieval import SentenceEncoder
     from transformers_zoo.retrieval.index import VectorIndex
