@@ -1,0 +1,119 @@
+"""From the engine's tokens to text deltas on the event loop: detokenizing as tokens arrive, stop strings, usage.
+
+`TextStream` turns a growing list of token ids into text pieces that never split a character (byte-level
+tokenizers decode half a character to U+FFFD until its other bytes arrive) and never show text that may
+turn out to be the start of a stop string. `Generation` runs one engine request per choice and yields
+`(choice, text, finish_reason)` on the event loop; leaving it early (the client went away) cancels every
+request at once, so their rows leave the batch at the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from ..tokenizers import Tokenizer
+from .engine import Engine, GenerationRequest, QueueFull
+
+
+class TextStream:
+    """The text of the tokens so far, handed out in pieces (see the module's docstring)."""
+
+    def __init__(self, tokenizer: Tokenizer, stops: Sequence[str] = ()):
+        self.tokenizer, self.stops = tokenizer, [s for s in stops if s]
+        self.ids: list[int] = []
+        self.text = ""
+        self.sent = 0  # characters of self.text handed out
+        self.stopped = False
+
+    def add(self, token: int) -> str:
+        """The new text that `token` makes safe to show; sets `stopped` when a stop string appeared (the
+        text up to it is returned, the stop string and what follows are not)."""
+        self.ids.append(token)
+        self.text = self.tokenizer.decode(self.ids)
+        look_from = max(0, self.sent - max((len(s) for s in self.stops), default=0))
+        hits = [i for i in (self.text.find(s, look_from) for s in self.stops) if i >= 0]
+        if hits:
+            self.stopped = True
+            return self._take(min(hits))
+        safe = len(self.text.rstrip("\ufffd"))
+        held = max((k for s in self.stops for k in range(1, len(s)) if self.text[:safe].endswith(s[:k])), default=0)
+        return self._take(safe - held)
+
+    def flush(self) -> str:
+        """What is left to show once generation ended without a stop string."""
+        return "" if self.stopped else self._take(len(self.text))
+
+    def _take(self, end: int) -> str:
+        piece = self.text[self.sent:end] if end > self.sent else ""
+        self.sent = max(self.sent, end)
+        return piece
+
+
+@dataclass
+class Choice:
+    """One answer being generated: its engine request, its text, how many tokens and why it ended."""
+
+    index: int
+    prompt_tokens: int
+    stream: TextStream
+    request: GenerationRequest | None = None
+    finish_reason: str | None = None
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.stream.ids)
+
+
+class Generation:
+    """The choices of one API request, queued together on `engine` (all or none: `QueueFull` before any is
+    queued when the queue cannot take them all); `options` are each choice's sampling options. Create it on the
+    event loop; `events()` yields `(choice, text piece, finish_reason or None)` as tokens arrive and ends when
+    every choice has finished; `cancel()` (called when `events()` is left early: the client went away) frees
+    their rows at the next step."""
+
+    def __init__(self, engine: Engine, choices: list[Choice], prompts: list[list[int]], max_tokens: int,
+                 options: list[dict]):
+        if engine.waiting + len(choices) > engine.max_queue:
+            raise QueueFull(f"{engine.waiting} requests are waiting for this model already; retry later")
+        self.choices = choices
+        self._loop = asyncio.get_running_loop()
+        self._events: asyncio.Queue = asyncio.Queue()
+        try:
+            for choice, prompt, given in zip(choices, prompts, options, strict=True):
+                choice.request = engine.generate(prompt, max_tokens, self._listener(choice), **given)
+        except BaseException:
+            self.cancel()
+            raise
+
+    def _listener(self, choice: Choice):
+        return lambda token, finish: self._loop.call_soon_threadsafe(self._events.put_nowait, (choice, token, finish))
+
+    def cancel(self) -> None:
+        for choice in self.choices:
+            if choice.request is not None:
+                choice.request.cancel()
+
+    async def events(self) -> AsyncIterator[tuple[Choice, str, str | None]]:
+        running = len(self.choices)
+        try:
+            while running:
+                choice, token, finish = await self._events.get()
+                if choice.finish_reason is not None:
+                    continue  # tokens after a stop string, still in flight
+                if token is not None:
+                    piece = choice.stream.add(token)
+                    if choice.stream.stopped:
+                        choice.request.cancel()
+                        choice.finish_reason, running = "stop", running - 1
+                        yield choice, piece, "stop"
+                    elif piece:
+                        yield choice, piece, None
+                    continue
+                choice.finish_reason, running = finish, running - 1
+                if finish not in ("stop", "length"):
+                    raise RuntimeError(f"generation failed ({finish})")
+                yield choice, choice.stream.flush(), finish
+        finally:
+            self.cancel()
