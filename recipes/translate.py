@@ -9,6 +9,7 @@ best or checkpoint-averaged weights on validation, and report sacreBLEU and chrF
     python recipes/translate.py translate --checkpoint RUN_DIR "A man rides a bike."
     cat input.en | python recipes/translate.py translate --checkpoint RUN_DIR --show-attention attn.png
     python recipes/translate.py --eval-only --checkpoint RUN_DIR --beam 10 --out RUN_DIR/eval-beam10
+    python recipes/translate.py knn --checkpoint RUN_DIR          # kNN-MT: datastore, tuning, BLEU with and without
     python recipes/translate.py translate --init hf:Helsinki-NLP/opus-mt-en-de "A man rides a bike."
     python recipes/translate.py --init hf:Helsinki-NLP/opus-mt-en-de --lr 5e-5 --warmup-steps 100   # fine-tune
 
@@ -44,6 +45,7 @@ from transformers_zoo.interop import load_hf_translator, resolve_checkpoint  # n
 from transformers_zoo.models import MODELS  # noqa: E402
 from transformers_zoo.pipeline import Context  # noqa: E402
 from transformers_zoo.tasks import translation as mt  # noqa: E402
+from transformers_zoo.tasks.knn import MTExperiment  # noqa: E402
 
 NAME, FAMILY, DEFAULT_PRESET, SETTINGS = "translate", "encoder_decoder", "cpu", mt.TranslationSettings
 
@@ -191,7 +193,16 @@ def translate_main(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"translate": translate_main}
+def knn_main(argv: list[str]) -> int:
+    """kNN-MT on a trained run (tasks/knn.py): `python recipes/translate.py knn --checkpoint RUN_DIR`."""
+    def flags(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--splits", type=lambda v: tuple(v.split(",")), default=None,
+                            help="test splits to report, comma-separated (default: all; the first gets the fractions)")
+
+    return cli.knn_main(sys.modules[__name__], argv, lambda task, args: MTExperiment(task, args.splits), flags)
+
+
+COMMANDS = {"translate": translate_main, "knn": knn_main}
 main = functools.partial(cli.recipe_main, sys.modules[__name__])
 
 
