@@ -86,14 +86,15 @@ class LMExperiment:
 class MTExperiment:
     """kNN-MT on a `TranslationTask`: teacher-forced decoder states of every target token of the training pairs;
     test splits scored with beam search (sacreBLEU, chrF) and teacher-forced loss; the decoding cost is the
-    wall time per generated token of translating a test split."""
+    wall time per generated token of translating a test split. With ``val_lambdas``, lambda is chosen among them
+    by greedy validation BLEU (T and k stay those of the validation loss)."""
 
     name, headline, lower_is_better = "kNN-MT", "bleu", False
 
-    def __init__(self, task, test_splits: tuple[str, ...] | None = None):
+    def __init__(self, task, test_splits: tuple[str, ...] | None = None, val_lambdas: tuple[float, ...] = ()):
         from .translation import report
 
-        self.task, self.report = task, report
+        self.task, self.report, self.val_lambdas = task, report, val_lambdas
         self.test_splits = test_splits or task.eval_splits[1:]
         self.collate = task.format.collator(task.tokenizer)
         self.timings: dict[int, float] = {}
@@ -114,6 +115,11 @@ class MTExperiment:
 
     def decode_seconds_per_token(self, model: nn.Module) -> float | None:
         return None  # measured by evaluate on the test splits
+
+    def validation_score(self, model: nn.Module) -> float:
+        """Greedy BLEU on validation: what ``val_lambdas`` (when given) choose lambda by, after T and k."""
+        refs = [t for _, t in self.task.data.pairs["val"]]
+        return self.report.score(self.task.translate(model, "val", 1), refs)["bleu"]
 
 
 def open_datastore(experiment, model: nn.Module, run_dir: Path, given: str | Path | None = None,
@@ -159,10 +165,14 @@ def run_knn(experiment, model: nn.Module, run_dir: Path, grid: KNNGrid, datastor
         tuned = NeighbourScores.search(part, val_keys, val_values, val_logprobs, k_max).tune(
             grid.lambdas, grid.temperatures, [k for k in grid.ks if k <= k_max] or [k_max])
         knn = KNNModel(model, part, tuned["lam"], tuned["temperature"], tuned["k"])
+        if getattr(experiment, "val_lambdas", ()):  # lambda chosen again on the validation metric (MT: BLEU)
+            tuned["val_scores"] = {lam: experiment.validation_score(_with(knn, lam)) for lam in experiment.val_lambdas}
+            tuned["lam"] = knn.lam = max(tuned["val_scores"], key=tuned["val_scores"].get)
         splits = experiment.test_splits if fraction == 1.0 else experiment.test_splits[:1]
         test = {split: experiment.evaluate(knn, split) for split in splits}
         row = {"fraction": fraction, "entries": len(part), "lam": tuned["lam"], "temperature": tuned["temperature"],
                "k": tuned["k"], "val_loss": tuned["loss"], "val_base_loss": tuned["base_loss"], "test": test,
+               **({"val_scores": tuned["val_scores"]} if "val_scores" in tuned else {}),
                "decode_s_per_token": experiment.decode_seconds_per_token(knn)}
         rows.append(row)
         first = splits[0]
@@ -181,9 +191,14 @@ def run_knn(experiment, model: nn.Module, run_dir: Path, grid: KNNGrid, datastor
               "fractions": rows, "decode_s_per_token": {"without": base_cost, "with": full["decode_s_per_token"]}}
     result["slowdown"] = _slowdown(experiment, result, base)
     write_json(run_dir / "knn_report.json", result)
-    _plot(experiment, base, rows, run_dir / "knn_gain.png")
+    _plot(experiment, base, rows, base_cost, run_dir / "knn_gain.png")
     atomic_write_text(run_dir / "knn_report.md", _markdown(experiment, result))
     return result
+
+
+def _with(knn: KNNModel, lam: float) -> KNNModel:
+    knn.lam = lam
+    return knn
 
 
 def _change(before: dict[str, Any], after: dict[str, Any], headline: str) -> dict[str, float]:
@@ -206,7 +221,8 @@ def _gain(experiment, before: float, after: float) -> float:
     return (before - after) if experiment.lower_is_better else (after - before)
 
 
-def _plot(experiment, base: dict[str, dict[str, Any]], rows: list[dict[str, Any]], path: Path) -> None:
+def _plot(experiment, base: dict[str, dict[str, Any]], rows: list[dict[str, Any]], base_cost: float | None,
+          path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -220,9 +236,9 @@ def _plot(experiment, base: dict[str, dict[str, Any]], rows: list[dict[str, Any]
     left.set_xlabel("datastore entries (10%, 30%, 100% of the training data)")
     left.set_ylabel(f"{split} {metric} {'reduction' if experiment.lower_is_better else 'gain'}")
     left.axhline(0, color="grey", lw=0.5)
-    cost = [_cost_ms(experiment, r["test"][split], r["decode_s_per_token"]) for r in rows]
+    cost = [_cost_ms(r["test"][split], r["decode_s_per_token"]) for r in rows]
     right.plot(entries, cost, "o-", label=f"with {experiment.name}")
-    right.axhline(_cost_ms(experiment, base[split], None) or 0, color="grey", ls="--", label="without")
+    right.axhline(_cost_ms(base[split], base_cost), color="grey", ls="--", label="without")
     right.set_xscale("log")
     right.set_xlabel("datastore entries")
     right.set_ylabel("decoding ms per token")
@@ -233,10 +249,10 @@ def _plot(experiment, base: dict[str, dict[str, Any]], rows: list[dict[str, Any]
     plt.close(fig)
 
 
-def _cost_ms(experiment, metrics: dict[str, Any], seconds_per_token: float | None) -> float | None:
+def _cost_ms(metrics: dict[str, Any], seconds_per_token: float | None) -> float:
     if seconds_per_token is not None:
         return 1000 * seconds_per_token
-    return metrics.get("decode_ms_per_token")
+    return metrics["decode_ms_per_token"]
 
 
 def _markdown(experiment, r: dict[str, Any]) -> str:
