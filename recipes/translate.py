@@ -198,11 +198,8 @@ def knn_main(argv: list[str]) -> int:
     def flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--splits", type=lambda v: tuple(v.split(",")), default=None,
                             help="test splits to report, comma-separated (default: all; the first gets the fractions)")
-        parser.add_argument("--bleu-lambdas", type=lambda v: tuple(map(float, v.split(","))), default=(),
-                            help="choose lambda among these by greedy validation BLEU (default: by validation loss)")
 
-    return cli.knn_main(sys.modules[__name__], argv,
-                        lambda task, args: MTExperiment(task, args.splits, args.bleu_lambdas), flags)
+    return cli.knn_main(sys.modules[__name__], argv, lambda task, args: MTExperiment(task, args.splits), flags)
 
 
 COMMANDS = {"translate": translate_main, "knn": knn_main}

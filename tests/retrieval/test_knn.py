@@ -131,3 +131,23 @@ def test_datastore_on_disk_and_bad_inputs(tmp_path):
         Datastore.load(tmp_path / "empty", model)
     with pytest.raises(IndexFolderError, match="not a kNN datastore"):
         Datastore(VectorIndex.create(16, "x"))
+
+
+def test_ivf_datastore_probing_every_cell_is_exact_and_round_trips(tmp_path):
+    gen = np.random.default_rng(0)
+    keys = gen.normal(size=(2000, 8)).astype(np.float32)
+    values = gen.integers(4, 23, size=2000)
+    queries = torch.from_numpy(gen.normal(size=(70, 8)).astype(np.float32))
+    flat = Datastore.build(keys, values, "f" * 64)
+    ivf = Datastore.build(keys, values, "f" * 64, kind="ivf", nprobe=2)
+    nlist = ivf.index.meta["nlist"]
+    assert ivf.index.meta["kind"] == "ivf" and 1 < nlist <= 2000 // 39
+    ivf.save(tmp_path / "ivf")
+    again = Datastore.load(tmp_path / "ivf")
+    assert again.index.faiss_index.nprobe == 2 and len(again.prefix(500)) == 500
+    again.index.faiss_index.nprobe = nlist  # every cell: the exact neighbours
+    d_flat, t_flat = flat.search(queries, 5)
+    d_ivf, t_ivf = again.search(queries, 5)
+    assert torch.equal(t_flat, t_ivf) and torch.allclose(d_flat, d_ivf, atol=1e-4)
+    np.testing.assert_allclose(d_flat[:, 0].numpy(), ((keys[None] - queries.numpy()[:, None]) ** 2).sum(-1).min(1),
+                               rtol=1e-4)

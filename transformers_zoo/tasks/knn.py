@@ -86,18 +86,16 @@ class LMExperiment:
 class MTExperiment:
     """kNN-MT on a `TranslationTask`: teacher-forced decoder states of every target token of the training pairs;
     test splits scored with beam search (sacreBLEU, chrF) and teacher-forced loss; the decoding cost is the
-    wall time per generated token of translating a test split. With ``val_lambdas``, lambda is chosen among them
-    by greedy validation BLEU (T and k stay those of the validation loss)."""
+    wall time per generated token of translating a test split."""
 
     name, headline, lower_is_better = "kNN-MT", "bleu", False
 
-    def __init__(self, task, test_splits: tuple[str, ...] | None = None, val_lambdas: tuple[float, ...] = ()):
+    def __init__(self, task, test_splits: tuple[str, ...] | None = None):
         from .translation import report
 
-        self.task, self.report, self.val_lambdas = task, report, val_lambdas
+        self.task, self.report = task, report
         self.test_splits = test_splits or task.eval_splits[1:]
         self.collate = task.format.collator(task.tokenizer)
-        self.timings: dict[int, float] = {}
 
     def states(self, model: nn.Module, split: str, with_logprobs: bool = False):
         return translation_states(model, self.task.data.examples[split], self.collate,
@@ -115,11 +113,6 @@ class MTExperiment:
 
     def decode_seconds_per_token(self, model: nn.Module) -> float | None:
         return None  # measured by evaluate on the test splits
-
-    def validation_score(self, model: nn.Module) -> float:
-        """Greedy BLEU on validation: what ``val_lambdas`` (when given) choose lambda by, after T and k."""
-        refs = [t for _, t in self.task.data.pairs["val"]]
-        return self.report.score(self.task.translate(model, "val", 1), refs)["bleu"]
 
 
 def open_datastore(experiment, model: nn.Module, run_dir: Path, given: str | Path | None = None,
@@ -165,14 +158,10 @@ def run_knn(experiment, model: nn.Module, run_dir: Path, grid: KNNGrid, datastor
         tuned = NeighbourScores.search(part, val_keys, val_values, val_logprobs, k_max).tune(
             grid.lambdas, grid.temperatures, [k for k in grid.ks if k <= k_max] or [k_max])
         knn = KNNModel(model, part, tuned["lam"], tuned["temperature"], tuned["k"])
-        if getattr(experiment, "val_lambdas", ()):  # lambda chosen again on the validation metric (MT: BLEU)
-            tuned["val_scores"] = {lam: experiment.validation_score(_with(knn, lam)) for lam in experiment.val_lambdas}
-            tuned["lam"] = knn.lam = max(tuned["val_scores"], key=tuned["val_scores"].get)
         splits = experiment.test_splits if fraction == 1.0 else experiment.test_splits[:1]
         test = {split: experiment.evaluate(knn, split) for split in splits}
         row = {"fraction": fraction, "entries": len(part), "lam": tuned["lam"], "temperature": tuned["temperature"],
                "k": tuned["k"], "val_loss": tuned["loss"], "val_base_loss": tuned["base_loss"], "test": test,
-               **({"val_scores": tuned["val_scores"]} if "val_scores" in tuned else {}),
                "decode_s_per_token": experiment.decode_seconds_per_token(knn)}
         rows.append(row)
         first = splits[0]
@@ -194,11 +183,6 @@ def run_knn(experiment, model: nn.Module, run_dir: Path, grid: KNNGrid, datastor
     _plot(experiment, base, rows, base_cost, run_dir / "knn_gain.png")
     atomic_write_text(run_dir / "knn_report.md", _markdown(experiment, result))
     return result
-
-
-def _with(knn: KNNModel, lam: float) -> KNNModel:
-    knn.lam = lam
-    return knn
 
 
 def _change(before: dict[str, Any], after: dict[str, Any], headline: str) -> dict[str, float]:
