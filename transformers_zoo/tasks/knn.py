@@ -116,7 +116,7 @@ class MTExperiment:
 
 
 def open_datastore(experiment, model: nn.Module, run_dir: Path, given: str | Path | None = None,
-                   kind: str = "auto", nprobe: int = 16) -> tuple[Datastore, dict[str, Any]]:
+                   kind: str = "auto", nprobe: int = 16, log=print) -> tuple[Datastore, dict[str, Any]]:
     """The datastore ``given`` (checked against the model: one line if another run's, another dimension, or
     empty), else the run's own ``knn-datastore/`` when it matches the model's weights and ``kind``, else built and
     saved there (atomically). ``kind``: flat, ivf, hnsw, or auto (exact below EXACT_UP_TO states, else ivf).
@@ -130,7 +130,7 @@ def open_datastore(experiment, model: nn.Module, run_dir: Path, given: str | Pat
             if kind in ("auto", store.index.meta["kind"]):
                 return store, {"path": str(folder), "built": False}
         except IndexFolderError as err:
-            print(f"rebuilding the datastore: {err}")
+            log(f"rebuilding the datastore: {err}")
     start = time.perf_counter()
     keys, values = experiment.states(model, "train")
     if kind == "auto":
@@ -145,7 +145,7 @@ def run_knn(experiment, model: nn.Module, run_dir: Path, grid: KNNGrid, datastor
     """The whole experiment (see the module's docstring); returns knn_report.json's dict."""
     run_dir = Path(run_dir)
     model.eval()
-    store, info = open_datastore(experiment, model, run_dir, datastore, kind, nprobe)
+    store, info = open_datastore(experiment, model, run_dir, datastore, kind, nprobe, log)
     log(f"datastore: {len(store):,} states of dimension {store.dim} ({'built' if info['built'] else 'reused'}: "
         f"{info['path']})")
     val_keys, val_values, val_logprobs = experiment.states(model, "val", with_logprobs=True)
