@@ -298,3 +298,28 @@ def test_flags_set_settings_fields_zero_included(recipe) -> None:
         with pytest.raises(SettingsError) as err:
             recipe.settings(parser.parse_args(["--preset", "tiny", *flags]))
         assert cli.flag_of(parser, err.value.path) == flag
+
+
+def test_knn_mt_on_own_files_reports_bleu_with_and_without(call, shared_data_dir: Path, tmp_path: Path) -> None:
+    """`translate.py knn` (issue #30): teacher-forced target states of the training pairs in the run dir, BLEU and
+    chrF of each test split with and without retrieval, the datastore fractions, the decoding slowdown."""
+    pairs = load_multi30k(shared_data_dir, "en", "de")
+    for name, split, n in (("tr", "train", 400), ("va", "val", 12), ("te", "test_2016_flickr", 8)):
+        for side, lang in ((0, "en"), (1, "de")):
+            (tmp_path / f"{name}.{lang}").write_text("".join(p[side] + "\n" for p in pairs[split][:n]))
+    out = tmp_path / "run"
+    code, _, err = call("--preset", "tiny", "--train-src", tmp_path / "tr.en", "--train-tgt", tmp_path / "tr.de",
+                        "--valid-src", tmp_path / "va.en", "--valid-tgt", tmp_path / "va.de",
+                        "--test", f"mine={tmp_path / 'te.en'},{tmp_path / 'te.de'}", "--vocab", "400",
+                        "--max-steps", "6", "--out", out)
+    assert code == 0, err
+    code, stdout, err = call("knn", "--checkpoint", out, "--fractions", "0.5,1", "--lambdas", "0,0.5",
+                             "--temperatures", "10", "--ks", "4")
+    assert code == 0, err
+    report = json.loads((out / "knn_report.json").read_text())
+    mine = report["test"]["mine"]
+    assert report["method"] == "kNN-MT" and report["datastore"]["kind"] == "flat"
+    assert report["datastore"]["entries"] > 400 and {"bleu", "chrf", "loss"} <= set(mine["with"])
+    assert mine["delta"] == mine["with"]["bleu"] - mine["without"]["bleu"] and report["slowdown"] > 0
+    assert [row["fraction"] for row in report["fractions"]] == [0.5, 1.0] and "mine" in stdout
+    assert (out / "knn_gain.png").is_file() and "| mine |" in (out / "knn_report.md").read_text()
