@@ -91,9 +91,9 @@ class Server:
         self.thread.join(timeout=10)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
-    """The app with every tiny model, an API key and small limits, served for the module's tests."""
+    """The app with every tiny model, an API key and small limits, served for the session's tests."""
     from transformers_zoo.serve.app import create_app
 
     before = torch.get_num_threads()
