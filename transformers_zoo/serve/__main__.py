@@ -2,6 +2,9 @@
 
 Binds 127.0.0.1 by default (reachable from this machine only); pass --host 0.0.0.0 to serve a network, and then
 an --api-key. The playground page is at http://HOST:PORT/.
+
+This entry point parses its own flags (cli.py knows the recipes' flags, which set settings fields; the server has
+no settings tree, and cli.py is at its 400-line budget).
 """
 
 from __future__ import annotations
