@@ -12,8 +12,8 @@ counts), and p50/p95 time to first token and latency. Every batched answer is ch
 answered alone (phase one): an error, a lost stream or a mixed-up one fails the run. Writes the table to
 benchmarks/results/serve-load-<device>-<date>.md (or --out).
 
-The default model has random weights, with every special id but EOS ruled out of the output... and EOS too,
-so that each answer is exactly --max-tokens long (the same work in both phases) and decodes to visible text.
+The default model has random weights, with every special id (EOS included) ruled out of its output, so that each
+answer is exactly --max-tokens long (the same work in both phases) and decodes to visible text.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import datetime
 import platform
-import statistics
 import string
 import sys
 import threading
