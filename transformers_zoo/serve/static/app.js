@@ -186,7 +186,9 @@ function drawAttention() {
   ctx.font = font;
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
-  weights.forEach((row, q) => row.forEach((w, k) => {
+  const top = Math.max(1e-9, ...weights.map((row) => Math.max(...row)));  // the darkest cell: the largest weight
+  weights.forEach((row, q) => row.forEach((raw, k) => {
+    const w = raw / top;
     const shade = Math.round(255 * (1 - w));
     ctx.fillStyle = `rgb(${shade},${Math.round(255 - w * 160)},255)`;
     ctx.fillRect(labelWidth + k * cell, labelHeight + q * cell, cell - 1, cell - 1);
@@ -201,18 +203,23 @@ function drawAttention() {
     ctx.fillText(t, 0, 0);
     ctx.restore();
   });
-  $("#attention-note").textContent = `${map.name}: rows are queries, columns keys` +
+  $("#attention-note").textContent = `${map.name}: rows are queries, columns keys; darkest = ${top.toFixed(3)}` +
     (attention.output !== undefined ? ` · output: ${attention.output}` : "");
+}
+
+function chooseMap() {  // each map has its own numbers of layers and heads (an encoder may be shallower)
+  const map = attention.maps[Number($("#attention-map").value) || 0];
+  options($("#attention-layer"), map.layers, (i) => `layer ${i + 1}`);
+  options($("#attention-head"), map.heads, (i) => `head ${i + 1}`);
+  drawAttention();
 }
 
 onSubmit("#attention-form", async () => {
   attention = await (await api("/zoo/attention", { model: modelOf("attention"), text: $("#attention-input").value })).json();
   options($("#attention-map"), attention.maps.length, (i) => attention.maps[i].name);
-  const first = attention.maps[0];
-  options($("#attention-layer"), first.layers, (i) => `layer ${i + 1}`);
-  options($("#attention-head"), first.heads, (i) => `head ${i + 1}`);
-  drawAttention();
+  chooseMap();
 });
-for (const id of ["#attention-map", "#attention-layer", "#attention-head"]) $(id).addEventListener("change", drawAttention);
+$("#attention-map").addEventListener("change", chooseMap);
+for (const id of ["#attention-layer", "#attention-head"]) $(id).addEventListener("change", drawAttention);
 
 loadModels();
