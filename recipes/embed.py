@@ -3,6 +3,7 @@
 
     python recipes/embed.py --preset cpu                  # pairs of Multi30k task 2 captions of one image
     python recipes/embed.py --lang de                     # ... German captions
+    python recipes/embed.py --lang en-de                  # one multilingual encoder: English<->German retrieval
     python recipes/embed.py --init RUN_DIR                # from a recipes/mlm.py pre-training run
     python recipes/embed.py --init hf:bert-base-uncased   # from a BERT (or sentence-transformers) checkpoint
     python recipes/embed.py --text my.txt                 # unsupervised SimCSE on any text (dropout as augmentation)
@@ -28,14 +29,14 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without install
     sys.path.insert(0, str(ROOT))
 
 from transformers_zoo import EncoderOnly, cli  # noqa: E402
-from transformers_zoo.corpora import load_multi30k_captions, read_lines  # noqa: E402
+from transformers_zoo.corpora import read_lines  # noqa: E402
 from transformers_zoo.pipeline import Context, load_model  # noqa: E402
 from transformers_zoo.retrieval import SentenceEncoder  # noqa: E402
 from transformers_zoo.retrieval.documents import read_corpus  # noqa: E402
 from transformers_zoo.retrieval.index import VectorIndex  # noqa: E402
 from transformers_zoo.retrieval.search import index_corpus, print_hits, search  # noqa: E402
 from transformers_zoo.runs import tokenizer_cache_dir  # noqa: E402
-from transformers_zoo.tasks.embedding import EmbeddingTask, EmbedSettings  # noqa: E402
+from transformers_zoo.tasks.embedding import EmbeddingTask, EmbedSettings, embedding_task  # noqa: E402
 from transformers_zoo.tasks.finetuning import is_hf, load_encoder_run  # noqa: E402
 from transformers_zoo.tokenizers import load_tokenizer, train_tokenizer  # noqa: E402
 
@@ -62,7 +63,8 @@ PRESETS = {
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
-    data.add_argument("--lang", dest="data__lang", choices=["en", "de"], default=None, help="caption language")
+    data.add_argument("--lang", dest="data__lang", choices=["en", "de", "en-de"], default=None,
+                      help="caption language; en-de: one encoder for both, trained on task 1's translation pairs")
     data.add_argument("--text", dest="data__text", type=cli.absolute, default=None,
                       help="unsupervised SimCSE on this file (one text a line, or JSONL {\"text\"}) instead of pairs")
     data.add_argument("--tokenizer", dest="data__tokenizer", choices=["char", "bpe", "unigram"], default=None,
@@ -106,20 +108,15 @@ def settings(args: argparse.Namespace) -> EmbedSettings:
 def prepare(s: EmbedSettings, ctx: Context) -> tuple[EmbeddingTask, EncoderOnly]:
     """Captions (and --text), the tokenizer (trained, the run's or --init's) and the model."""
     d = s.data
-    images = load_multi30k_captions(ctx.data_dir, d.lang, ("val", "test_2016") if d.text else
-                                    ("train", "val", "test_2016"))
-    evals = {split: images[split][:d.max_eval_images] for split in ("val", "test_2016")}
-    if d.text:
-        groups, source = [[t] for t in read_corpus(d.text)[1][:d.max_train_images]], f"SimCSE on {d.text}"
-    else:
-        groups, source = images["train"][:d.max_train_images], f"Multi30k task 2 caption pairs ({d.lang})"
     start = init_encoder(s.init, s.model.pooling) if s.init and not ctx.resumed else None
-    if ctx.resumed or start is not None:
-        tok = load_tokenizer(ctx.run_dir / "tokenizer") if ctx.resumed else start[2]
-    else:
-        tok = train_tokenizer(d.tokenizer, [t for g in groups for t in g], d.vocab, cache_dir=tokenizer_cache_dir(),
-                              hard_vocab_limit=False)
-    task = EmbeddingTask(tok, groups, evals, d, s.model.max_len, source)
+
+    def tokenizer_for(texts: list[str]):
+        if ctx.resumed or start is not None:
+            return load_tokenizer(ctx.run_dir / "tokenizer") if ctx.resumed else start[2]
+        return train_tokenizer(d.tokenizer, texts, d.vocab, cache_dir=tokenizer_cache_dir(), hard_vocab_limit=False)
+
+    task = embedding_task(d, ctx.data_dir, tokenizer_for, s.model.max_len)
+    tok = task.tokenizer
     torch.manual_seed(s.train.seed)  # the initial weights
     model = EncoderOnly(s.model if s.init else s.model.replace(vocab_size=tok.vocab_size, pad_id=tok.pad_id))
     if start is not None and not ctx.has_checkpoint:
