@@ -339,5 +339,7 @@ async def stream_events(generation: Generation, header: dict[str, Any], chat: bo
         if include_usage:
             yield event([], usage=usage())
         yield "data: [DONE]\n\n"
+    except Exception as err:  # the status line is sent already: the error goes into the stream, as OpenAI does
+        yield f"data: {json.dumps(APIError(500, str(err).splitlines()[0], type='server_error').body())}\n\n"
     finally:
         generation.cancel()
