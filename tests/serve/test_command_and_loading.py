@@ -1,5 +1,6 @@
 """`python -m transformers_zoo.serve` end to end: a real run directory of recipes/gpt.py (--preset tiny) served by
-the command, answered through the `openai` client as the library answers it; a bad model spec is one line."""
+the command, answered through the `openai` client as the library answers it; a bad model spec is one line. And what
+else a spec may name: a sentence-transformers checkpoint (hf:PATH) and an index folder (searched with its encoder)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,29 @@ def test_a_bad_model_spec_is_one_line(tmp_path):
     done = command("-m", "transformers_zoo.serve", f"x={tmp_path / 'missing'}")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "neither a run directory" in done.stderr
+
+
+def test_a_sentence_transformers_checkpoint_and_an_index_folder_load(tmp_path):
+    from transformers_zoo import EncoderOnly, ModelConfig
+    from transformers_zoo.interop.sentence_transformers import export_sentence_transformer, load_sentence_encoder
+    from transformers_zoo.retrieval import SentenceEncoder
+    from transformers_zoo.retrieval.search import index_corpus
+    from transformers_zoo.tokenizers import WordPieceTokenizer
+
+    words = ["the", "a", "dog", "cat", "runs", "sleeps", "park", "in", *"abcdefghijklmnopqrstuvwxyz"]
+    tok = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=4, n_layers=2, d_ff=64, max_len=64, dropout=0.0,
+                      positional="learned", norm_first=False, ffn="gelu", pooling="mean")
+    encoder = SentenceEncoder(EncoderOnly(cfg).eval(), tok, normalize=True)
+    checkpoint = export_sentence_transformer(encoder, tmp_path / "st")
+    encoder = load_sentence_encoder(f"hf:{checkpoint}")  # as recipes/embed.py index --init hf:PATH reads it
+    texts = ["a dog runs in the park", "the cat sleeps", "a cat runs"]
+    index_corpus(encoder, ["d0", "d1", "d2"], texts, tmp_path / "idx", source=f"hf:{checkpoint}")
+
+    st = load_served("st", f"hf:{checkpoint}", "cpu")
+    assert st.family == "encoder_only" and "embeddings" in st.capabilities and "search" not in st.capabilities
+    assert abs(st.encoder.encode(texts) - encoder.encode(texts)).max() < 1e-5
+    docs = load_served("docs", str(tmp_path / "idx"), "cpu")
+    assert {"search", "embeddings", "attention"} <= set(docs.capabilities)
+    assert docs.index.search(docs.encoder.encode(["the cat sleeps"]), 1)[0][0].id == "d1"
