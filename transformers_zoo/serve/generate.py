@@ -56,7 +56,6 @@ class Choice:
     """One answer being generated: its engine request, its text, how many tokens and why it ended."""
 
     index: int
-    prompt_tokens: int
     stream: TextStream
     request: GenerationRequest | None = None
     finish_reason: str | None = None
