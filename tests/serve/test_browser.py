@@ -69,7 +69,7 @@ def test_playground_chat_streams_the_answer_and_draws_attention(server, browser,
     out = greedy(served.model, served.model.init_cache(1), torch.tensor([ids]), 64)[0].tolist()
     stops = chat.stop_ids(served.tokenizer)
     want = served.tokenizer.decode(out[: min([out.index(s) for s in stops if s in out], default=64)])
-    assert answer.text == want.strip() and want.strip()  # the page shows it as streamed, whitespace trimmed
+    assert answer.get_attribute("textContent") == want and want.strip() and answer.is_displayed()
     assert browser.find_element(By.ID, "status").text == ""
     browser.save_screenshot(str(tmp_path / "chat.png"))
 

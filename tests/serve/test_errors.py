@@ -96,15 +96,19 @@ def test_full_queue_is_429_and_serving_resumes(server, http):
     assert post(http, "/v1/completions", {"model": "lm", "prompt": "a", "max_tokens": 2}).status_code == 200
 
 
-def test_a_client_that_disconnects_mid_stream_frees_its_row(server, http):
+def test_a_client_that_disconnects_mid_stream_frees_its_row(server, http, monkeypatch):
     engine = server.app.state.engines["lm"]
+    made, generate = [], engine.generate
+    monkeypatch.setattr(engine, "generate", lambda *a, **k: made.append(generate(*a, **k)) or made[-1])
     body = {"model": "lm", "prompt": "the", "max_tokens": 120, "temperature": 0, "stream": True}
+    gate = threading.Event()
     with http.stream("POST", "/v1/completions", json=body, headers=KEY) as response:
-        lines = response.iter_lines()
-        assert next(lines).startswith("data: ")
-        request = engine._active[0]
-    for _ in range(3000):  # closed: the row leaves at the engine's next step
+        assert next(response.iter_lines()).startswith("data: ")
+        held = engine.call(gate.wait)  # no step until the client has gone: the answer cannot finish first
+    gate.set()
+    held.result(10)
+    for _ in range(3000):  # the server sees the disconnect at its next write; the row leaves at the next step
         if not engine.running:
             break
         threading.Event().wait(0.002)
-    assert engine.running == 0 and request.cancelled and len(request.generated) < 120
+    assert engine.running == 0 and made[0].cancelled and len(made[0].generated) < 120
