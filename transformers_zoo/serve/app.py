@@ -33,7 +33,7 @@ from . import tasks
 from .engine import Engine, QueueFull
 from .errors import APIError, install_handlers
 from .generate import Choice, Generation, TextStream
-from .models import CHAT, CLASSIFY, EMBED, FILL_MASK, GENERATE, SEARCH, TRANSLATE, ServedModel
+from .models import ATTENTION, CHAT, CLASSIFY, EMBED, FILL_MASK, GENERATE, SEARCH, TRANSLATE, ServedModel
 from .schemas import (
     AttentionRequest,
     ChatRequest,
@@ -244,7 +244,7 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, max_que
     async def attention(body: AttentionRequest):
         if not body.text.strip():
             raise APIError(400, "text: give some text to look at", param="text")
-        out = await answer(body, "attention", "maps", lambda m: tasks.attention(m, body.text), "text")
+        out = await answer(body, ATTENTION, "maps", lambda m: tasks.attention(m, body.text), "text")
         return {"model": out["model"], **out["maps"]}
 
     # -- the page -----------------------------------------------------------------------------------------------
