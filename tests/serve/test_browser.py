@@ -73,6 +73,19 @@ def test_playground_chat_streams_the_answer_and_draws_attention(server, browser,
     assert browser.find_element(By.ID, "status").text == ""
     browser.save_screenshot(str(tmp_path / "chat.png"))
 
+    # a model without a chat template continues the text typed (/v1/completions, streamed too)
+    Select(browser.find_element(By.ID, "chat-model")).select_by_value("plain")
+    browser.find_element(By.ID, "chat-input").send_keys("the cat")
+    browser.find_element(By.ID, "chat-send").click()
+    wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".msg.assistant[data-done='true']")) == 2)
+    plain = server.app.state.models["plain"]
+    ids = plain.tokenizer.encode_prompt("the cat")
+    out = greedy(plain.model, plain.model.init_cache(1), torch.tensor([ids]), 64)[0].tolist()
+    eos = plain.tokenizer.eos_id
+    want = plain.tokenizer.decode(out[: out.index(eos) if eos in out else 64])
+    continued = browser.find_elements(By.CSS_SELECTOR, ".msg.assistant")[1].get_attribute("textContent")
+    assert continued == want and want
+
     browser.find_element(By.CSS_SELECTOR, "#tabs button[data-tab='attention']").click()
     Select(browser.find_element(By.CSS_SELECTOR, "#tab-attention select.model")).select_by_value("mt")
     browser.find_element(By.ID, "attention-input").send_keys("the cat sat")

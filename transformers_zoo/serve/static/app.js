@@ -41,9 +41,11 @@ for (const button of document.querySelectorAll("#tabs button")) {
   });
 }
 
+let models = [];
+
 async function loadModels() {
   try {
-    const models = (await (await api("/v1/models")).json()).data;
+    models = (await (await api("/v1/models")).json()).data;
     for (const select of document.querySelectorAll("select.model")) {
       const fit = models.filter((m) => m.capabilities.includes(select.dataset.capability));
       select.replaceChildren(...fit.map((m) => el("option", { value: m.id, textContent: `${m.id} (${m.family})` })));
@@ -103,14 +105,18 @@ onSubmit("#chat-form", async () => {
   conversation.push({ role: "user", content: text });
   const answer = el("div", { className: "msg assistant streaming" });
   log.append(answer);
+  const model = modelOf("chat");
+  // a model without a chat template continues the text instead (/v1/completions)
+  const chat = (models.find((m) => m.id === model) || { capabilities: [] }).capabilities.includes("chat");
+  const sampling = { model, stream: true, temperature: Number($("#chat-temperature").value),
+                     max_tokens: Number($("#chat-max-tokens").value) };
   try {
-    const response = await api("/v1/chat/completions", {
-      model: modelOf("chat"), messages: conversation, stream: true,
-      temperature: Number($("#chat-temperature").value), max_tokens: Number($("#chat-max-tokens").value),
-    });
+    const response = chat ? await api("/v1/chat/completions", { ...sampling, messages: conversation })
+                          : await api("/v1/completions", { ...sampling, prompt: text });
     for await (const chunk of serverSentEvents(response)) {
       for (const choice of chunk.choices) {
-        if (choice.delta && choice.delta.content) answer.textContent += choice.delta.content;
+        const piece = chat ? choice.delta && choice.delta.content : choice.text;
+        if (piece) answer.textContent += piece;
         if (choice.finish_reason) answer.dataset.finish = choice.finish_reason;
       }
       log.scrollTop = log.scrollHeight;
