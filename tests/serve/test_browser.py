@@ -11,9 +11,8 @@ import os
 import shutil
 
 import pytest
-import torch
+from serve_helpers import answer_alone
 
-from transformers_zoo.generation import greedy
 from transformers_zoo.tokenizers import chat
 
 
@@ -66,9 +65,7 @@ def test_playground_chat_streams_the_answer_and_draws_attention(server, browser,
     answer = wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, ".msg.assistant[data-done='true']")))
     served = server.app.state.models["lm"]
     ids = chat.encode_chat(served.tokenizer, [{"role": "user", "content": "hello, cat?"}])
-    out = greedy(served.model, served.model.init_cache(1), torch.tensor([ids]), 64)[0].tolist()
-    stops = chat.stop_ids(served.tokenizer)
-    want = served.tokenizer.decode(out[: min([out.index(s) for s in stops if s in out], default=64)])
+    want, _ = answer_alone(served, ids, 64, chat.stop_ids(served.tokenizer))
     assert answer.get_attribute("textContent") == want and want.strip() and answer.is_displayed()
     assert browser.find_element(By.ID, "status").text == ""
     browser.save_screenshot(str(tmp_path / "chat.png"))
@@ -79,10 +76,7 @@ def test_playground_chat_streams_the_answer_and_draws_attention(server, browser,
     browser.find_element(By.ID, "chat-send").click()
     wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".msg.assistant[data-done='true']")) == 2)
     plain = server.app.state.models["plain"]
-    ids = plain.tokenizer.encode_prompt("the cat")
-    out = greedy(plain.model, plain.model.init_cache(1), torch.tensor([ids]), 64)[0].tolist()
-    eos = plain.tokenizer.eos_id
-    want = plain.tokenizer.decode(out[: out.index(eos) if eos in out else 64])
+    want, _ = answer_alone(plain, plain.tokenizer.encode_prompt("the cat"), 64, {plain.tokenizer.eos_id})
     continued = browser.find_elements(By.CSS_SELECTOR, ".msg.assistant")[1].get_attribute("textContent")
     assert continued == want and want
 
