@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {models[-1].family} from {spec} ({', '.join(models[-1].capabilities)})", file=sys.stderr)
     app = create_app(models, api_key=args.api_key, max_queue=args.max_queue, max_batch=args.max_batch,
                      max_body_bytes=args.max_body_bytes)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
+        print(f"warning: serving {args.host} without --api-key: anyone who reaches this port can use the models",
+              file=sys.stderr)
     print(f"playground: http://{args.host}:{args.port}/", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
