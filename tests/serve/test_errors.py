@@ -112,3 +112,33 @@ def test_a_client_that_disconnects_mid_stream_frees_its_row(server, http, monkey
             break
         threading.Event().wait(0.002)
     assert engine.running == 0 and made[0].cancelled and len(made[0].generated) < 120
+
+
+def test_a_client_that_leaves_before_its_answer_frees_its_place(server, monkeypatch):
+    import socket
+
+    engine = server.app.state.engines["lm"]
+    made, generate = [], engine.generate
+    monkeypatch.setattr(engine, "generate", lambda *a, **k: made.append(generate(*a, **k)) or made[-1])
+    gate = threading.Event()
+    held = engine.call(gate.wait)  # the request will wait in the queue
+    body = json.dumps({"model": "lm", "prompt": "the", "max_tokens": 100}).encode()
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as raw:
+        raw.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-key\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        for _ in range(3000):
+            if made:
+                break
+            threading.Event().wait(0.002)
+    for _ in range(3000):  # gone: the server notices while waiting, and the queued request is cancelled
+        if made[0].cancelled:
+            break
+        threading.Event().wait(0.002)
+    gate.set()
+    held.result(10)
+    for _ in range(3000):  # skipped when the engine next takes its jobs
+        if not engine.waiting:
+            break
+        threading.Event().wait(0.002)
+    assert made[0].cancelled and made[0].generated == [] and engine.waiting == 0 and engine.running == 0
