@@ -102,3 +102,15 @@ def test_streamed_chat_sends_role_then_content_pieces(server, client):
 def test_chat_needs_a_chat_template(client):
     with pytest.raises(openai.BadRequestError, match="chat template"):
         client.chat.completions.create(model="plain", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_streamed_chat_with_n_choices_keeps_each_choice_apart(client):
+    chunks = list(client.chat.completions.create(model="lm", messages=CONVERSATION, max_tokens=10, temperature=1.2,
+                                                 n=2, seed=5, stream=True))
+    texts = {0: "", 1: ""}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+    plain = client.chat.completions.create(model="lm", messages=CONVERSATION, max_tokens=10, temperature=1.2, n=2,
+                                           seed=5)
+    assert texts == {c.index: c.message.content for c in plain.choices}  # the same seeded draws, streamed or not
