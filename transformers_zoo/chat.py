@@ -23,7 +23,7 @@ import torch
 from .generation import iter_tokens, sampler
 from .tokenizers.chat import ConversationError, encode_chat, stop_ids, template_of
 
-__all__ = ["ChatSession", "Notice", "Sampling", "TextStream", "interact"]
+__all__ = ["ChatSession", "Notice", "Sampling", "TextStream", "interact", "reply_room"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,11 @@ class Sampling:
         if self.temperature == 0:
             return lambda logits: logits.argmax(dim=-1)
         return sampler(self.temperature, self.top_k, self.top_p, generator)
+
+
+def reply_room(sampling: Sampling, context: int) -> int:
+    """Tokens a prompt leaves free for the reply: max_new_tokens, at most half the context."""
+    return min(sampling.max_new_tokens, max(context // 2, 1))
 
 
 @dataclass(frozen=True)
@@ -119,8 +124,7 @@ class ChatSession:
 
     @property
     def reply_room(self) -> int:
-        """Tokens kept free for a reply when the history is trimmed: max_new_tokens, at most half the context."""
-        return min(self.sampling.max_new_tokens, max(self.context // 2, 1))
+        return reply_room(self.sampling, self.context)
 
     def prompt_ids(self) -> tuple[list[int], int]:
         """The conversation's prompt ids, dropping the oldest turns (from a user message up to the next one)
