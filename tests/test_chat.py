@@ -176,3 +176,19 @@ def test_chat_command_through_a_pseudo_terminal(tmp_path):
     finally:
         process.kill()
         os.close(main)
+
+
+def test_one_answer_with_prompt_and_a_model_without_template(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    from chat_checkpoint import write_tiny_chat_llama
+
+    from transformers_zoo.chat_command import chat_main
+
+    checkpoint = write_tiny_chat_llama(tmp_path / "chat")
+    assert chat_main(["--init", f"hf:{checkpoint}", "--prompt", "hello", "--max-new-tokens", "5",
+                      "--temperature", "0"]) == 0
+    out = capsys.readouterr()
+    assert out.out.endswith("\n") and len(out.out) > 1 and "budget of 5 tokens" in out.err
+    model, _ = tiny_chat()
+    with pytest.raises(ConversationError, match="no chat template.*recipes/sft.py"):
+        ChatSession(model, CharTokenizer.train("abc"))
