@@ -1,13 +1,12 @@
 #!/usr/bin/env python
 """Embed recipe: train a sentence encoder contrastively, measure it against BM25, index a corpus, search it.
 
-    python recipes/embed.py --preset cpu                  # pairs of Multi30k task 2 captions of one image
-    python recipes/embed.py --lang de                     # ... German captions
+    python recipes/embed.py --preset cpu                  # pairs of Multi30k task 2 captions of one image (--lang de)
     python recipes/embed.py --lang en-de                  # one multilingual encoder: English<->German retrieval
     python recipes/embed.py --init RUN_DIR                # from a recipes/mlm.py pre-training run
     python recipes/embed.py --init hf:bert-base-uncased   # from a BERT (or sentence-transformers) checkpoint
     python recipes/embed.py --text my.txt                 # unsupervised SimCSE on any text (dropout as augmentation)
-    python recipes/embed.py index CORPUS --index IDX --checkpoint RUN_DIR   # file, TSV column, JSONL, imdb, multi30k
+    python recipes/embed.py index CORPUS --index IDX --checkpoint RUN_DIR   # file, TSV, JSONL, imdb; --passage-tokens N
     python recipes/embed.py search --index IDX "a dog runs on the beach" -k 5
 
 Loss: symmetric InfoNCE over in-batch negatives (cosine / temperature). Report: caption-to-caption retrieval on
@@ -70,10 +69,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--tokenizer", dest="data__tokenizer", choices=["char", "bpe", "unigram"], default=None,
                       help="tokenizer trained on the training texts (default unigram)")
     data.add_argument("--vocab", dest="data__vocab", type=int, default=None, help="sentencepiece vocabulary size")
-    data.add_argument("--batch-size", dest="data__batch_size", type=int, default=None,
-                      help="pairs a step (in-batch negatives: more is harder)")
-    data.add_argument("--temperature", dest="data__temperature", type=float, default=None,
-                      help="InfoNCE temperature (default 0.05)")
+    data.add_argument("--batch-size", dest="data__batch_size", type=int, default=None, help="pairs a step (negatives)")
+    data.add_argument("--temperature", dest="data__temperature", type=float, default=None, help="InfoNCE temperature")
     data.add_argument("--max-tokens", dest="data__max_tokens", type=int, default=None, help="tokens kept per text")
     data.add_argument("--init", default=None, metavar="RUN_DIR|hf:PATH",
                       help="start from a recipes/mlm.py pre-training run, or a Hugging Face BERT / sentence-"
@@ -161,6 +158,8 @@ def index_main(argv: list[str]) -> int:
                         help="flat: exact; hnsw: approximate, for large corpora (auto: hnsw from 200k texts)")
     parser.add_argument("--column", help="the TSV column of the texts")
     parser.add_argument("--id-column", help="the TSV column of the ids (default: row numbers)")
+    parser.add_argument("--passage-tokens", type=int, default=0, metavar="N", help="long texts as N-token passages")
+    parser.add_argument("--passage-overlap", type=int, default=0, metavar="M", help="tokens a passage repeats")
     parser.add_argument("--lang", default="en", choices=["en", "de"], help="multi30k: caption language")
     parser.add_argument("--split", default="test_2016", choices=["train", "val", "test_2016"], help="multi30k split")
     parser.add_argument("--data-dir", default=None, help="data sets folder (built-in corpora)")
@@ -168,7 +167,8 @@ def index_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     ids, texts = read_corpus(args.corpus, args.column, args.id_column, args.data_dir, args.lang, args.split)
     encoder, source = load_encoder(args)
-    index_corpus(encoder, ids, texts, args.index, args.kind, args.add, source, log=lambda m: print(m, file=sys.stderr))
+    index_corpus(encoder, ids, texts, args.index, args.kind, args.add, source, log=lambda m: print(m, file=sys.stderr),
+                 passages=(args.passage_tokens, args.passage_overlap))
     return 0
 
 

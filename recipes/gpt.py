@@ -8,6 +8,7 @@
     python recipes/gpt.py --init hf:gpt2 --preset gpu --lr 3e-5    # fine-tune GPT-2 on Tiny Shakespeare
     python recipes/gpt.py --eval-only --checkpoint RUN_DIR
     python recipes/gpt.py knn --checkpoint RUN_DIR        # kNN-LM: datastore, tuning, test with and without
+    python recipes/gpt.py chat --init hf:HuggingFaceTB/SmolLM2-135M-Instruct   # a checkpoint with a chat template
 
 Evaluation covers the whole validation and test splits (every token scored once, in non-overlapping
 blocks), reporting loss, perplexity and bits per character. The run directory gets config.json, the
@@ -34,6 +35,7 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without install
     sys.path.insert(0, str(ROOT))
 
 from transformers_zoo import DecoderOnly, cli  # noqa: E402
+from transformers_zoo.chat_command import chat_main  # noqa: E402
 from transformers_zoo.corpora import load_tinyshakespeare, read_text, resolve_data_dir  # noqa: E402
 from transformers_zoo.interop import load_hf_lm  # noqa: E402
 from transformers_zoo.interop import resolve_checkpoint as resolve_hf  # noqa: E402
@@ -187,6 +189,7 @@ def knn_main(argv: list[str]) -> int:
 
 
 COMMANDS = {"sample": sample_main, "knn": knn_main}
+COMMANDS = {"sample": sample_main, "chat": lambda argv: chat_main(argv, sys.modules[__name__])}
 
 if __name__ == "__main__":
     cli.main_guard(lambda: cli.recipe_main(sys.modules[__name__]))

@@ -126,3 +126,14 @@ def test_queue_bound_and_cancel_frees_the_row(make_engine):
             break
         threading.Event().wait(0.002)
     assert engine.waiting == 0 and engine.running == 1
+
+
+def test_a_request_that_fails_fails_alone(make_engine):
+    model = tiny_lm("learned")  # positions past max_len (96) are an error
+    engine = make_engine(model, max_batch=4, max_queue=4)
+    good, good_done, good_finish = collect(engine, prompt(5, 0), 10)
+    bad, bad_done, bad_finish = collect(engine, prompt(100, 1), 10)
+    assert bad_done.wait(30) and good_done.wait(30)
+    assert bad == [] and bad_finish[0].startswith("error: ValueError") and "max_len" in bad_finish[0]
+    assert good == greedy(model, model.init_cache(1), torch.tensor([prompt(5, 0)]), 10).tolist()[0]
+    assert good_finish == ["length"]

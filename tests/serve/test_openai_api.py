@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import openai
 import pytest
-import torch
+from serve_helpers import answer_alone
 
-from transformers_zoo.generation import greedy
 from transformers_zoo.tokenizers import chat
 
 
@@ -23,10 +22,8 @@ def greedy_text(server, prompt: str | list[dict], n: int) -> tuple[str, int, int
     served = server.app.state.models["lm"]
     tok = served.tokenizer
     ids = tok.encode_prompt(prompt) if isinstance(prompt, str) else chat.encode_chat(tok, prompt)
-    out = greedy(served.model, served.model.init_cache(1), torch.tensor([ids]), n)[0].tolist()
-    stops = {tok.eos_id} if isinstance(prompt, str) else chat.stop_ids(tok)
-    tokens = out[: min([out.index(s) for s in stops if s in out], default=n)]
-    return tok.decode(tokens), len(ids), len(tokens)
+    text, n_new = answer_alone(served, ids, n, {tok.eos_id} if isinstance(prompt, str) else chat.stop_ids(tok))
+    return text, len(ids), n_new
 
 
 def test_models_lists_every_model_with_what_it_serves(client):
@@ -105,3 +102,15 @@ def test_streamed_chat_sends_role_then_content_pieces(server, client):
 def test_chat_needs_a_chat_template(client):
     with pytest.raises(openai.BadRequestError, match="chat template"):
         client.chat.completions.create(model="plain", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_streamed_chat_with_n_choices_keeps_each_choice_apart(client):
+    chunks = list(client.chat.completions.create(model="lm", messages=CONVERSATION, max_tokens=10, temperature=1.2,
+                                                 n=2, seed=5, stream=True))
+    texts = {0: "", 1: ""}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+    plain = client.chat.completions.create(model="lm", messages=CONVERSATION, max_tokens=10, temperature=1.2, n=2,
+                                           seed=5)
+    assert texts == {c.index: c.message.content for c in plain.choices}  # the same seeded draws, streamed or not

@@ -113,6 +113,15 @@ class KVCache:
         self.length += t
         return positions
 
+    def truncate(self, length: int) -> None:
+        """Forget every token after the first `length` (a chat's next turn keeps the prefix it shares with the
+        last one). Only for a cache without padding, whose positions are just 0..length-1."""
+        if self.padded or not 0 <= length <= self.length:
+            raise ValueError(f"cannot truncate a cache of {self.length} tokens (padded={self.padded}) to {length}")
+        for layer in self.layers:
+            layer.length = min(layer.length, length)
+        self.length = length
+
     def reorder(self, index: torch.Tensor, cross: bool = True) -> None:
         """Keep rows `index (B',)` of the batch, in that order (repeats allowed: beam expansion).
 

@@ -2,6 +2,9 @@
 
 Binds 127.0.0.1 by default (reachable from this machine only); pass --host 0.0.0.0 to serve a network, and then
 an --api-key. The playground page is at http://HOST:PORT/.
+
+This entry point parses its own flags (cli.py knows the recipes' flags, which set settings fields; the server has
+no settings tree, and cli.py is at its 400-line budget).
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {models[-1].family} from {spec} ({', '.join(models[-1].capabilities)})", file=sys.stderr)
     app = create_app(models, api_key=args.api_key, max_queue=args.max_queue, max_batch=args.max_batch,
                      max_body_bytes=args.max_body_bytes)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
+        print(f"warning: serving {args.host} without --api-key: anyone who reaches this port can use the models",
+              file=sys.stderr)
     print(f"playground: http://{args.host}:{args.port}/", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hmac
 import json
 import time
@@ -32,7 +33,7 @@ from . import tasks
 from .engine import Engine, QueueFull
 from .errors import APIError, install_handlers
 from .generate import Choice, Generation, TextStream
-from .models import CHAT, CLASSIFY, EMBED, FILL_MASK, GENERATE, SEARCH, TRANSLATE, ServedModel
+from .models import ATTENTION, CHAT, CLASSIFY, EMBED, FILL_MASK, GENERATE, SEARCH, TRANSLATE, ServedModel
 from .schemas import (
     AttentionRequest,
     ChatRequest,
@@ -165,15 +166,13 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, max_que
             prompt = chat.encode_chat(m.tokenizer, chat.check_conversation(messages), add_generation_prompt=True)
         except ValueError as err:
             raise APIError(400, f"messages: {str(err).splitlines()[0]}", param="messages") from None
-        stop_ids = frozenset(chat.stop_ids(m.tokenizer)) | frozenset(
-            i for i in (m.tokenizer.eos_id,) if i is not None)
-        return await respond(m, body, [prompt], stop_ids, "messages", request, chat=True)
+        return await respond(m, body, [prompt], frozenset(chat.stop_ids(m.tokenizer)), "messages", request, chat=True)
 
     async def respond(m: ServedModel, body: Sampling, prompts: list[list[int]], stop_ids: frozenset[int],
                       param: str, request: Request, chat: bool):
         max_tokens = token_budget(m, body, prompts, param, chat)
-        choices = [Choice(i * body.n + j, len(p), TextStream(m.tokenizer, body.stops()))
-                   for i, p in enumerate(prompts) for j in range(body.n)]
+        choices = [Choice(i * body.n + j, TextStream(m.tokenizer, body.stops()))
+                   for i in range(len(prompts)) for j in range(body.n)]
         sampled = body.temperature > 0
         options = [dict(temperature=body.temperature, top_p=body.top_p, stop_ids=stop_ids,
                         seed=None if body.seed is None or not sampled else body.seed + c.index) for c in choices]
@@ -183,9 +182,7 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, max_que
         except QueueFull as err:
             raise APIError(429, str(err), code="queue_full", type="rate_limit_error") from None
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
-        usage = lambda: {"prompt_tokens": sum(len(p) for p in prompts),  # noqa: E731
-                         "completion_tokens": sum(c.completion_tokens for c in choices),
-                         "total_tokens": sum(len(p) for p in prompts) + sum(c.completion_tokens for c in choices)}
+        usage = functools.partial(usage_of, prompts, choices)
         header = {"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
                   "created": int(time.time()), "model": m.name}
         if body.stream:
@@ -247,7 +244,7 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, max_que
     async def attention(body: AttentionRequest):
         if not body.text.strip():
             raise APIError(400, "text: give some text to look at", param="text")
-        out = await answer(body, "attention", "maps", lambda m: tasks.attention(m, body.text), "text")
+        out = await answer(body, ATTENTION, "maps", lambda m: tasks.attention(m, body.text), "text")
         return {"model": out["model"], **out["maps"]}
 
     # -- the page -----------------------------------------------------------------------------------------------
@@ -263,6 +260,12 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, max_que
         return FileResponse(target)
 
     return app
+
+
+def usage_of(prompts: list[list[int]], choices: list[Choice]) -> dict[str, int]:
+    """OpenAI's usage counts: each prompt once (however many choices it has), every generated token."""
+    prompt, completion = sum(len(p) for p in prompts), sum(c.completion_tokens for c in choices)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def model_card(m: ServedModel) -> dict[str, Any]:
@@ -339,5 +342,7 @@ async def stream_events(generation: Generation, header: dict[str, Any], chat: bo
         if include_usage:
             yield event([], usage=usage())
         yield "data: [DONE]\n\n"
+    except Exception as err:  # the status line is sent already: the error goes into the stream, as OpenAI does
+        yield f"data: {json.dumps(APIError(500, str(err).splitlines()[0], type='server_error').body())}\n\n"
     finally:
         generation.cancel()

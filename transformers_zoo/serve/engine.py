@@ -166,12 +166,11 @@ class Engine:
                     except BaseException as err:  # noqa: B036 - handed to the caller
                         future.set_exception(err)
                 continue
-            device = next(self.model.parameters()).device
-            if job.seed is not None:
-                job._generator = torch.Generator(device=device).manual_seed(job.seed)
-            cache = self.model.init_cache(1)
-            logits = self.model.decode_step(torch.tensor([job.prompt], device=device), cache)
-            token = int(self._choose(logits, [job])[0])
+            try:
+                cache, token = self._prefill(job)
+            except Exception as err:  # this request fails; the batch goes on
+                _notify(job, None, f"error: {type(err).__name__}: {err}")
+                continue
             if self._emit(job, token):
                 caches.append(cache)
                 firsts.append(token)
@@ -183,6 +182,15 @@ class Engine:
             first = torch.tensor(firsts, dtype=torch.long, device=self._cache.device)
             self._last = first if self._last is None else torch.cat((self._last, first))
             self.max_rows_seen = max(self.max_rows_seen, len(self._active))
+
+    def _prefill(self, request: GenerationRequest) -> tuple[KVCache, int]:
+        """The request's prompt through the model alone (its own batch-1 cache) and its first token."""
+        device = next(self.model.parameters()).device
+        if request.seed is not None:
+            request._generator = torch.Generator(device=device).manual_seed(request.seed)
+        cache = self.model.init_cache(1)
+        logits = self.model.decode_step(torch.tensor([request.prompt], device=device), cache)
+        return cache, int(self._choose(logits, [request])[0])
 
     def _step(self) -> None:
         self._drop([i for i, r in enumerate(self._active) if r.cancelled])
@@ -223,7 +231,8 @@ class Engine:
     def _drop(self, rows: list[int]) -> None:
         if not rows:
             return
-        keep = [i for i in range(len(self._active)) if i not in set(rows)]
+        leaving = set(rows)
+        keep = [i for i in range(len(self._active)) if i not in leaving]
         self._active = [self._active[i] for i in keep]
         if not keep:
             self._cache, self._last = None, None

@@ -56,8 +56,15 @@ def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     return APIError(exc.status_code, message, code="not_found" if exc.status_code == 404 else None).response()
 
 
+def _server_error(_: Request, exc: Exception) -> JSONResponse:
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    message = f"the server failed on this request ({type(exc).__name__}: {detail})"
+    return APIError(500, message, type="server_error").response()
+
+
 def install_handlers(app: FastAPI) -> None:
-    """Make every error of `app` an OpenAI-style JSON error."""
+    """Make every error of `app` an OpenAI-style JSON error (a bug too: 500, type server_error)."""
     app.add_exception_handler(APIError, lambda _, exc: exc.response())
+    app.add_exception_handler(Exception, _server_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -56,7 +56,6 @@ class Choice:
     """One answer being generated: its engine request, its text, how many tokens and why it ended."""
 
     index: int
-    prompt_tokens: int
     stream: TextStream
     request: GenerationRequest | None = None
     finish_reason: str | None = None
@@ -68,7 +67,8 @@ class Choice:
 
 class Generation:
     """The choices of one API request, queued together on `engine` (all or none: `QueueFull` before any is
-    queued when the queue cannot take them all); `options` are each choice's sampling options. Create it on the
+    queued when the queue cannot take them all); `choices` are numbered 0, 1, ... in order, `options` are each
+    choice's sampling options. Create it on the
     event loop; `events()` yields `(choice, text piece, finish_reason or None)` as tokens arrive and ends when
     every choice has finished; `cancel()` (called when `events()` is left early: the client went away) frees
     their rows at the next step."""
@@ -99,21 +99,28 @@ class Generation:
         running = len(self.choices)
         try:
             while running:
-                choice, token, finish = await self._events.get()
-                if choice.finish_reason is not None:
-                    continue  # tokens after a stop string, still in flight
-                if token is not None:
-                    piece = choice.stream.add(token)
-                    if choice.stream.stopped:
-                        choice.request.cancel()
-                        choice.finish_reason, running = "stop", running - 1
-                        yield choice, piece, "stop"
-                    elif piece:
-                        yield choice, piece, None
-                    continue
-                choice.finish_reason, running = finish, running - 1
-                if finish not in ("stop", "length"):
-                    raise RuntimeError(f"generation failed ({finish})")
-                yield choice, choice.stream.flush(), finish
+                # everything that arrived meanwhile goes out together: under load (the loop slower than the
+                # engine) a choice's tokens share one piece instead of costing an event each
+                arrived = [await self._events.get()]
+                while not self._events.empty():
+                    arrived.append(self._events.get_nowait())
+                pieces: dict[int, str] = {}
+                for choice, token, finish in arrived:
+                    if choice.finish_reason is not None:
+                        continue  # tokens after a stop string, still in flight
+                    if token is not None:
+                        pieces[choice.index] = pieces.get(choice.index, "") + choice.stream.add(token)
+                        if choice.stream.stopped:
+                            choice.request.cancel()
+                            choice.finish_reason, running = "stop", running - 1
+                        continue
+                    if finish not in ("stop", "length"):
+                        raise RuntimeError(f"generation failed ({finish})")
+                    choice.finish_reason, running = finish, running - 1
+                    pieces[choice.index] = pieces.get(choice.index, "") + choice.stream.flush()
+                for index, piece in pieces.items():
+                    choice = self.choices[index]
+                    if piece or choice.finish_reason is not None:
+                        yield choice, piece, choice.finish_reason
         finally:
             self.cancel()
