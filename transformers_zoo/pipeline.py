@@ -65,6 +65,7 @@ def recipe_from_file(path: str | Path) -> ModuleType:
 
     spec = importlib.util.spec_from_file_location(f"{Path(path).stem}_recipe", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import would: the module can find itself while it runs
     spec.loader.exec_module(module)
     return module
 
