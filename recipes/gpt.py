@@ -188,8 +188,7 @@ def knn_main(argv: list[str]) -> int:
                         flags)
 
 
-COMMANDS = {"sample": sample_main, "knn": knn_main}
-COMMANDS = {"sample": sample_main, "chat": lambda argv: chat_main(argv, sys.modules[__name__])}
+COMMANDS = {"sample": sample_main, "knn": knn_main, "chat": lambda argv: chat_main(argv, sys.modules[__name__])}
 
 if __name__ == "__main__":
     cli.main_guard(lambda: cli.recipe_main(sys.modules[__name__]))
