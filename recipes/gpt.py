@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without install
     sys.path.insert(0, str(ROOT))
 
 from transformers_zoo import DecoderOnly, cli  # noqa: E402
-from transformers_zoo.chat_command import chat_main  # noqa: E402
+from transformers_zoo.cli.chat import chat_main  # noqa: E402
 from transformers_zoo.corpora import load_tinyshakespeare, read_text, resolve_data_dir  # noqa: E402
 from transformers_zoo.interop import load_hf_lm  # noqa: E402
 from transformers_zoo.interop import resolve_checkpoint as resolve_hf  # noqa: E402

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "recipes"))  # the recipes whose runs answer and e
 
 from transformers_zoo import cli  # noqa: E402
 from transformers_zoo.chat import Notice, reply_room  # noqa: E402
-from transformers_zoo.chat_command import add_sampling_flags, load_chat_model, sampling_of  # noqa: E402
+from transformers_zoo.cli.chat import add_sampling_flags, load_chat_model, sampling_of  # noqa: E402
 from transformers_zoo.retrieval.index import IndexFolderError, VectorIndex  # noqa: E402
 from transformers_zoo.retrieval.rag import answer, citations, format_sources, grounded_prompt  # noqa: E402
 from transformers_zoo.runs import read_run_config, run_dir_of  # noqa: E402

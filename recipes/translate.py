@@ -107,21 +107,14 @@ SELECTION_FLAGS = {
     "eval__average_last": (int, "K", "average the last K checkpoints and evaluate that too (1 = off)")}
 
 
-def add_field_flags(group: argparse._ActionsContainer, flags: dict[str, tuple]) -> None:
-    """A flag per entry (`data__max_tokens` -> `--max-tokens`); a list of choices instead of a type and metavar."""
-    for dest, (tp, metavar, help_) in flags.items():
-        kind = {"choices": tp} if isinstance(tp, list) else {"type": tp, "metavar": metavar}
-        group.add_argument("--" + dest.split("__")[-1].replace("_", "-"), dest=dest, default=None, help=help_, **kind)
-
-
 def add_flags(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
-    add_field_flags(data, DATA_FLAGS)
+    cli.add_field_flags(data, DATA_FLAGS)
     data.add_argument("--test", dest="data__tests", action="append", default=None, metavar="NAME=SRC_FILE,TGT_FILE",
                       help="a test set to report (repeatable); added to Multi30k's when training on Multi30k")
     data.add_argument("--separate-vocab", dest="data__separate_vocab", action="store_true", default=None,
                       help="one vocabulary per language (then source and target embeddings are not shared)")
-    add_field_flags(parser.add_argument_group("evaluation"), {**SEARCH_FLAGS, **SELECTION_FLAGS})
+    cli.add_field_flags(parser.add_argument_group("evaluation"), {**SEARCH_FLAGS, **SELECTION_FLAGS})
 
 
 hf_checkpoint = functools.lru_cache(maxsize=1)(load_hf_translator)  # --init's (model, tokenizers), read once
@@ -173,7 +166,7 @@ def translate_main(argv: list[str]) -> int:
     weights.add_argument("--checkpoint", metavar="RUN_DIR",
                          help="run directory (its selected weights), RUN_DIR/averaged or a checkpoints/step_* folder")
     weights.add_argument("--init", metavar="hf:PATH", help="a Hugging Face Marian or T5 checkpoint instead")
-    add_field_flags(parser, SEARCH_FLAGS)
+    cli.add_field_flags(parser, SEARCH_FLAGS)
     parser.add_argument("--show-attention", metavar="PATH.png", default=None, help="save the last decoder layer's "
                         "cross-attention of each sentence as a heat map: PATH.png, PATH-2.png, ...")
     parser.add_argument("--heads", choices=["mean", "all"], default="mean",
@@ -195,16 +188,13 @@ def translate_main(argv: list[str]) -> int:
 
 def knn_main(argv: list[str]) -> int:
     """kNN-MT on a trained run (tasks/knn.py): `python recipes/translate.py knn --checkpoint RUN_DIR`."""
-    def flags(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--splits", type=lambda v: tuple(v.split(",")), default=None,
-                            help="test splits to report, comma-separated (default: all; the first gets the fractions)")
-
-    return cli.knn_main(sys.modules[__name__], argv, lambda task, args: MTExperiment(task, args.splits), flags)
+    return cli.knn_main(sys.modules[__name__], argv, lambda task, args: MTExperiment(task, args.splits), lambda p:
+                        p.add_argument("--splits", type=lambda v: tuple(v.split(",")), default=None, help="test splits "
+                                       "to report, comma-separated (default: all; the first gets the fractions)"))
 
 
 COMMANDS = {"translate": translate_main, "knn": knn_main}
 main = functools.partial(cli.recipe_main, sys.modules[__name__])
-
 
 if __name__ == "__main__":
     main_guard(main)

@@ -182,7 +182,7 @@ def test_one_answer_with_prompt_and_a_model_without_template(tmp_path, capsys):
     pytest.importorskip("transformers")
     from chat_checkpoint import write_tiny_chat_llama
 
-    from transformers_zoo.chat_command import chat_main
+    from transformers_zoo.cli.chat import chat_main
 
     checkpoint = write_tiny_chat_llama(tmp_path / "chat")
     assert chat_main(["--init", f"hf:{checkpoint}", "--prompt", "hello", "--max-new-tokens", "5",

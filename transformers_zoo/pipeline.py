@@ -5,7 +5,7 @@ A recipe is a module with presets, flags and two functions (see DESIGN.md, "Reci
     NAME, FAMILY, DEFAULT_PRESET = "gpt", "decoder_only", "cpu"
     PRESETS = {"tiny": {"model": {...}, "train": {...}, "data": {...}}, ...}
     SETTINGS = LMSettings                       # the frozen settings tree (tasks/lm.py)
-    def settings(args) -> LMSettings            # presets + flags (cli.py turns them into fields)
+    def settings(args) -> LMSettings            # presets + flags (cli/ turns them into fields)
     def prepare(settings, ctx) -> (task, model) # data, tokenizer, model: every bad input fails here
 
 and this module does the rest, never seeing a flag:

@@ -1,13 +1,13 @@
 """The ``chat`` command's flags, shared by the recipes whose runs can chat (``gpt.py chat``, ``sft.py chat``):
 a terminal conversation with a run or an imported checkpoint (``transformers_zoo.chat``), or one answer to
-``--prompt``. Like ``cli.py``, this module knows flags; the library below it never sees them."""
+``--prompt``. Part of ``cli``: this module knows flags; the library below it never sees them."""
 
 from __future__ import annotations
 
 import argparse
 from types import ModuleType
 
-from .chat import ChatSession, Sampling, interact, say
+from ..chat import ChatSession, Sampling, interact, say
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -35,19 +35,19 @@ def load_chat_model(args: argparse.Namespace, recipe: ModuleType | None):
     """``(model, tokenizer)`` of ``--checkpoint RUN_DIR`` (read by the recipe's pipeline) or ``--init hf:PATH``."""
     import torch
 
-    from .cli import resolve_device
+    from ..training.trainer import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.init:
-        from .interop import load_hf_lm
+        from ..interop import load_hf_lm
 
         model, tok = load_hf_lm(args.init, args.data_dir)
         return model.to(resolve_device(args.device)).eval(), tok
     if args.checkpoint:
         if recipe is None:
             raise ValueError("--checkpoint needs the recipe that trained the run: run the recipe's chat command")
-        from .pipeline import load_model
+        from ..pipeline import load_model
 
         _, model, tok = load_model(recipe, args.checkpoint, args.device)
         return model, tok
