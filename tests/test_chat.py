@@ -139,6 +139,7 @@ def test_chat_command_through_a_pseudo_terminal(tmp_path):
     pytest.importorskip("transformers")
     import fcntl
     import pty
+    import signal
     import subprocess
     import termios
 
@@ -150,7 +151,8 @@ def test_chat_command_through_a_pseudo_terminal(tmp_path):
         [sys.executable, str(REPO / "recipes" / "gpt.py"), "chat", "--init", f"hf:{checkpoint}", "--temperature", "0",
          "--max-new-tokens", "200", "--system", "Be brief.", "--threads", "1"],
         stdin=child, stdout=child, stderr=child, cwd=REPO, start_new_session=True,
-        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        preexec_fn=lambda: (fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # (a background job ignores SIGINT: undo)
+                            signal.signal(signal.SIGINT, signal.SIG_DFL)))
     os.close(child)
     try:
         read_until(main, b">>> ")
