@@ -73,6 +73,38 @@ def write_checkpoint(folder: Path) -> Path:
     return folder
 
 
+def later_turn(model, tok, n: int, rounds: int) -> tuple[tuple[int, float], float]:
+    """CPU seconds (median) to the first token of a third turn, in a session that keeps the KV cache of the two
+    before (only the new turn's tokens are fed) and in a new session given the same history (all of it fed)."""
+    import statistics
+    import time
+
+    def session() -> ChatSession:
+        s = ChatSession(model, tok, system=MESSAGES[0]["content"], sampling=Sampling(temperature=0, max_new_tokens=n))
+        s.stops = set()
+        return s
+
+    warm = session()
+    for question in (MESSAGES[1]["content"], "And the capital of Germany?"):
+        list(warm.reply(question))
+    history, cached = list(warm.messages), list(warm._cached)
+    single = Sampling(temperature=0, max_new_tokens=1)
+    kept, fresh = [], []
+    for _ in range(rounds):
+        warm.messages, warm.sampling = list(history), single
+        warm._cache.truncate(len(cached))  # the cache as the second turn left it
+        warm._cached = list(cached)
+        start = time.process_time()
+        list(warm.reply("Which of the two is larger?"))
+        kept.append(time.process_time() - start)
+        new = session()
+        new.messages, new.sampling = list(history), single
+        start = time.process_time()
+        list(new.reply("Which of the two is larger?"))
+        fresh.append(time.process_time() - start)
+    return (len(cached), statistics.median(kept)), statistics.median(fresh)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 rounds of 32 new tokens (a smoke run)")
@@ -115,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                        torch.device("cpu"), warmup=1, rounds=rounds)
     whole = interleave({"ours": lambda: our_reply(n), "transformers": lambda: their_reply(n)},
                        torch.device("cpu"), warmup=1, rounds=rounds)
+    kept, fresh = later_turn(ours, tok, n, rounds)
     load = os.getloadavg()
     rows = ["| | clock | ours (chat.ChatSession) | transformers generate | ours faster by |",
             "| --- | --- | --- | --- | --- |"]
@@ -123,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                  f"{1000 * a.median('transformers'):.1f} | {a.ratio('ours', 'transformers'):.2f}x |",
                  f"| tokens/s, {n} new tokens (prefill included) | {clock} | {b.rate('ours', n):.2f} | "
                  f"{b.rate('transformers', n):.2f} | {b.ratio('ours', 'transformers'):.2f}x |"]
+    rows.append(f"| time to first token of a third turn ({kept[0]}-token history): the previous turns' KV cache kept "
+                f"| CPU | {1000 * kept[1]:.1f} | re-encoded (a new session): {1000 * fresh:.1f} | "
+                f"{fresh / kept[1]:.2f}x |")
     text = "\n".join([
         f"# Chat generation, SmolLM2-135M shape (random weights), greedy, {datetime.date.today()}", "",
         f"`python benchmarks/chat_generate.py {' '.join(argv if argv is not None else sys.argv[1:])}`: {rounds} "
