@@ -98,6 +98,7 @@ def test_cached_turns_give_the_reply_a_fresh_session_gives():
     cached = ChatSession(model, tok, system="Be brief.", sampling=Sampling(temperature=0, max_new_tokens=8))
     first, _ = reply(cached, "a man rides a bike")
     held = len(cached._cached)
+    assert held == cached._cache.length  # the ids it says the cache holds are what the cache holds
     second, _ = reply(cached, "two cats sleep")
     fresh = ChatSession(model, tok, system="Be brief.", sampling=Sampling(temperature=0, max_new_tokens=8))
     fresh.messages = [{"role": "user", "content": "a man rides a bike"}, {"role": "assistant", "content": first}]
@@ -116,6 +117,7 @@ def test_a_closed_reply_keeps_what_was_said():
     got = next(pieces) + next(pieces)
     pieces.close()  # what Ctrl-C does
     assert session.messages[-1] == {"role": "assistant", "content": got}
+    assert len(session._cached) == session._cache.length
     again, _ = reply(session, "and then?")  # the session goes on, its cache intact
     assert again and session.messages[-2]["content"] == "and then?"
 
@@ -137,6 +139,7 @@ def test_chat_command_through_a_pseudo_terminal(tmp_path):
     pytest.importorskip("transformers")
     import fcntl
     import pty
+    import signal
     import subprocess
     import termios
 
@@ -148,7 +151,8 @@ def test_chat_command_through_a_pseudo_terminal(tmp_path):
         [sys.executable, str(REPO / "recipes" / "gpt.py"), "chat", "--init", f"hf:{checkpoint}", "--temperature", "0",
          "--max-new-tokens", "200", "--system", "Be brief.", "--threads", "1"],
         stdin=child, stdout=child, stderr=child, cwd=REPO, start_new_session=True,
-        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        preexec_fn=lambda: (fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # (a background job ignores SIGINT: undo)
+                            signal.signal(signal.SIGINT, signal.SIG_DFL)))
     os.close(child)
     try:
         read_until(main, b">>> ")

@@ -170,14 +170,13 @@ class ChatSession:
         except ConversationError:
             self.messages.pop()
             raise
-        if dropped:
-            yield Notice(f"dropped the {dropped} oldest messages to fit the context of {self.context} tokens")
         budget = min(self.sampling.max_new_tokens, self.context - len(ids))
-        cache, new = self._feed(ids)
         stream = TextStream(self.tokenizer)
-        self._cached = []  # until the prompt is in the cache
-        stepping, ended = False, False
+        stepping, ended, fed = True, False, 0  # fed: reply tokens the cache holds
         try:
+            if dropped:
+                yield Notice(f"dropped the {dropped} oldest messages to fit the context of {self.context} tokens")
+            cache, new = self._feed(ids)
             prompt = torch.tensor([new], device=self.device)
             tokens = iter_tokens(self.model, cache, prompt, self.sampling.chooser(self.generator), budget,
                                  stop_ids=self.stops)
@@ -187,7 +186,7 @@ class ChatSession:
                 stepping = False
                 if token is None:
                     break
-                self._cached = ids + stream.ids  # what the cache holds: the prompt and the reply but this token
+                fed = len(stream.ids)  # the cache holds the prompt and the reply up to this token (not it)
                 if int(token[0]) in self.stops:
                     ended = True
                     break
@@ -199,11 +198,11 @@ class ChatSession:
                 yield rest
             if not ended:
                 yield Notice(f"the reply reached its budget of {budget} tokens")
-        except BaseException:
+        finally:
             if stepping:
                 self._cache, self._cached = None, []
-            raise
-        finally:
+            else:
+                self._cached = ids + stream.ids[:fed]
             self.messages.append({"role": "assistant", "content": self.tokenizer.decode(stream.ids)})
 
 
