@@ -22,6 +22,7 @@ import torch
 
 from .generation import iter_tokens, sampler
 from .tokenizers.chat import ConversationError, encode_chat, stop_ids, template_of
+from .tokenizers.stream import TextStream
 
 __all__ = ["ChatSession", "Notice", "Sampling", "TextStream", "interact", "reply_room"]
 
@@ -61,38 +62,6 @@ class Notice:
     """Something the session did that the user should know (turns dropped, a reply cut at its budget)."""
 
     text: str
-
-
-class TextStream:
-    """Token ids in, text pieces out, for any tokenizer. Each piece is the text of the ids since the last piece,
-    decoded with the ids of the piece before as context (so the space a sentencepiece piece starts with, or a
-    byte-level BPE's multi-byte character, comes out right), and a piece that would end inside a UTF-8
-    character is held back until the character is complete. Work per token is the last two pieces', not the
-    whole reply's."""
-
-    def __init__(self, tokenizer) -> None:
-        self.tokenizer = tokenizer
-        self.ids: list[int] = []
-        self._start = self._given = 0  # ids[_start:_given]: the last piece given out, context for the next
-
-    def _new_text(self) -> str | None:
-        done = self.tokenizer.decode(self.ids[self._start:self._given])
-        text = self.tokenizer.decode(self.ids[self._start:])
-        return text[len(done):] if text.startswith(done) else None
-
-    def push(self, token: int) -> str:
-        self.ids.append(token)
-        piece = self._new_text()
-        if not piece or piece.endswith("\ufffd"):
-            return ""  # nothing yet, or an incomplete character: wait for the next token
-        self._start, self._given = self._given, len(self.ids)
-        return piece
-
-    def flush(self) -> str:
-        """What is left (e.g. a character that never completed) once the reply is over."""
-        piece = self._new_text() or ""
-        self._start = self._given = len(self.ids)
-        return piece
 
 
 class ChatSession:

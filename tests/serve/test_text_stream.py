@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from transformers_zoo.serve.generate import TextStream
 from transformers_zoo.tokenizers import CharTokenizer, GPT2Tokenizer
+from transformers_zoo.tokenizers.stream import TextStream
 
 
 def pieces(stream: TextStream, ids: list[int]) -> list[str]:
-    out = [stream.add(i) for i in ids if not stream.stopped]
+    out = [stream.push(i) for i in ids if not stream.stopped]
     return [*out, stream.flush()]
 
 
@@ -34,5 +34,5 @@ def test_stop_strings_end_the_text_and_are_never_shown(stop, want):
 def test_a_possible_start_of_a_stop_string_is_held_back_until_it_is_not_one():
     tok = CharTokenizer.train("the cat sat on the mat")
     stream = TextStream(tok, ["t s"])
-    assert "".join(stream.add(i) for i in tok.encode("the cat")) == "the ca"  # "t" may start "t s"
-    assert stream.add(tok.encode("o")[0]) == "to"  # it did not
+    assert "".join(stream.push(i) for i in tok.encode("the cat")) == "the ca"  # "t" may start "t s"
+    assert stream.push(tok.encode("o")[0]) == "to"  # it did not

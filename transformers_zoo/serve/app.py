@@ -29,10 +29,11 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, StreamingResponse
 
+from ..tokenizers.stream import TextStream
 from . import tasks
 from .engine import Engine, QueueFull
 from .errors import APIError, install_handlers
-from .generate import Choice, Generation, TextStream
+from .generate import Choice, Generation
 from .models import ATTENTION, CHAT, CLASSIFY, EMBED, FILL_MASK, GENERATE, SEARCH, TRANSLATE, ServedModel
 from .schemas import (
     AttentionRequest,

@@ -1,8 +1,7 @@
 """From the engine's tokens to text deltas on the event loop: detokenizing as tokens arrive, stop strings, usage.
 
-`TextStream` turns a growing list of token ids into text pieces that never split a character (byte-level
-tokenizers decode half a character to U+FFFD until its other bytes arrive) and never show text that may
-turn out to be the start of a stop string. `Generation` runs one engine request per choice and yields
+`tokenizers.stream.TextStream` turns the tokens into text pieces that never split a character and never show
+text that may turn out to be the start of a stop string. `Generation` runs one engine request per choice and yields
 `(choice, text, finish_reason)` on the event loop; leaving it early (the client went away) cancels every
 request at once, so their rows leave the batch at the next step.
 """
@@ -10,45 +9,11 @@ request at once, so their rows leave the batch at the next step.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from ..tokenizers import Tokenizer
+from ..tokenizers.stream import TextStream
 from .engine import Engine, GenerationRequest, QueueFull
-
-
-class TextStream:
-    """The text of the tokens so far, handed out in pieces (see the module's docstring)."""
-
-    def __init__(self, tokenizer: Tokenizer, stops: Sequence[str] = ()):
-        self.tokenizer, self.stops = tokenizer, [s for s in stops if s]
-        self.ids: list[int] = []
-        self.text = ""
-        self.sent = 0  # characters of self.text handed out
-        self.stopped = False
-
-    def add(self, token: int) -> str:
-        """The new text that `token` makes safe to show; sets `stopped` when a stop string appeared (the
-        text up to it is returned, the stop string and what follows are not)."""
-        self.ids.append(token)
-        self.text = self.tokenizer.decode(self.ids)
-        look_from = max(0, self.sent - max((len(s) for s in self.stops), default=0))
-        hits = [i for i in (self.text.find(s, look_from) for s in self.stops) if i >= 0]
-        if hits:
-            self.stopped = True
-            return self._take(min(hits))
-        safe = len(self.text.rstrip("\ufffd"))
-        held = max((k for s in self.stops for k in range(1, len(s)) if self.text[:safe].endswith(s[:k])), default=0)
-        return self._take(safe - held)
-
-    def flush(self) -> str:
-        """What is left to show once generation ended without a stop string."""
-        return "" if self.stopped else self._take(len(self.text))
-
-    def _take(self, end: int) -> str:
-        piece = self.text[self.sent:end] if end > self.sent else ""
-        self.sent = max(self.sent, end)
-        return piece
 
 
 @dataclass
@@ -109,7 +74,7 @@ class Generation:
                     if choice.finish_reason is not None:
                         continue  # tokens after a stop string, still in flight
                     if token is not None:
-                        pieces[choice.index] = pieces.get(choice.index, "") + choice.stream.add(token)
+                        pieces[choice.index] = pieces.get(choice.index, "") + choice.stream.push(token)
                         if choice.stream.stopped:
                             choice.request.cancel()
                             choice.finish_reason, running = "stop", running - 1
