@@ -32,6 +32,10 @@ def served_models() -> list:
     lm = DecoderOnly(tiny_config(vocab_size=chat_tok.vocab_size, positional="rope")).eval()
     with torch.no_grad():  # random weights answer UNK again and again (it decodes to nothing): rule it out
         lm.lm_head.weight[tok.unk_id] = 0.0
+    torch.manual_seed(4)  # a longer context, for answers from an index's passages (RAG)
+    rag = DecoderOnly(tiny_config(vocab_size=chat_tok.vocab_size, positional="rope", max_len=1024)).eval()
+    with torch.no_grad():
+        rag.lm_head.weight[tok.unk_id] = 0.0
     torch.manual_seed(3)
     plain = DecoderOnly(tiny_config(vocab_size=tok.vocab_size, positional="learned")).eval()
     torch.manual_seed(1)
@@ -43,6 +47,7 @@ def served_models() -> list:
     index = VectorIndex.create(encoder.dim, encoder.fingerprint)
     index.add([f"d{i}" for i in range(len(docs))], docs, encoder.encode(docs))
     return [ServedModel("lm", "decoder_only", lm, chat_tok, "test"),
+            ServedModel("rag", "decoder_only", rag, chat_tok, "test"),
             ServedModel("plain", "decoder_only", plain, tok, "test"),
             ServedModel("mt", "encoder_decoder", mt, tok, "test", target_tokenizer=tok, search=SearchSettings()),
             ServedModel("bert", "encoder_only", bert, tok, "test", encoder=encoder, fills_masks=True,

@@ -127,17 +127,17 @@ def test_a_client_that_leaves_before_its_answer_frees_its_place(server, monkeypa
     with socket.create_connection((host, int(port))) as raw:
         raw.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-key\r\n"
                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-        for _ in range(3000):
+        for _ in range(10000):
             if made:
                 break
             threading.Event().wait(0.002)
-    for _ in range(3000):  # gone: the server notices while waiting, and the queued request is cancelled
+    for _ in range(10000):  # gone: the server notices while waiting, and the queued request is cancelled
         if made[0].cancelled:
             break
         threading.Event().wait(0.002)
     gate.set()
     held.result(10)
-    for _ in range(3000):  # skipped when the engine next takes its jobs
+    for _ in range(10000):  # skipped when the engine next takes its jobs
         if not engine.waiting:
             break
         threading.Event().wait(0.002)

@@ -28,7 +28,7 @@ def greedy_text(server, prompt: str | list[dict], n: int) -> tuple[str, int, int
 
 def test_models_lists_every_model_with_what_it_serves(client):
     models = {m.id: m for m in client.models.list()}
-    assert set(models) == {"lm", "plain", "mt", "bert", "docs"}
+    assert set(models) == {"lm", "rag", "plain", "mt", "bert", "docs"}
     assert {"completions", "chat"} <= set(models["lm"].capabilities) and "chat" not in models["plain"].capabilities
     assert "completions" in models["lm"].capabilities and "translate" in models["mt"].capabilities
     assert {"embeddings", "fill-mask", "classify"} <= set(models["bert"].capabilities)
@@ -114,3 +114,27 @@ def test_streamed_chat_with_n_choices_keeps_each_choice_apart(client):
     plain = client.chat.completions.create(model="lm", messages=CONVERSATION, max_tokens=10, temperature=1.2, n=2,
                                            seed=5)
     assert texts == {c.index: c.message.content for c in plain.choices}  # the same seeded draws, streamed or not
+
+
+def test_chat_with_an_index_answers_from_numbered_sources(server, client):
+    from transformers_zoo.retrieval.rag import grounded_prompt
+
+    question = [{"role": "user", "content": "the cat"}]
+    resp = client.chat.completions.create(model="rag", messages=question, max_tokens=6, temperature=0,
+                                          extra_body={"index": "docs", "k": 2})
+    sources = resp.to_dict()["sources"]
+    models = server.app.state.models
+    rag, docs = models["rag"], models["docs"]
+    hits = docs.index.search(docs.encoder.encode(["the cat"]), 2)[0]  # the library's retrieval and prompt
+    assert [(s["n"], s["id"], s["text"]) for s in sources] == [(n, h.id, h.text) for n, h in enumerate(hits, 1)]
+    prompt = grounded_prompt(rag.tokenizer, "the cat", hits, context=rag.context, reply_room=6)
+    assert "[2] " + hits[1].text in prompt.system and prompt.user == "the cat"
+    want, _ = answer_alone(rag, chat.encode_chat(rag.tokenizer, prompt.messages), 6, chat.stop_ids(rag.tokenizer))
+    assert resp.choices[0].message.content == want and resp.usage.prompt_tokens == len(
+        chat.encode_chat(rag.tokenizer, prompt.messages))
+    for model, index, needle, status in (("rag", "nowhere", "does not exist", 404), ("rag", "bert", "search", 400),
+                                         ("lm", "docs", "does not fit the context", 400)):
+        with pytest.raises(openai.APIStatusError) as err:
+            client.chat.completions.create(model=model, messages=question, max_tokens=6, extra_body={"index": index})
+        assert err.value.status_code == status and needle in err.value.message
+    assert client.chat.completions.create(model="rag", messages=question, max_tokens=2).choices  # still serving

@@ -163,14 +163,37 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, max_que
         messages = [msg.model_dump(exclude_none=True) for msg in body.messages]
         if not messages:
             raise APIError(400, "messages: the conversation is empty (give at least one message)", param="messages")
+        sources = None
         try:
-            prompt = chat.encode_chat(m.tokenizer, chat.check_conversation(messages), add_generation_prompt=True)
+            messages = chat.check_conversation(messages)
+            if body.index is not None:
+                messages, sources = await grounded(m, body, messages)
+            prompt = chat.encode_chat(m.tokenizer, messages, add_generation_prompt=True)
         except ValueError as err:
             raise APIError(400, f"messages: {str(err).splitlines()[0]}", param="messages") from None
-        return await respond(m, body, [prompt], frozenset(chat.stop_ids(m.tokenizer)), "messages", request, chat=True)
+        return await respond(m, body, [prompt], frozenset(chat.stop_ids(m.tokenizer)), "messages", request, chat=True,
+                             extra={} if sources is None else {"sources": sources})
+
+    async def grounded(m: ServedModel, body: ChatRequest, messages: list[dict]) -> tuple[list[dict], list[dict]]:
+        """RAG (retrieval/rag.py): the last user message answered from the top ``body.k`` passages of the index
+        ``body.index``, put into the conversation as numbered sources; returns the messages and the sources."""
+        from ..retrieval.rag import grounded_prompt
+
+        idx = model_for(body.index, SEARCH)
+        if messages[-1]["role"] != "user":
+            raise APIError(400, "messages: with an index the last message is the user's question", param="messages")
+        question = messages[-1]["content"]
+        hits = await on_engine(idx, lambda: idx.index.search(idx.encoder.encode([question]), body.k)[0], "index")
+        room = body.max_completion_tokens or body.max_tokens or min(256, m.context // 4)
+        found = grounded_prompt(m.tokenizer, question, hits, context=m.context, reply_room=room)
+        earlier = [msg for msg in messages[:-1] if msg["role"] != "system"]
+        system = [msg["content"] for msg in messages[:-1] if msg["role"] == "system"]
+        head = [{"role": "system", "content": "\n\n".join([*system, found.system])}] if found.system else []
+        sources = [{"n": n, "id": h.id, "text": h.text, "score": h.score} for n, h in enumerate(found.sources, 1)]
+        return head + earlier + [{"role": "user", "content": found.user}], sources
 
     async def respond(m: ServedModel, body: Sampling, prompts: list[list[int]], stop_ids: frozenset[int],
-                      param: str, request: Request, chat: bool):
+                      param: str, request: Request, chat: bool, extra: dict[str, Any] | None = None):
         max_tokens = token_budget(m, body, prompts, param, chat)
         choices = [Choice(i * body.n + j, TextStream(m.tokenizer, body.stops()))
                    for i in range(len(prompts)) for j in range(body.n)]
@@ -185,7 +208,7 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, max_que
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         usage = functools.partial(usage_of, prompts, choices)
         header = {"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
-                  "created": int(time.time()), "model": m.name}
+                  "created": int(time.time()), "model": m.name, **(extra or {})}
         if body.stream:
             include_usage = body.stream_options is not None and body.stream_options.include_usage
             return StreamingResponse(stream_events(generation, header, chat, include_usage, usage),

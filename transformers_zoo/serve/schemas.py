@@ -51,6 +51,8 @@ class ChatMessage(BaseModel):
 
 class ChatRequest(Sampling):
     messages: list[ChatMessage]
+    index: StrictStr | None = None  # the zoo's: answer from the top `k` passages of this served index (RAG)
+    k: StrictInt = Field(4, ge=1, le=20)
 
 
 class EmbeddingRequest(Body):
