@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -33,9 +33,14 @@ def synchronize(device: torch.device) -> None:
 
 @dataclass
 class Timings:
-    """Seconds per call of every contender, one entry per round (same order of rounds for all)."""
+    """Seconds per call of every contender, one entry per round (same order of rounds for all); `cpu`: the
+    same calls' CPU seconds of this process (`time.process_time`), steadier than wall time on a shared machine."""
 
     seconds: dict[str, list[float]]
+    cpu: dict[str, list[float]] = field(default_factory=dict)
+
+    def cpu_timings(self) -> Timings:
+        return Timings(self.cpu)
 
     def median(self, name: str) -> float:
         return statistics.median(self.seconds[name])
@@ -57,15 +62,17 @@ def interleave(calls: dict[str, Callable[[], object]], device: torch.device, war
             call()
     synchronize(device)
     seconds: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, list[float]] = {name: [] for name in calls}
     names = list(calls)
     for r in range(rounds):
         for name in names if r % 2 == 0 else reversed(names):
             synchronize(device)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             calls[name]()
             synchronize(device)
             seconds[name].append(time.perf_counter() - start)
-    return Timings(seconds)
+            cpu[name].append(time.process_time() - cpu_start)
+    return Timings(seconds, cpu)
 
 
 # -- training ------------------------------------------------------------------------------------------------

@@ -26,15 +26,16 @@ Grid files (TOML, or JSON with the same keys):
     [cells.swiglu]
     ffn = "swiglu"
 
-In translation grids a cell may set `family = "encoder_decoder"` or `"decoder_only"` (the source then is a
-prefix of one causal stream and only the target is scored); both use the same beam search and report
-sacreBLEU on test_2016_flickr (the first `eval_limit` sentences at small presets).
+A cell is a run of recipes/gpt.py ("lm": characters, 90/10 split) or recipes/translate.py ("translation":
+Multi30k en->de), so its directory holds that recipe's config.json, checkpoints and report. In translation
+grids a cell may set `family = "encoder_decoder"` or `"decoder_only"` (translate.py --family: the source is
+a prefix of one causal stream); both report sacreBLEU of the same beam search on test_2016_flickr (the first
+`eval_limit` pairs of validation and each test set at small presets).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from transformers_zoo.cli import main_guard  # noqa: E402
-from transformers_zoo.comparison import BUDGETS, aggregate, load_grid, plot, run_cell, run_cells, write_table  # noqa: E402
+from transformers_zoo.comparison import BUDGETS, load_grid, run_cell, run_cells, summarize  # noqa: E402
+from transformers_zoo.pipeline import recipe_from_file  # noqa: E402
 from transformers_zoo.runs import write_json  # noqa: E402
 
 # The base of the built-in LM grids: a small GPT-2-style char model (learned positions, pre-LN, GELU, MHA).
@@ -118,23 +120,34 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 TRAIN_BASE = dict(schedule="cosine", min_lr_ratio=0.1, betas=[0.9, 0.99], eps=1e-8, weight_decay=0.1, grad_clip=1.0,
                   log_every=50, save_every=100, keep_last=1)
+# LM cells read characters, the first 90% for training and the rest for validation (as nanoGPT)
+LM_DATA = dict(tokenizer="char", split=[0.9, 0.1, 0.0], eval_batch_size=64)
 
 
 # ------------------------------------------------------------------------------------------- the grid
 
 
 def plan_cells(grid: dict[str, Any], preset: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every (cell, seed) of the grid: the settings of its run of recipes/gpt.py ("lm") or recipes/translate.py
+    ("translation"), and the budget that sets its steps once the data and model are known."""
     budget = args.budget_value if args.budget_value is not None else preset["budget"][args.budget]
     cells = []
     for name, overrides in grid["cells"].items():
+        model = {**grid["base"], **preset["model"], **overrides}
+        family = model.pop("family", "encoder_decoder")
         for seed in range(args.seed, args.seed + args.seeds):
-            cells.append({
-                "task": grid["task"], "cell": name, "seed": seed,
-                "model": {**grid["base"], **preset["model"], **overrides},
-                "train": {**TRAIN_BASE, **preset["train"]}, "data": {**preset["data"], "text": args.text},
-                "budget_kind": args.budget, "budget": budget, "eval_lengths": grid.get("eval_lengths", []),
-                "device": args.device, "data_dir": args.data_dir, "threads": args.threads,
-            })
+            train = {**TRAIN_BASE, **preset["train"], "seed": seed, "device": args.device,  # max_steps: until the
+                     "max_steps": preset["budget"]["steps"]}  # budget sets it, once the data and model are built
+            if grid["task"] == "lm":
+                settings = {"model": model, "train": train, "preset": f"compare-{args.preset}",
+                            "data": {**LM_DATA, **preset["data"], "text": args.text}}
+            else:
+                data = dict(preset["data"])
+                settings = {"model": model, "train": train, "family": family, "preset": f"compare-{args.preset}",
+                            "eval": {"beam": data.pop("beam"), "average_last": 1}, "data": data}
+            cells.append({"task": grid["task"], "cell": name, "seed": seed, "settings": settings,
+                          "budget_kind": args.budget, "budget": budget, "eval_lengths": grid.get("eval_lengths", []),
+                          "data_dir": args.data_dir, "threads": args.threads})
     return cells
 
 
@@ -162,7 +175,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "_cell":  # internal: one cell in its own process
-        run_cell(Path(sys.argv[2]))
+        here = Path(__file__).parent
+        run_cell(Path(sys.argv[2]), {name: recipe_from_file(here / f"{name}.py") for name in ("gpt", "translate")})
         return 0
     args = parse_args(sys.argv[1:])
     grid = load_grid(args.grid, GRIDS)
@@ -176,20 +190,9 @@ def main() -> int:
     code = run_cells(out, cells, Path(__file__).resolve())
     if code:
         return code
-    results = [json.loads(p.read_text()) for p in sorted(out.glob("cells/*/result.json"))]
-    names = list(grid["cells"])
-    results = [r for r in results if r["cell"] in grid["cells"]]
-    results.sort(key=lambda r: (names.index(r["cell"]), r["seed"]))
-    rows = aggregate(results, names[0])
     header = (f"# compare: grid {args.grid}, preset {args.preset}, equal {args.budget} "
-              f"({cells[0]['budget']:g}), {args.seeds} seed(s)\n\nBest validation loss per run (nats/token); "
-              f"Δ vs the first cell ({names[0]}); a difference is 'beyond spread' when it exceeds the sum of "
-              "both cells' standard deviations over seeds.")
-    table = write_table(rows, out, header)
-    plots = plot(results, out)
-    write_json(out / "results.json", {"rows": rows, "runs": results})
-    print(table)
-    print(f"wrote {out / 'table.md'}, {', '.join(p.name for p in plots)}", file=sys.stderr)
+              f"({cells[0]['budget']:g}), {args.seeds} seed(s)")
+    print(summarize(out, grid, header))
     return 0
 
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Embed recipe: train a sentence encoder contrastively, measure it against BM25, index a corpus, search it.
 
-    python recipes/embed.py --preset cpu                  # pairs of Multi30k task 2 captions of one image
-    python recipes/embed.py --lang de                     # ... German captions
+    python recipes/embed.py --preset cpu                  # pairs of Multi30k task 2 captions of one image (--lang de)
+    python recipes/embed.py --lang en-de                  # one multilingual encoder: English<->German retrieval
     python recipes/embed.py --init RUN_DIR                # from a recipes/mlm.py pre-training run
     python recipes/embed.py --init hf:bert-base-uncased   # from a BERT (or sentence-transformers) checkpoint
     python recipes/embed.py --text my.txt                 # unsupervised SimCSE on any text (dropout as augmentation)
-    python recipes/embed.py index CORPUS --index IDX --checkpoint RUN_DIR   # file, TSV column, JSONL, imdb, multi30k
+    python recipes/embed.py index CORPUS --index IDX --checkpoint RUN_DIR   # file, TSV, JSONL, imdb; --passage-tokens N
     python recipes/embed.py search --index IDX "a dog runs on the beach" -k 5
 
 Loss: symmetric InfoNCE over in-batch negatives (cosine / temperature). Report: caption-to-caption retrieval on
@@ -28,14 +28,14 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without install
     sys.path.insert(0, str(ROOT))
 
 from transformers_zoo import EncoderOnly, cli  # noqa: E402
-from transformers_zoo.corpora import load_multi30k_captions, read_lines  # noqa: E402
+from transformers_zoo.corpora import read_lines  # noqa: E402
 from transformers_zoo.pipeline import Context, load_model  # noqa: E402
 from transformers_zoo.retrieval import SentenceEncoder  # noqa: E402
 from transformers_zoo.retrieval.documents import read_corpus  # noqa: E402
 from transformers_zoo.retrieval.index import VectorIndex  # noqa: E402
 from transformers_zoo.retrieval.search import index_corpus, print_hits, search  # noqa: E402
 from transformers_zoo.runs import tokenizer_cache_dir  # noqa: E402
-from transformers_zoo.tasks.embedding import EmbeddingTask, EmbedSettings  # noqa: E402
+from transformers_zoo.tasks.embedding import EmbeddingTask, EmbedSettings, embedding_task  # noqa: E402
 from transformers_zoo.tasks.finetuning import is_hf, load_encoder_run  # noqa: E402
 from transformers_zoo.tokenizers import load_tokenizer, train_tokenizer  # noqa: E402
 
@@ -62,16 +62,15 @@ PRESETS = {
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
-    data.add_argument("--lang", dest="data__lang", choices=["en", "de"], default=None, help="caption language")
+    data.add_argument("--lang", dest="data__lang", choices=["en", "de", "en-de"], default=None,
+                      help="caption language; en-de: one encoder for both, trained on task 1's translation pairs")
     data.add_argument("--text", dest="data__text", type=cli.absolute, default=None,
                       help="unsupervised SimCSE on this file (one text a line, or JSONL {\"text\"}) instead of pairs")
     data.add_argument("--tokenizer", dest="data__tokenizer", choices=["char", "bpe", "unigram"], default=None,
                       help="tokenizer trained on the training texts (default unigram)")
     data.add_argument("--vocab", dest="data__vocab", type=int, default=None, help="sentencepiece vocabulary size")
-    data.add_argument("--batch-size", dest="data__batch_size", type=int, default=None,
-                      help="pairs a step (in-batch negatives: more is harder)")
-    data.add_argument("--temperature", dest="data__temperature", type=float, default=None,
-                      help="InfoNCE temperature (default 0.05)")
+    data.add_argument("--batch-size", dest="data__batch_size", type=int, default=None, help="pairs a step (negatives)")
+    data.add_argument("--temperature", dest="data__temperature", type=float, default=None, help="InfoNCE temperature")
     data.add_argument("--max-tokens", dest="data__max_tokens", type=int, default=None, help="tokens kept per text")
     data.add_argument("--init", default=None, metavar="RUN_DIR|hf:PATH",
                       help="start from a recipes/mlm.py pre-training run, or a Hugging Face BERT / sentence-"
@@ -106,20 +105,15 @@ def settings(args: argparse.Namespace) -> EmbedSettings:
 def prepare(s: EmbedSettings, ctx: Context) -> tuple[EmbeddingTask, EncoderOnly]:
     """Captions (and --text), the tokenizer (trained, the run's or --init's) and the model."""
     d = s.data
-    images = load_multi30k_captions(ctx.data_dir, d.lang, ("val", "test_2016") if d.text else
-                                    ("train", "val", "test_2016"))
-    evals = {split: images[split][:d.max_eval_images] for split in ("val", "test_2016")}
-    if d.text:
-        groups, source = [[t] for t in read_corpus(d.text)[1][:d.max_train_images]], f"SimCSE on {d.text}"
-    else:
-        groups, source = images["train"][:d.max_train_images], f"Multi30k task 2 caption pairs ({d.lang})"
     start = init_encoder(s.init, s.model.pooling) if s.init and not ctx.resumed else None
-    if ctx.resumed or start is not None:
-        tok = load_tokenizer(ctx.run_dir / "tokenizer") if ctx.resumed else start[2]
-    else:
-        tok = train_tokenizer(d.tokenizer, [t for g in groups for t in g], d.vocab, cache_dir=tokenizer_cache_dir(),
-                              hard_vocab_limit=False)
-    task = EmbeddingTask(tok, groups, evals, d, s.model.max_len, source)
+
+    def tokenizer_for(texts: list[str]):
+        if ctx.resumed or start is not None:
+            return load_tokenizer(ctx.run_dir / "tokenizer") if ctx.resumed else start[2]
+        return train_tokenizer(d.tokenizer, texts, d.vocab, cache_dir=tokenizer_cache_dir(), hard_vocab_limit=False)
+
+    task = embedding_task(d, ctx.data_dir, tokenizer_for, s.model.max_len)
+    tok = task.tokenizer
     torch.manual_seed(s.train.seed)  # the initial weights
     model = EncoderOnly(s.model if s.init else s.model.replace(vocab_size=tok.vocab_size, pad_id=tok.pad_id))
     if start is not None and not ctx.has_checkpoint:
@@ -164,6 +158,8 @@ def index_main(argv: list[str]) -> int:
                         help="flat: exact; hnsw: approximate, for large corpora (auto: hnsw from 200k texts)")
     parser.add_argument("--column", help="the TSV column of the texts")
     parser.add_argument("--id-column", help="the TSV column of the ids (default: row numbers)")
+    parser.add_argument("--passage-tokens", type=int, default=0, metavar="N", help="long texts as N-token passages")
+    parser.add_argument("--passage-overlap", type=int, default=0, metavar="M", help="tokens a passage repeats")
     parser.add_argument("--lang", default="en", choices=["en", "de"], help="multi30k: caption language")
     parser.add_argument("--split", default="test_2016", choices=["train", "val", "test_2016"], help="multi30k split")
     parser.add_argument("--data-dir", default=None, help="data sets folder (built-in corpora)")
@@ -171,7 +167,8 @@ def index_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     ids, texts = read_corpus(args.corpus, args.column, args.id_column, args.data_dir, args.lang, args.split)
     encoder, source = load_encoder(args)
-    index_corpus(encoder, ids, texts, args.index, args.kind, args.add, source, log=lambda m: print(m, file=sys.stderr))
+    index_corpus(encoder, ids, texts, args.index, args.kind, args.add, source, log=lambda m: print(m, file=sys.stderr),
+                 passages=(args.passage_tokens, args.passage_overlap))
     return 0
 
 

@@ -7,6 +7,8 @@
     python recipes/gpt.py sample --init hf:gpt2 --prompt "Hello, I'm a language model,"  # pre-trained GPT-2
     python recipes/gpt.py --init hf:gpt2 --preset gpu --lr 3e-5    # fine-tune GPT-2 on Tiny Shakespeare
     python recipes/gpt.py --eval-only --checkpoint RUN_DIR
+    python recipes/gpt.py knn --checkpoint RUN_DIR        # kNN-LM: datastore, tuning, test with and without
+    python recipes/gpt.py chat --init hf:HuggingFaceTB/SmolLM2-135M-Instruct   # a checkpoint with a chat template
 
 Evaluation covers the whole validation and test splits (every token scored once, in non-overlapping
 blocks), reporting loss, perplexity and bits per character. The run directory gets config.json, the
@@ -33,11 +35,13 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without install
     sys.path.insert(0, str(ROOT))
 
 from transformers_zoo import DecoderOnly, cli  # noqa: E402
+from transformers_zoo.cli.chat import chat_main  # noqa: E402
 from transformers_zoo.corpora import load_tinyshakespeare, read_text, resolve_data_dir  # noqa: E402
 from transformers_zoo.interop import load_hf_lm  # noqa: E402
 from transformers_zoo.interop import resolve_checkpoint as resolve_hf  # noqa: E402
 from transformers_zoo.pipeline import Context, load_model  # noqa: E402
 from transformers_zoo.runs import tokenizer_cache_dir  # noqa: E402
+from transformers_zoo.tasks.knn import LMExperiment  # noqa: E402
 from transformers_zoo.tasks.lm import LMSettings, LMTask, continue_text, prepare_lm_task  # noqa: E402
 from transformers_zoo.tokenizers import load_tokenizer  # noqa: E402
 
@@ -174,7 +178,17 @@ def sample_main(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"sample": sample_main}
+def knn_main(argv: list[str]) -> int:
+    """kNN-LM on a trained run (tasks/knn.py): `python recipes/gpt.py knn --checkpoint RUN_DIR`."""
+    def flags(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--max-eval-tokens", type=int, default=None,
+                            help="score only the first N tokens of validation and test (default: all)")
+
+    return cli.knn_main(sys.modules[__name__], argv, lambda task, args: LMExperiment(task, args.max_eval_tokens),
+                        flags)
+
+
+COMMANDS = {"sample": sample_main, "knn": knn_main, "chat": lambda argv: chat_main(argv, sys.modules[__name__])}
 
 if __name__ == "__main__":
     cli.main_guard(lambda: cli.recipe_main(sys.modules[__name__]))

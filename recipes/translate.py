@@ -9,6 +9,7 @@ best or checkpoint-averaged weights on validation, and report sacreBLEU and chrF
     python recipes/translate.py translate --checkpoint RUN_DIR "A man rides a bike."
     cat input.en | python recipes/translate.py translate --checkpoint RUN_DIR --show-attention attn.png
     python recipes/translate.py --eval-only --checkpoint RUN_DIR --beam 10 --out RUN_DIR/eval-beam10
+    python recipes/translate.py knn --checkpoint RUN_DIR          # kNN-MT: datastore, tuning, BLEU with and without
     python recipes/translate.py translate --init hf:Helsinki-NLP/opus-mt-en-de "A man rides a bike."
     python recipes/translate.py --init hf:Helsinki-NLP/opus-mt-en-de --lr 5e-5 --warmup-steps 100   # fine-tune
 
@@ -41,8 +42,10 @@ import torch  # noqa: E402
 from transformers_zoo import EncoderDecoder, cli  # noqa: E402
 from transformers_zoo.cli import main_guard  # noqa: E402, F401  (tests run main_guard(main))
 from transformers_zoo.interop import load_hf_translator, resolve_checkpoint  # noqa: E402
+from transformers_zoo.models import MODELS  # noqa: E402
 from transformers_zoo.pipeline import Context  # noqa: E402
 from transformers_zoo.tasks import translation as mt  # noqa: E402
+from transformers_zoo.tasks.knn import MTExperiment  # noqa: E402
 
 NAME, FAMILY, DEFAULT_PRESET, SETTINGS = "translate", "encoder_decoder", "cpu", mt.TranslationSettings
 
@@ -97,27 +100,21 @@ DATA_FLAGS = {
     "data__eval_limit": (int, "N", "evaluate only the first N pairs of validation and test splits (default: all)"),
     "data__init": (str, "hf:PATH", "fine-tune a Hugging Face Marian or T5 checkpoint (directory or Hub name)"),
     "data__tokenizer": (["bpe", "unigram"], None, "sentencepiece model type"),
-    "label_smoothing": (float, "EPS", "label smoothing of the training loss (default 0.1)")}
+    "label_smoothing": (float, "EPS", "label smoothing of the training loss (default 0.1)"),
+    "family": (["encoder_decoder", "decoder_only"], None, "default encoder_decoder; decoder_only: source as prefix")}
 SELECTION_FLAGS = {
     "eval__select": (["loss", "bleu"], None, "checkpoint selection on validation: loss (default) or greedy BLEU"),
     "eval__average_last": (int, "K", "average the last K checkpoints and evaluate that too (1 = off)")}
 
 
-def add_field_flags(group: argparse._ActionsContainer, flags: dict[str, tuple]) -> None:
-    """A flag per entry (`data__max_tokens` -> `--max-tokens`); a list of choices instead of a type and metavar."""
-    for dest, (tp, metavar, help_) in flags.items():
-        kind = {"choices": tp} if isinstance(tp, list) else {"type": tp, "metavar": metavar}
-        group.add_argument("--" + dest.split("__")[-1].replace("_", "-"), dest=dest, default=None, help=help_, **kind)
-
-
 def add_flags(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
-    add_field_flags(data, DATA_FLAGS)
+    cli.add_field_flags(data, DATA_FLAGS)
     data.add_argument("--test", dest="data__tests", action="append", default=None, metavar="NAME=SRC_FILE,TGT_FILE",
                       help="a test set to report (repeatable); added to Multi30k's when training on Multi30k")
     data.add_argument("--separate-vocab", dest="data__separate_vocab", action="store_true", default=None,
                       help="one vocabulary per language (then source and target embeddings are not shared)")
-    add_field_flags(parser.add_argument_group("evaluation"), {**SEARCH_FLAGS, **SELECTION_FLAGS})
+    cli.add_field_flags(parser.add_argument_group("evaluation"), {**SEARCH_FLAGS, **SELECTION_FLAGS})
 
 
 hf_checkpoint = functools.lru_cache(maxsize=1)(load_hf_translator)  # --init's (model, tokenizers), read once
@@ -150,9 +147,9 @@ def prepare(s: mt.TranslationSettings, ctx: Context) -> tuple[mt.TranslationTask
     tokenizers = mt.load_tokenizers(ctx.run_dir) if ctx.resumed else hf_checkpoint(s.data.init)[1:] if s.data.init \
         else None
     task = mt.prepare_translation_task(mt.load_pairs(s.data, ctx.data_dir), s.data, s.eval, s.model.max_len,
-                                       tokenizers, s.label_smoothing)
+                                       tokenizers, s.label_smoothing, s.family)
     torch.manual_seed(s.train.seed)  # the initial weights
-    model = EncoderDecoder(s.model if s.data.init else task.model_config(s.model))
+    model = MODELS[s.family](s.model if s.data.init else task.model_config(s.model))
     if s.data.init and not ctx.has_checkpoint:  # a resumed run has weights of its own
         model.load_state_dict(hf_checkpoint(s.data.init)[0].state_dict())
         print(f"model: initialised from {s.data.init}", file=sys.stderr)
@@ -169,7 +166,7 @@ def translate_main(argv: list[str]) -> int:
     weights.add_argument("--checkpoint", metavar="RUN_DIR",
                          help="run directory (its selected weights), RUN_DIR/averaged or a checkpoints/step_* folder")
     weights.add_argument("--init", metavar="hf:PATH", help="a Hugging Face Marian or T5 checkpoint instead")
-    add_field_flags(parser, SEARCH_FLAGS)
+    cli.add_field_flags(parser, SEARCH_FLAGS)
     parser.add_argument("--show-attention", metavar="PATH.png", default=None, help="save the last decoder layer's "
                         "cross-attention of each sentence as a heat map: PATH.png, PATH-2.png, ...")
     parser.add_argument("--heads", choices=["mean", "all"], default="mean",
@@ -189,12 +186,15 @@ def translate_main(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"translate": translate_main}
+def knn_main(argv: list[str]) -> int:
+    """kNN-MT on a trained run (tasks/knn.py): `python recipes/translate.py knn --checkpoint RUN_DIR`."""
+    return cli.knn_main(sys.modules[__name__], argv, lambda task, args: MTExperiment(task, args.splits), lambda p:
+                        p.add_argument("--splits", type=lambda v: tuple(v.split(",")), default=None, help="test splits "
+                                       "to report, comma-separated (default: all; the first gets the fractions)"))
 
 
-def main() -> int:
-    return cli.recipe_main(sys.modules[__name__])
-
+COMMANDS = {"translate": translate_main, "knn": knn_main}
+main = functools.partial(cli.recipe_main, sys.modules[__name__])
 
 if __name__ == "__main__":
     main_guard(main)

@@ -7,7 +7,7 @@ import pytest
 from transformers_zoo import DecoderOnly, ModelConfig
 from transformers_zoo.comparison import (
     aggregate,
-    budget_steps,
+    budget_changes,
     cell_slug,
     flops_per_token,
     load_grid,
@@ -49,13 +49,12 @@ def test_flops_and_non_embedding_params():
 
 
 @pytest.mark.parametrize("kind, budget, expected", [
-    ("steps", 7, {"max_steps": 7}), ("tokens", 1000, {"max_steps": 3}), ("tokens", 10, {"max_steps": 1}),
-    ("flops", 3e6, {"max_steps": 1}), ("flops", 6.4e7, {"max_steps": 20}),
-    ("time", 1.5, {"max_steps": None, "max_minutes": 1.5, "schedule": "inverse_sqrt"})])
-def test_budget_steps(kind, budget, expected):
-    train = {"max_steps": 99, "schedule": "cosine"}
-    budget_steps({"budget_kind": kind, "budget": budget}, train, tokens_per_step=320.0, fpt=1e4)
-    assert {k: train[k] for k in expected} == expected
+    ("steps", 7, {"train.max_steps": 7}), ("tokens", 1000, {"train.max_steps": 3}),
+    ("tokens", 10, {"train.max_steps": 1}), ("flops", 3e6, {"train.max_steps": 1}),
+    ("flops", 6.4e7, {"train.max_steps": 20}),
+    ("time", 1.5, {"train.max_steps": None, "train.max_minutes": 1.5, "train.schedule": "inverse_sqrt"})])
+def test_budget_changes(kind, budget, expected):
+    assert budget_changes(kind, budget, tokens_per_step=320.0, fpt=1e4) == expected
 
 
 def result(cell, seed, loss, **extra):

@@ -4,7 +4,7 @@ tokens, wall time or training FLOPs) in its own run directory, writing ``result.
 aggregated over seeds into a table and plots. recipes/compare.py is the script around it:
 
     grid = load_grid("my_grid.toml", GRIDS)            # checked before anything runs
-    run_cell(cell_dir)                                 # one (cell, seed) from cell_dir/cell.json
+    run_cell(cell_dir, recipes)                        # one (cell, seed) from cell_dir/cell.json: a recipe's run
     rows = aggregate(results, base_name)               # mean +- std per cell, difference to the base
     write_table(rows, out, header); plot(results, out)
 """
@@ -20,25 +20,21 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
 
+from . import pipeline
 from .cli import resolve_device
 from .config import ModelConfig
-from .corpora import load_multi30k, load_tinyshakespeare, read_text, resolve_data_dir
-from .models import DecoderOnly, EncoderDecoder
-from .runs import write_json
-from .tasks.base import fit
-from .tasks.lm import prepare_lm_task
-from .tasks.translation import SearchSettings, TranslationDataSettings, prepare_translation_task
-from .training import TrainConfig, load_checkpoint
+from .runs import read_run_config, write_json
 from .training.metrics_log import read_metrics
 
 #: what every cell of a grid gets equally
 BUDGETS = ("steps", "tokens", "time", "flops")
 #: the model families a translation cell may choose (``family = ...``)
-FAMILIES = {"encoder_decoder": EncoderDecoder, "decoder_only": DecoderOnly}
+FAMILIES = ("encoder_decoder", "decoder_only")
 
 
 # ----------------------------------------------------------------------------------------------- grids
@@ -61,8 +57,8 @@ def load_grid(name: str, builtin: dict[str, dict[str, Any]]) -> dict[str, Any]:
             grid = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as err:
             raise ValueError(f"{path}: not valid TOML ({err})") from None
-    if grid.get("task", "lm") not in TASKS:
-        raise ValueError(f"{path}: task {grid.get('task')!r} is not one of {', '.join(TASKS)}")
+    if grid.get("task", "lm") not in RECIPES:
+        raise ValueError(f"{path}: task {grid.get('task')!r} is not one of {', '.join(RECIPES)}")
     if not grid.get("cells"):
         raise ValueError(f"{path}: the grid has no [cells.<name>] tables")
     for cell, overrides in grid["cells"].items():
@@ -97,13 +93,38 @@ def cell_slug(name: str) -> str:
 # ------------------------------------------------------------------------------------------- one cell
 
 
-def run_cell(cell_dir: Path) -> None:
-    """Train and evaluate one (cell, seed) as described by `cell_dir/cell.json`; write `result.json`."""
+def run_cell(cell_dir: Path, recipes: dict[str, ModuleType]) -> None:
+    """Train and evaluate one (cell, seed) described by ``cell_dir/cell.json`` as a run of its task's recipe
+    (``recipes[RECIPES[task]]``: recipes/gpt.py for "lm", recipes/translate.py for "translation") through
+    ``pipeline.train``, so a cell directory is that recipe's run directory (config.json, checkpoints,
+    metrics.jsonl, report.json, report.md; resumed when it holds one); then write ``result.json``."""
     spec = json.loads((cell_dir / "cell.json").read_text())
-    torch.manual_seed(spec["seed"])
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
-    TASKS[spec["task"]](spec, cell_dir)
+    recipe = recipes[RECIPES[spec["task"]]]
+    resumed = (cell_dir / "config.json").exists()
+    if resumed:
+        settings = pipeline.settings_of(recipe, read_run_config(cell_dir)).merged({"train.resume": True})
+    else:
+        settings = recipe.SETTINGS.from_dict(spec["settings"])
+    cost_file = cell_dir / "cost.json"
+
+    def budget(task: Any, model: torch.nn.Module, settings: Any) -> dict[str, Any]:
+        cost = COSTS[spec["task"]](task, model, settings)
+        write_json(cost_file, cost)
+        return budget_changes(spec["budget_kind"], spec["budget"], cost["tokens_per_step"], cost["flops_per_token"])
+
+    report = pipeline.train(recipe, settings, pipeline.Context(cell_dir, resumed, spec["data_dir"]), budget)
+    fields = {"extrapolation": {}}
+    if spec["task"] == "translation":
+        test = report["eval"][TRANSLATION_TEST]
+        hyps = (cell_dir / test["hypotheses"]).read_text(encoding="utf-8").splitlines()
+        fields.update(bleu=test["bleu"], bleu_sentences=len(hyps))
+    elif spec.get("eval_lengths"):
+        _, task, model = pipeline.load_run(recipe, cell_dir, spec["data_dir"], spec["settings"]["train"]["device"])
+        fields["extrapolation"] = extrapolate(task, model, spec["eval_lengths"])
+    finish_cell(cell_dir, spec, report, resolve_device(settings.train.device), **json.loads(cost_file.read_text()),
+                **fields)
 
 
 def run_cells(out: Path, cells: list[dict[str, Any]], script: Path) -> int:
@@ -129,110 +150,95 @@ def run_cells(out: Path, cells: list[dict[str, Any]], script: Path) -> int:
     return 0
 
 
-def budget_steps(spec: dict[str, Any], train: dict[str, Any], tokens_per_step: float, fpt: float) -> None:
-    """Turn the grid's budget into the TrainConfig's: steps, or minutes for an equal-wall-time budget."""
-    kind, budget = spec["budget_kind"], spec["budget"]
+
+def lm_cost(task: Any, model: torch.nn.Module, settings: Any) -> dict[str, float]:
+    """A decoder-only LM cell: its training FLOPs per token and tokens per step."""
+    block = settings.data.block_size
+    return {"params": sum(p.numel() for p in model.parameters()), "tokens_per_step": block * settings.data.batch_size,
+            "flops_per_token": flops_per_token(model.config, non_embedding_params(model), block)}
+
+
+def translation_cost(task: Any, model: torch.nn.Module, settings: Any) -> dict[str, float]:
+    """A translation cell: training FLOPs per scored target token, 6 x (non-embedding) parameters x the tokens
+    each reads (an encoder-decoder's encoder reads the source, its decoder the target; a decoder-only model
+    reads both), and the padded tokens per step."""
+    train_ex = task.data.examples["train"]
+    src_len = statistics.fmean(len(s) for s, _ in train_ex)  # source + EOS (or + SEP as a prefix)
+    tgt_len = statistics.fmean(len(t) + 1 for _, t in train_ex)  # target + EOS
+    if settings.family == "encoder_decoder":
+        enc = non_embedding_params(model.encoder)
+        fpt = 6.0 * (enc * src_len + (non_embedding_params(model) - enc) * tgt_len) / tgt_len
+    else:
+        fpt = 6.0 * non_embedding_params(model) * (src_len + tgt_len) / tgt_len
+    return {"params": sum(p.numel() for p in model.parameters()), "tokens_per_step": settings.data.max_tokens,
+            "flops_per_token": fpt}
+
+
+#: each grid task's recipe (by NAME) and training cost
+RECIPES = {"lm": "gpt", "translation": "translate"}
+COSTS = {"lm": lm_cost, "translation": translation_cost}
+TRANSLATION_TEST = "test_2016_flickr"
+
+
+def budget_changes(kind: str, budget: float, tokens_per_step: float, fpt: float) -> dict[str, Any]:
+    """The grid's budget as training settings: steps, or minutes for an equal-wall-time budget."""
     if kind == "steps":
-        train["max_steps"] = int(budget)
-    elif kind == "tokens":
-        train["max_steps"] = max(1, int(budget // tokens_per_step))
-    elif kind == "flops":
-        train["max_steps"] = max(1, int(budget // (fpt * tokens_per_step)))
-    else:  # equal wall time: the schedule cannot know the step count, so decay by inverse sqrt instead of cosine
-        train.update(max_minutes=float(budget), schedule="inverse_sqrt", max_steps=None)
+        return {"train.max_steps": int(budget)}
+    if kind == "tokens":
+        return {"train.max_steps": max(1, int(budget // tokens_per_step))}
+    if kind == "flops":
+        return {"train.max_steps": max(1, int(budget // (fpt * tokens_per_step)))}
+    # equal wall time: the schedule cannot know the step count, so decay by inverse sqrt instead of cosine
+    return {"train.max_minutes": float(budget), "train.schedule": "inverse_sqrt", "train.max_steps": None}
 
 
-def finish_cell(cell_dir: Path, spec: dict[str, Any], summary: dict[str, Any], device: torch.device,
+def extrapolate(task: Any, model: torch.nn.Module, factors: list[int]) -> dict[str, float | None]:
+    """Validation loss of the trained LM at ``factor`` x its training context (None where learned positions
+    end)."""
+    out: dict[str, float | None] = {}
+    for factor in factors:
+        length = factor * task.block_size
+        if model.config.positional == "learned" and length > model.config.max_len:
+            out[str(factor)] = None  # learned positions stop at max_len
+            continue
+        longer = replace(task, block_size=length, eval_batch_size=max(1, 64 // factor))
+        out[str(factor)] = longer.evaluate(model, "val")["loss"]
+    return out
+
+
+def finish_cell(cell_dir: Path, spec: dict[str, Any], report: dict[str, Any], device: torch.device,
                 **fields: Any) -> None:
-    """Write ``cell_dir/result.json``: the run's summary, its validation curve, peak memory and ``fields``."""
+    """Write ``cell_dir/result.json``: the run's report figures, its validation curve, peak memory and ``fields``."""
     rows = read_metrics(cell_dir)
     curve = [{"step": r["step"], "elapsed_s": r.get("elapsed_s"), "val_loss": r["val_loss"]}
              for r in rows if r.get("split") == "val" and r.get("val_loss") is not None]
     peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     write_json(cell_dir / "result.json", {
-        "cell": spec["cell"], "seed": spec["seed"], "steps": summary["steps"], "wall_s": summary["wall_s"],
-        "tokens_per_s": summary["train_tokens_per_s"], "best_val_loss": summary["best_metric"],
+        "cell": spec["cell"], "seed": spec["seed"], "steps": report["steps"], "wall_s": report["wall_s"],
+        "tokens_per_s": report["train_tokens_per_s"], "best_val_loss": report["best_metric"],
         "final_val_loss": curve[-1]["val_loss"] if curve else None, "peak_memory_mb": peak_mb, "curve": curve,
-        "extrapolation": {}, **fields})
-
-
-def run_lm_cell(spec: dict[str, Any], cell_dir: Path) -> None:
-    """A decoder-only LM on characters (the LMTask recipes/gpt.py trains: the same data, loss and evaluation);
-    optionally evaluated at longer contexts (extrapolation)."""
-    data, seed = spec["data"], spec["seed"]
-    device = resolve_device(spec["device"])
-    text = read_text(data["text"]) if data.get("text") else load_tinyshakespeare(resolve_data_dir(spec["data_dir"]))
-    task = prepare_lm_task(text, (0.9, 0.1, 0.0), "char", data["block_size"], data["batch_size"],
-                           eval_batch_size=64, max_eval_tokens=data.get("max_eval_tokens"))
-    tok = task.tokenizer
-    cfg = ModelConfig.from_dict({**spec["model"], "vocab_size": tok.vocab_size, "pad_id": tok.pad_id})
-    model = DecoderOnly(cfg)
-    params = sum(p.numel() for p in model.parameters())
-    fpt = flops_per_token(cfg, non_embedding_params(model), data["block_size"])
-    tokens_per_step = data["block_size"] * data["batch_size"]
-    train = dict(spec["train"], seed=seed, device=spec["device"], resume=(cell_dir / "checkpoints").exists())
-    budget_steps(spec, train, tokens_per_step, fpt)
-    summary = fit(task, model, TrainConfig.from_dict(train), cell_dir, {"model": cfg.to_dict()})
-    best = DecoderOnly(cfg).to(device)
-    load_checkpoint(cell_dir, best)
-    extrapolation = {}
-    for factor in spec.get("eval_lengths", []):
-        length = factor * data["block_size"]
-        if cfg.positional == "learned" and length > cfg.max_len:
-            extrapolation[str(factor)] = None  # learned positions stop at max_len
-            continue
-        longer = replace(task, block_size=length, eval_batch_size=max(1, 64 // factor))
-        extrapolation[str(factor)] = longer.evaluate(best, "val")["loss"]
-    finish_cell(cell_dir, spec, summary, device, params=params, flops_per_token=fpt, tokens_per_step=tokens_per_step,
-                extrapolation=extrapolation)
-
-
-def run_translation_cell(spec: dict[str, Any], cell_dir: Path) -> None:
-    """Multi30k en->de by an encoder-decoder or a decoder-only model (source as a prefix): the TranslationTask
-    recipes/translate.py trains (the same vocabulary, token-budget batches, label-smoothed loss on target tokens,
-    validation loss and search), for either family; BLEU of beam search on test_2016_flickr's first
-    ``eval_limit`` pairs (validation is scored whole)."""
-    data, seed = spec["data"], spec["seed"]
-    device = resolve_device(spec["device"])
-    model_fields = dict(spec["model"])
-    family = model_fields.pop("family", "encoder_decoder")
-    pairs = load_multi30k(resolve_data_dir(spec["data_dir"]), "en", "de")
-    test = "test_2016_flickr"
-    pairs = {"train": pairs["train"], "val": pairs["val"], test: pairs[test][:data.get("eval_limit")]}
-    task = prepare_translation_task(pairs, TranslationDataSettings(vocab=data["vocab"], max_tokens=data["max_tokens"]),
-                                    SearchSettings(beam=data["beam"]), ModelConfig.from_dict(model_fields).max_len,
-                                    label_smoothing=0.1, family=family)
-    tok = task.tokenizer
-    cfg = ModelConfig.from_dict({**model_fields, "vocab_size": tok.vocab_size, "pad_id": tok.pad_id})
-    model = FAMILIES[family](cfg)
-    params = sum(p.numel() for p in model.parameters())
-    # training FLOPs per scored target token: 6 x (non-embedding) parameters x the tokens each reads
-    train_ex = task.data.examples["train"]
-    src_len = statistics.fmean(len(s) for s, _ in train_ex)  # source + EOS (or + SEP as a prefix)
-    tgt_len = statistics.fmean(len(t) + 1 for _, t in train_ex)  # target + EOS
-    if family == "encoder_decoder":
-        enc = non_embedding_params(model.encoder)
-        fpt = 6.0 * (enc * src_len + (non_embedding_params(model) - enc) * tgt_len) / tgt_len
-    else:
-        fpt = 6.0 * non_embedding_params(model) * (src_len + tgt_len) / tgt_len
-    train = dict(spec["train"], seed=seed, device=spec["device"], resume=(cell_dir / "checkpoints").exists())
-    budget_steps(spec, train, data["max_tokens"], fpt)
-    summary = task.fit(model, TrainConfig.from_dict(train), cell_dir)
-    best = FAMILIES[family](cfg).to(device)
-    load_checkpoint(cell_dir, best)
-    m = task.evaluate(best, test)
-    hyps = task.translations[test]["hypotheses"]
-    (cell_dir / "hyp.de").write_text("\n".join(hyps) + "\n", encoding="utf-8")
-    finish_cell(cell_dir, spec, summary, device, params=params, flops_per_token=fpt,
-                tokens_per_step=data["max_tokens"], bleu=m["bleu"], bleu_sentences=len(hyps))
-
-
-#: the cell of each grid task
-TASKS = {"lm": run_lm_cell, "translation": run_translation_cell}
+        **fields})
 
 
 # ---------------------------------------------------------------------------------------------- results
+
+
+def summarize(out: Path, grid: dict[str, Any], header: str) -> str:
+    """Read every cell's ``result.json`` under ``out``, aggregate them over seeds, and write ``table.md`` (returned),
+    ``results.json`` and the plots."""
+    names = list(grid["cells"])
+    results = [json.loads(p.read_text()) for p in sorted(out.glob("cells/*/result.json"))]
+    results = sorted((r for r in results if r["cell"] in grid["cells"]), key=lambda r: (names.index(r["cell"]),
+                                                                                         r["seed"]))
+    rows = aggregate(results, names[0])
+    table = write_table(rows, out, header + "\n\nBest validation loss per run (nats/token); Δ vs the first cell "
+                        f"({names[0]}); a difference is 'beyond spread' when it exceeds the sum of both cells' "
+                        "standard deviations over seeds.")
+    plots = plot(results, out)
+    write_json(out / "results.json", {"rows": rows, "runs": results})
+    print(f"wrote {out / 'table.md'}, {', '.join(p.name for p in plots)}", file=sys.stderr)
+    return table
 
 
 def aggregate(results: list[dict[str, Any]], base_name: str) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ within its own length budget (fairseq's `--max-tokens`, `--max-len-a/b`), for ei
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -44,34 +44,40 @@ def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | N
     return logits
 
 
-def _next_logits(model, tokens: torch.Tensor, cache, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Next-token logits `(B, V)` in fp32 with padding ruled out."""
+@torch.no_grad()
+def _next_logits(model, tokens: torch.Tensor, cache, mask: torch.Tensor | None = None,
+                 keep: Collection[int] = ()) -> torch.Tensor:
+    """Next-token logits `(B, V)` in fp32 with padding ruled out (unless `pad_id` is in `keep`: a checkpoint
+    that pads with its end-of-turn token must still be able to end a turn)."""
     logits = model.decode_step(tokens, cache, mask).float()
-    logits[:, model.config.pad_id] = float("-inf")
+    if model.config.pad_id not in keep:
+        logits[:, model.config.pad_id] = float("-inf")
     return logits
 
 
 def iter_tokens(model, cache, prompt: torch.Tensor, choose: Callable[[torch.Tensor], torch.Tensor],
-                max_new_tokens: int, eos_id: int | None = None, prompt_mask: torch.Tensor | None = None
-                ) -> Iterator[torch.Tensor]:
-    """Yield the next token of every row `(B,)` until all rows have emitted `eos_id` or the budget ends.
+                max_new_tokens: int, eos_id: int | None = None, prompt_mask: torch.Tensor | None = None,
+                stop_ids: Collection[int] = ()) -> Iterator[torch.Tensor]:
+    """Yield the next token of every row `(B,)` until all rows have emitted `eos_id` (or one of `stop_ids`:
+    a chat template's end of turn, never ruled out as padding) or the budget ends.
 
     `choose(logits (B, V)) -> (B,)` picks the tokens. Rows that finished yield `pad_id`. This is the
-    streaming form; `greedy` and `sample` collect it.
+    streaming form; `greedy` and `sample` collect it. The cache holds every token but the last one yielded.
     """
     pad_id = model.config.pad_id
+    stops = torch.tensor(sorted({*stop_ids, *(() if eos_id is None else (eos_id,))}), device=prompt.device)
     finished = torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
-    logits = _next_logits(model, prompt, cache, prompt_mask)
+    logits = _next_logits(model, prompt, cache, prompt_mask, stop_ids)
     for step in range(max_new_tokens):
         token = choose(logits)
         token = token.masked_fill(finished, pad_id)
         yield token
-        if eos_id is not None:
-            finished |= token == eos_id
+        if len(stops):
+            finished |= torch.isin(token, stops)
             if bool(finished.all()):
                 return
         if step + 1 < max_new_tokens:
-            logits = _next_logits(model, token[:, None], cache)
+            logits = _next_logits(model, token[:, None], cache, keep=stop_ids)
 
 
 @torch.no_grad()

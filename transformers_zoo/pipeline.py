@@ -5,7 +5,7 @@ A recipe is a module with presets, flags and two functions (see DESIGN.md, "Reci
     NAME, FAMILY, DEFAULT_PRESET = "gpt", "decoder_only", "cpu"
     PRESETS = {"tiny": {"model": {...}, "train": {...}, "data": {...}}, ...}
     SETTINGS = LMSettings                       # the frozen settings tree (tasks/lm.py)
-    def settings(args) -> LMSettings            # presets + flags (cli.py turns them into fields)
+    def settings(args) -> LMSettings            # presets + flags (cli/ turns them into fields)
     def prepare(settings, ctx) -> (task, model) # data, tokenizer, model: every bad input fails here
 
 and this module does the rest, never seeing a flag:
@@ -58,6 +58,18 @@ class Context:
         return self.resumed and latest_checkpoint(self.run_dir) is not None
 
 
+def recipe_from_file(path: str | Path) -> ModuleType:
+    """A recipe file (recipes/gpt.py) as a module, for code that runs recipes it does not import (compare.py's
+    cells, tests)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{Path(path).stem}_recipe", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import would: the module can find itself while it runs
+    spec.loader.exec_module(module)
+    return module
+
+
 def log(message: str) -> None:
     if is_main():
         print(message, file=sys.stderr, flush=True)
@@ -85,9 +97,12 @@ def config_of(recipe: ModuleType, settings: Settings, task: Any) -> dict[str, An
     return {"recipe": recipe.NAME, **settings.to_dict(), **task.config_extra()}
 
 
-def train(recipe: ModuleType, settings: Settings, ctx: Context) -> dict[str, Any]:
+def train(recipe: ModuleType, settings: Settings, ctx: Context,
+          adjust: Callable[[Any, nn.Module, Settings], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Train (or continue) a run of ``recipe`` in ``ctx.run_dir``, then evaluate its final weights on every
-    held-out split and write the report. Returns report.json's dict (empty on ranks other than the main)."""
+    held-out split and write the report. Returns report.json's dict (empty on ranks other than the main).
+    ``adjust(task, model, settings)`` may return settings changes (dotted paths) that need the prepared data and
+    model, before anything is saved (recipes/compare.py turns a FLOPs budget into steps with it)."""
     init_distributed(settings.train.device)  # a no-op unless launched by torchrun
     if not ctx.resumed:  # every rank must agree on the directory (its default name has a time stamp)
         ctx = Context(Path(broadcast_object(str(ctx.run_dir))), False, ctx.data_dir)
@@ -95,6 +110,8 @@ def train(recipe: ModuleType, settings: Settings, ctx: Context) -> dict[str, Any
     task, model = recipe.prepare(settings, ctx)  # bad input fails here, before the run directory exists
     # with what the data decided (the vocabulary; a fine-tuning run's tokenizer)
     settings = settings.merged({"model": model.config.to_dict(), **task.settings_changes()})
+    if adjust is not None and not ctx.resumed:
+        settings = settings.merged(adjust(task, model, settings))
     config = config_of(recipe, settings, task)
     if is_main():
         ctx.run_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +130,8 @@ def train(recipe: ModuleType, settings: Settings, ctx: Context) -> dict[str, Any
     evals = task.evaluate_all(final, ctx.run_dir)
     eval_s = time.perf_counter() - start
     report = {"recipe": recipe.NAME, "config": config, "params": params,
-              **{k: summary.get(k) for k in ("wall_s", "train_tokens_per_s", "best_step", "steps", "stopped")},
+              **{k: summary.get(k) for k in ("wall_s", "train_tokens_per_s", "best_step", "best_metric", "steps",
+                                            "stopped")},
               "eval_wall_s": eval_s, **task.report_extra(summary), **chosen, "eval": evals}
     sections = task.report_sections(final, ctx.run_dir)
     if summary.get("stopped") == "max_minutes":  # the wall-clock cap is a safety net: say when it fired

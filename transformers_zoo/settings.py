@@ -2,7 +2,7 @@
 
 A recipe's whole configuration is one `Settings` tree: its `ModelConfig`, its `TrainConfig` and the settings
 of its task (data, search, ...), each a frozen dataclass like `ModelConfig`. The library reads fields; only
-`cli.py` knows flag names. Errors raised here are `SettingsError`s that name the field by its dotted path
+`cli/` knows flag names. Errors raised here are `SettingsError`s that name the field by its dotted path
 (`data.block_size`), so the command line can say which flag was wrong.
 
     @dataclass(frozen=True)

@@ -82,6 +82,12 @@ def test_families_grid_tiny(shared_data_dir, tmp_path):
     rows = {r["cell"]: r for r in check_outputs(out, 2)}
     assert all(0 <= r["bleu"] <= 100 for r in rows.values())
     assert "BLEU (beam)" in (out / "table.md").read_text()
-    for cell in ("encoder-decoder__2_2_layers-s0", "decoder-only__4_layers__source_prefix-s0"):
-        hyps = (out / "cells" / cell / "hyp.de").read_text().splitlines()
-        assert len(hyps) == 30
+    for cell, family in (("encoder-decoder__2_2_layers-s0", "encoder_decoder"),
+                         ("decoder-only__4_layers__source_prefix-s0", "decoder_only")):
+        run_dir = out / "cells" / cell  # a translate.py run directory
+        assert json.loads((run_dir / "config.json").read_text())["family"] == family
+        report = json.loads((run_dir / "report.json").read_text())
+        assert report["recipe"] == "translate"
+        hyps = (run_dir / "hyp" / "test_2016_flickr.de").read_text().splitlines()
+        assert len(hyps) == 30 and report["eval"]["test_2016_flickr"]["bleu"] == pytest.approx(
+            json.loads((run_dir / "result.json").read_text())["bleu"])

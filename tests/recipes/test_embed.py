@@ -92,3 +92,16 @@ def test_init_from_a_sentence_transformers_folder(shared_data_dir, tmp_path):
     run("index", tmp_path / "c.txt", "--index", tmp_path / "idx", "--init", f"hf:{folder}")
     hits = json.loads(run("search", "--index", tmp_path / "idx", "a dog", "--json").stdout)["hits"]
     assert hits[0]["text"] == "a dog" and abs(hits[0]["score"] - 1) < 1e-5
+
+
+def test_multilingual_encoder_retrieves_across_languages(shared_data_dir, tmp_path):
+    out = tmp_path / "ende"
+    run("--preset", "tiny", "--lang", "en-de", "--max-steps", "20", "--data-dir", shared_data_dir, "--out", out)
+    report = json.loads((out / "report.json").read_text())
+    test = report["eval"]["test_2016"]
+    # 40 pairs: a random ranking finds the translation first 2.5% of the time
+    assert test["r@10"] > 25 and test["de_en_r@10"] > 25 and test["r@1"] <= test["r@5"] <= test["r@10"]
+    assert "German -> English" in (out / "report.md").read_text()
+    refused = run("--preset", "tiny", "--lang", "en-de", "--text", out / "report.md", "--out", tmp_path / "x",
+                  "--data-dir", shared_data_dir, check=False)
+    assert refused.returncode == 2 and "en-de trains on translation pairs" in refused.stderr

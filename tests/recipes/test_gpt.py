@@ -116,3 +116,33 @@ def test_tokenizer_cache_is_outside_the_data_dir(data_copy, tmp_path):
     assert len(list((cache / "tokenizers").iterdir())) == 1  # one entry: the second run found the first's
     a, b = (json.loads((tmp_path / n / "config.json").read_text()) for n in "ab")
     assert a["tokenizer_fingerprint"] == b["tokenizer_fingerprint"]
+
+
+def test_knn_builds_tunes_reports_and_refuses_other_datastores(shared_data_dir, tmp_path):
+    """`gpt.py knn` (issue #30) on a tiny run of 40k characters: the datastore in the run dir, the report with and
+    without retrieval, the gain per datastore size; a datastore of other weights or another dimension, or an empty
+    one: one line."""
+    from transformers_zoo.retrieval.datastore import Datastore
+
+    text = (shared_data_dir / "tinyshakespeare" / "input.txt").read_text()[:40000]
+    (tmp_path / "small.txt").write_text(text)
+    tiny_run = tmp_path / "run"
+    run("--preset", "tiny", "--text", tmp_path / "small.txt", "--max-steps", "20", "--out", tiny_run, "--threads", "1")
+    knn = ("knn", "--checkpoint", tiny_run, "--fractions", "0.3,1", "--lambdas", "0,0.3,0.6", "--temperatures", "1,10",
+           "--ks", "4,16", "--threads", "1")
+    run(*knn)
+    report = json.loads((tiny_run / "knn_report.json").read_text())
+    test = report["test"]["test"]
+    assert report["datastore"]["entries"] == len(text) * 8 // 10 - 1 and report["datastore"]["built"]
+    assert [r["fraction"] for r in report["fractions"]] == [0.3, 1.0]
+    assert test["with"]["loss"] <= test["without"]["loss"] + 0.01 and report["tuned"]["k"] in (4, 16)
+    assert report["tuned"]["val_loss"] <= report["tuned"]["val_base_loss"]  # lambda 0 was on the grid
+    assert report["slowdown"] > 0 and (tiny_run / "knn_gain.png").is_file()
+    assert "| test |" in (tiny_run / "knn_report.md").read_text()
+    store = tiny_run / "knn-datastore"
+    other = Datastore.load(store)  # the same states under another model's fingerprint: another run's
+    other.index.meta["fingerprint"] = "0" * 64
+    other.save(tmp_path / "other")
+    proc = run(*knn, "--datastore", tmp_path / "other", check=False)  # (dimension, empty: tests/retrieval)
+    assert proc.returncode == 2 and "built from other weights" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -147,15 +147,21 @@ def test_eval_only_writes_to_out(call, tiny_run: Path, shared_data_dir: Path, tm
     assert len(lines(out / m["hypotheses"])) == 20
 
 
-def test_own_files_separate_vocab_select_bleu_and_resume(call, shared_data_dir: Path, tmp_path: Path) -> None:
-    pairs = load_multi30k(shared_data_dir, "en", "de")
-    for name, split, n in (("tr", "train", 400), ("va", "val", 20), ("te", "test_2016_flickr", 10)):
+def own_files(data_dir: Path, tmp_path: Path, n_train: int = 400, n_val: int = 20, n_test: int = 10) -> list:
+    """The first pairs of Multi30k's train, val and test_2016 as files of one's own; the flags that train on them
+    (tiny preset, test split "mine")."""
+    pairs = load_multi30k(data_dir, "en", "de")
+    for name, split, n in (("tr", "train", n_train), ("va", "val", n_val), ("te", "test_2016_flickr", n_test)):
         for side, lang in ((0, "en"), (1, "de")):
             (tmp_path / f"{name}.{lang}").write_text("".join(p[side] + "\n" for p in pairs[split][:n]))
+    return ["--preset", "tiny", "--train-src", tmp_path / "tr.en", "--train-tgt", tmp_path / "tr.de",
+            "--valid-src", tmp_path / "va.en", "--valid-tgt", tmp_path / "va.de",
+            "--test", f"mine={tmp_path / 'te.en'},{tmp_path / 'te.de'}"]
+
+
+def test_own_files_separate_vocab_select_bleu_and_resume(call, shared_data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    code, _, err = call("--preset", "tiny", "--train-src", tmp_path / "tr.en", "--train-tgt", tmp_path / "tr.de",
-                        "--valid-src", tmp_path / "va.en", "--valid-tgt", tmp_path / "va.de",
-                        "--test", f"mine={tmp_path / 'te.en'},{tmp_path / 'te.de'}", "--separate-vocab",
+    code, _, err = call(*own_files(shared_data_dir, tmp_path, n_val=20, n_test=10), "--separate-vocab",
                         "--vocab", "400", "--select", "bleu", "--max-steps", "10", "--out", out)
     assert code == 0, err
     assert (out / "tokenizer-src" / "tokenizer.json").is_file()
@@ -298,3 +304,22 @@ def test_flags_set_settings_fields_zero_included(recipe) -> None:
         with pytest.raises(SettingsError) as err:
             recipe.settings(parser.parse_args(["--preset", "tiny", *flags]))
         assert cli.flag_of(parser, err.value.path) == flag
+
+
+def test_knn_mt_on_own_files_reports_bleu_with_and_without(call, shared_data_dir: Path, tmp_path: Path) -> None:
+    """`translate.py knn` (issue #30): teacher-forced target states of the training pairs in the run dir, BLEU and
+    chrF of each test split with and without retrieval, the datastore fractions, the decoding slowdown."""
+    out = tmp_path / "run"
+    code, _, err = call(*own_files(shared_data_dir, tmp_path, n_val=12, n_test=8), "--vocab", "400", "--max-steps",
+                        "6", "--out", out)
+    assert code == 0, err
+    code, stdout, err = call("knn", "--checkpoint", out, "--fractions", "0.5,1", "--lambdas", "0,0.5",
+                             "--temperatures", "10", "--ks", "4")
+    assert code == 0, err
+    report = json.loads((out / "knn_report.json").read_text())
+    mine = report["test"]["mine"]
+    assert report["method"] == "kNN-MT" and report["datastore"]["kind"] == "flat"
+    assert report["datastore"]["entries"] > 400 and {"bleu", "chrf", "loss"} <= set(mine["with"])
+    assert mine["delta"] == mine["with"]["bleu"] - mine["without"]["bleu"] and report["slowdown"] > 0
+    assert [row["fraction"] for row in report["fractions"]] == [0.5, 1.0] and "mine" in stdout
+    assert (out / "knn_gain.png").is_file() and "| mine |" in (out / "knn_report.md").read_text()

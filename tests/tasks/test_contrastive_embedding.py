@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from transformers_zoo.tasks.embedding import PairStream, info_nce
@@ -33,3 +34,28 @@ def test_pair_stream_pairs_distinct_members_of_one_group_and_resumes():
         next(replay)
     resumed.load_state_dict(replay.state_dict())
     assert all(torch.equal(next(resumed)["a"], batch["a"]) for batch in first[3:])
+
+
+def test_cross_lingual_metrics_equal_a_brute_force_ranking():
+    import numpy as np
+
+    from transformers_zoo import EncoderOnly, ModelConfig
+    from transformers_zoo.retrieval.encode import encode_texts
+    from transformers_zoo.tasks.embedding import CrossLingualTask, EmbedDataSettings
+    from transformers_zoo.tokenizers import CharTokenizer
+
+    en = ["a dog runs", "two cats sleep", "a man rides a bike", "children play in snow", "a red car"]
+    de = ["ein hund rennt", "zwei katzen schlafen", "ein mann fährt rad", "kinder spielen im schnee", "ein rotes auto"]
+    tok = CharTokenizer.train(" ".join(en + de))
+    torch.manual_seed(0)
+    model = EncoderOnly(ModelConfig(vocab_size=tok.vocab_size, pad_id=tok.pad_id, d_model=16, n_heads=2, n_layers=1,
+                                    max_len=32, pooling="mean", n_classes=0, dropout=0.0))
+    pairs = list(zip(en, de, strict=True))
+    task = CrossLingualTask(tok, [list(p) for p in pairs], {"test_2016": pairs}, EmbedDataSettings(lang="en-de"), 32,
+                            "test")
+    metrics = task.evaluate(model, "test_2016")
+    q, d = (encode_texts(model, task.eval_rows["test_2016"][i], tok.pad_id, normalize=True).numpy() for i in (0, 1))
+    for prefix, a, b in (("", q, d), ("de_en_", d, q)):
+        ranks = [int(np.where(np.argsort(-(a[i] @ b.T), kind="stable") == i)[0][0]) for i in range(len(a))]
+        assert metrics[prefix + "r@1"] == pytest.approx(100 * np.mean([r == 0 for r in ranks]))
+        assert metrics[prefix + "mrr"] == pytest.approx(100 * np.mean([1 / (r + 1) for r in ranks]))

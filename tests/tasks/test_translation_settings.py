@@ -51,6 +51,13 @@ def test_data_settings_validate_and_name_the_field(tmp_path: Path):
         SearchSettings(beam=0)
     with pytest.raises(SettingsError, match="label_smoothing"):
         TranslationSettings.from_dict({"model": MODEL, "train": TRAIN, "label_smoothing": 1.0})
+    assert TranslationSettings.from_dict({"model": MODEL, "train": TRAIN}).family == "encoder_decoder"  # old runs
+    with pytest.raises(SettingsError, match="one of encoder_decoder, decoder_only") as err:
+        TranslationSettings.from_dict({"model": MODEL, "train": TRAIN, "family": "encoder_only"})
+    assert err.value.path == "family"
+    with pytest.raises(SettingsError, match="decoder_only cannot start from a Marian or T5"):
+        TranslationSettings.from_dict({"model": MODEL, "train": TRAIN, "family": "decoder_only",
+                                       "data": {"init": "hf:/m", "tokenizer": "marian"}})
 
 
 def test_what_a_resume_and_an_evaluation_may_change():

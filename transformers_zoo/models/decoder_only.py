@@ -31,9 +31,16 @@ class DecoderOnly(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """`attention_mask (B, T)`: True for real tokens; by default every token that is not `pad_id`.
         Padding may be on either side: positions count real tokens only."""
+        return self.project(self.hidden(input_ids, attention_mask))
+
+    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The final hidden states `(B, T, D)`: what the output projection reads (kNN-LM's datastore keys)."""
         if attention_mask is None:
             attention_mask = padding_mask(input_ids, self.config.pad_id)
-        h = self.stack(self.embed(input_ids), key_mask=attention_mask)
+        return self.stack(self.embed(input_ids), key_mask=attention_mask)
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits `(..., V)` of final hidden states `h (..., D)`."""
         return output_logits(self.lm_head, h, self.output_scale)
 
     def init_cache(self, batch_size: int) -> KVCache:
@@ -43,8 +50,12 @@ class DecoderOnly(nn.Module):
                     ) -> torch.Tensor:
         """Append `tokens (B, t)` (a left-padded prompt with its mask, or one new token) to `cache`;
         return the logits `(B, vocab_size)` that predict the token after the last one."""
-        h = self.stack(self.embed(tokens), key_mask=attention_mask, cache=cache)[:, -1]
-        return output_logits(self.lm_head, h, self.output_scale)
+        return self.project(self.step_hidden(tokens, cache, attention_mask))
+
+    def step_hidden(self, tokens: torch.Tensor, cache: KVCache, attention_mask: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+        """`decode_step` before the output projection: the last final hidden state `(B, D)`."""
+        return self.stack(self.embed(tokens), key_mask=attention_mask, cache=cache)[:, -1]
 
 
 @torch.no_grad()

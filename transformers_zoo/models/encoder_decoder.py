@@ -58,16 +58,29 @@ class EncoderDecoder(nn.Module):
     def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor | None = None,
                tgt_mask: torch.Tensor | None = None) -> torch.Tensor:
         """`tgt_in (B, T)` (shifted right: BOS first) attending to `memory (B, S, D)` -> logits `(B, T, V)`."""
-        h = self.decoder(self.tgt_embed(tgt_in), key_mask=tgt_mask, memory=memory, memory_mask=src_mask)
+        return self.project(self.decoder_hidden(tgt_in, memory, src_mask, tgt_mask))
+
+    def decoder_hidden(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor | None = None,
+                       tgt_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`decode` before the output projection: the decoder's final hidden states `(B, T, D)`."""
+        return self.decoder(self.tgt_embed(tgt_in), key_mask=tgt_mask, memory=memory, memory_mask=src_mask)
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits `(..., V)` of final decoder states `h (..., D)`."""
         return output_logits(self.lm_head, h, self.output_scale)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, src_mask: torch.Tensor | None = None,
                 tgt_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.project(self.hidden(src, tgt_in, src_mask, tgt_mask))
+
+    def hidden(self, src: torch.Tensor, tgt_in: torch.Tensor, src_mask: torch.Tensor | None = None,
+               tgt_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`forward` before the output projection: the decoder's final hidden states `(B, T, D)`."""
         if src_mask is None:
             src_mask = self.source_mask(src)
         if tgt_mask is None:
             tgt_mask = self.target_mask(tgt_in)
-        return self.decode(tgt_in, self.encode(src, src_mask), src_mask, tgt_mask)
+        return self.decoder_hidden(tgt_in, self.encode(src, src_mask), src_mask, tgt_mask)
 
     def init_cache(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> KVCache:
         """Encode `src (B, S)` and keep each decoder layer's cross-attention keys/values in a new cache."""
@@ -84,5 +97,9 @@ class EncoderDecoder(nn.Module):
     def decode_step(self, tokens: torch.Tensor, cache: KVCache, attention_mask: torch.Tensor | None = None
                     ) -> torch.Tensor:
         """Append target `tokens (B, t)` to `cache`; return next-token logits `(B, vocab_size)`."""
-        h = self.decoder(self.tgt_embed(tokens), key_mask=attention_mask, cache=cache)[:, -1]
-        return output_logits(self.lm_head, h, self.output_scale)
+        return self.project(self.step_hidden(tokens, cache, attention_mask))
+
+    def step_hidden(self, tokens: torch.Tensor, cache: KVCache, attention_mask: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+        """`decode_step` before the output projection: the last decoder state `(B, D)`."""
+        return self.decoder(self.tgt_embed(tokens), key_mask=attention_mask, cache=cache)[:, -1]

@@ -5,7 +5,10 @@ values (appended each step, in preallocated buffers that double when full) and, 
 models, the cross-attention keys and values (computed once per source). The cache also keeps what a
 step needs to know about the past: `key_mask (B, L)` (False for left padding of batched prompts),
 the next position of each row, and the encoder memory's mask. `reorder(index)` selects rows along
-the batch dim (beam search reorders and expands with it).
+the batch dim (beam search reorders and expands with it). For continuous batching (a server decoding
+requests that start and end at different steps), `KVCache.stack(caches)` joins caches of different
+lengths into one batch, left-padding the shorter ones, and `trim()` drops the leading columns no row
+needs any more once rows have left.
 """
 
 from __future__ import annotations
@@ -110,6 +113,15 @@ class KVCache:
         self.length += t
         return positions
 
+    def truncate(self, length: int) -> None:
+        """Forget every token after the first `length` (a chat's next turn keeps the prefix it shares with the
+        last one). Only for a cache without padding, whose positions are just 0..length-1."""
+        if self.padded or not 0 <= length <= self.length:
+            raise ValueError(f"cannot truncate a cache of {self.length} tokens (padded={self.padded}) to {length}")
+        for layer in self.layers:
+            layer.length = min(layer.length, length)
+        self.length = length
+
     def reorder(self, index: torch.Tensor, cross: bool = True) -> None:
         """Keep rows `index (B',)` of the batch, in that order (repeats allowed: beam expansion).
 
@@ -125,3 +137,65 @@ class KVCache:
             self._next_position = self._next_position.index_select(0, index)
         if self.memory_mask is not None and cross:
             self.memory_mask = self.memory_mask.index_select(0, index)
+
+    @classmethod
+    def stack(cls, caches: list[KVCache]) -> KVCache:
+        """One cache whose rows are those of ``caches`` in order, each left-padded to the longest.
+
+        Every row keeps its own positions and sees only its own tokens, so decoding the stacked cache gives
+        each row what it would get alone. Self-attention caches only (decoder-only models): sources of
+        different lengths would need their cross-attention keys padded too.
+        """
+        if not caches:
+            raise ValueError("stack needs at least one cache")
+        if len(caches) == 1:
+            return caches[0]
+        first = caches[0]
+        if any(c.memory_mask is not None for c in caches):
+            raise ValueError("KVCache.stack joins self-attention caches only (no encoder memory)")
+        if any(len(c.layers) != len(first.layers) for c in caches):
+            raise ValueError("caches of models with different numbers of layers cannot be stacked")
+        length = max(c.length for c in caches)
+        out = cls(len(first.layers), sum(c.batch_size for c in caches), first.device)
+        out.length, out.padded = length, True
+        out._key_mask = torch.cat([_pad_left(c.key_mask, length, False) for c in caches])
+        out._key_positions = torch.cat([_pad_left(c.key_positions.expand(c.batch_size, -1), length, 0)
+                                        for c in caches])
+        out._next_position = torch.cat([c._next_position if c.padded else
+                                        torch.full((c.batch_size,), c.length, dtype=torch.long, device=c.device)
+                                        for c in caches])
+        for i, layer in enumerate(out.layers):
+            parts = [c.layers[i] for c in caches]
+            if any(p.k is None for p in parts):
+                raise ValueError("every cache must hold at least one token to be stacked")
+            layer.k = torch.cat([_pad_left(p.k[:, :, : p.length], length, 0.0, dim=2) for p in parts])
+            layer.v = torch.cat([_pad_left(p.v[:, :, : p.length], length, 0.0, dim=2) for p in parts])
+            layer.length = length
+        return out
+
+    def trim(self) -> None:
+        """Drop the leading columns where no row has a real token (left by rows that left the batch)."""
+        if not self.padded or self.length == 0:
+            return
+        used = self._key_mask.any(dim=0).nonzero()
+        start = int(used[0]) if used.numel() else self.length
+        if start == 0:
+            return
+        self._key_mask = self._key_mask[:, start:]
+        self._key_positions = self._key_positions[:, start:]
+        for layer in self.layers:
+            if layer.k is not None:
+                layer.k = layer.k[:, :, start : layer.length].contiguous()
+                layer.v = layer.v[:, :, start : layer.length].contiguous()
+                layer.length -= start
+        self.length -= start
+
+
+def _pad_left(t: torch.Tensor, length: int, value: float | bool, dim: int = 1) -> torch.Tensor:
+    """``t`` with ``value`` put before its entries along ``dim`` so that it is ``length`` long there."""
+    missing = length - t.shape[dim]
+    if missing == 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat((t.new_full(shape, value), t), dim=dim)

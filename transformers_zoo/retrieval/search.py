@@ -14,6 +14,7 @@ from pathlib import Path
 from ..corpora import PathLike
 from .encode import SentenceEncoder
 from .index import Hit, IndexFolderError, VectorIndex
+from .passages import split_passages
 
 __all__ = ["index_corpus", "print_hits", "search"]
 
@@ -23,12 +24,17 @@ HNSW_FROM = 200_000
 
 def index_corpus(encoder: SentenceEncoder, ids: Sequence[str], texts: Sequence[str], folder: PathLike,
                  kind: str = "auto", add: bool = False, source: str | None = None,
-                 log=lambda message: None) -> VectorIndex:
+                 log=lambda message: None, passages: tuple[int, int] = (0, 0)) -> VectorIndex:
     """Embed ``texts`` into the index at ``folder``: a new one (refused if one is there), or with ``add`` the
-    existing one extended (refused when another encoder wrote it). Written atomically; returns the index."""
+    existing one extended (refused when another encoder wrote it). ``passages = (size, overlap)``: texts longer
+    than ``size`` tokens are split (``passages.split_passages``; 0: not). Written atomically; returns the index."""
     folder = Path(folder)
     if not texts:
         raise IndexFolderError("empty corpus: nothing to index", folder)
+    if passages[0]:
+        n_texts = len(texts)
+        ids, texts = split_passages(ids, texts, encoder.tokenizer, *passages)
+        log(f"{n_texts:,} texts -> {len(texts):,} passages of at most {passages[0]} tokens ({passages[1]} shared)")
     if add:
         index = VectorIndex.load(folder, fingerprint=encoder.fingerprint)
     else:

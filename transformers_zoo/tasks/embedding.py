@@ -1,11 +1,14 @@
-"""Sentence embeddings trained contrastively, evaluated by caption-to-caption retrieval (Multi30k task 2).
+"""Sentence embeddings trained contrastively, evaluated by caption-to-caption retrieval (Multi30k task 2), or
+by English<->German retrieval (``lang="en-de"``: one multilingual encoder trained on task 1's parallel pairs).
 
 Training pairs are two captions of one image (paraphrases); each batch holds ``batch_size`` distinct images, so
 the other captions of the batch are the negatives. The loss is symmetric InfoNCE (CLIP's, van den Oord et al.
 2018) over cosine similarities divided by ``temperature``. With ``text`` (unsupervised SimCSE, Gao et al. 2021)
 a pair is one text twice: dropout makes the two views differ. Evaluation ranks, for each caption of a split,
 all the others (relevant: the other captions of its image): dense R@1/5/10 and MRR on every split, and on the
-test split BM25 and hybrid (reciprocal-rank fusion of both) rows beside it.
+test split BM25 and hybrid (reciprocal-rank fusion of both) rows beside it. With ``lang="en-de"`` a pair is an
+English caption and its German translation, and each English sentence of a split ranks all the German ones (and
+the other way round; relevant: its translation): a measure of one vector space shared by two languages.
 """
 
 from __future__ import annotations
@@ -22,26 +25,30 @@ from torch import nn
 
 from ..batching import derive_seed, pad
 from ..config import ModelConfig
-from ..corpora import MULTI30K_TASK2_LANGS
-from ..retrieval.captions import bm25_rankings, caption_set, retrieval_rows
+from ..corpora import MULTI30K_TASK2_LANGS, load_multi30k, load_multi30k_captions
+from ..retrieval.captions import DEPTH, bm25_rankings, caption_set, retrieval_rows
+from ..retrieval.documents import read_corpus
 from ..retrieval.encode import encode_texts, frame_ids
+from ..retrieval.metrics import ranking_metrics
 from ..settings import Settings
 from ..tokenizers import Tokenizer
 from ..training import TrainConfig
 from .base import TaskBase
 
-__all__ = ["EmbedDataSettings", "EmbedSettings", "EmbeddingTask", "PairStream"]
+__all__ = ["CrossLingualTask", "EmbedDataSettings", "EmbedSettings", "EmbeddingTask", "PairStream", "embedding_task"]
 
 ROWS = ("dense", "bm25", "hybrid")
+CROSS_LINGUAL = "en-de"  # the lang of a multilingual encoder: English<->German retrieval on Multi30k task 1
 METRICS = ("r@1", "r@5", "r@10", "mrr")
 
 
 @dataclass(frozen=True)
 class EmbedDataSettings(Settings):
     """What a sentence encoder trains and is evaluated on: Multi30k task 2 captions in ``lang`` (pairs of one
-    image's captions), or the texts of ``text`` (SimCSE); ``tokenizer`` trained on them (``vocab`` pieces; an
-    ``--init`` run brings its own); texts cut to ``max_tokens``; ``batch_size`` pairs a step; ``temperature``
-    of InfoNCE; ``max_train_images`` / ``max_eval_images`` cut the data (smoke tests)."""
+    image's captions), task 1's English-German pairs (``lang="en-de"``), or the texts of ``text`` (SimCSE);
+    ``tokenizer`` trained on them (``vocab`` pieces; an ``--init`` run brings its own); texts cut to
+    ``max_tokens``; ``batch_size`` pairs a step; ``temperature`` of InfoNCE; ``max_train_images`` /
+    ``max_eval_images`` cut the data (smoke tests; pairs for ``en-de``)."""
 
     lang: str = "en"
     text: str | None = None
@@ -55,7 +62,7 @@ class EmbedDataSettings(Settings):
     eval_batch_size: int = 256
 
     def __post_init__(self) -> None:
-        self.check_choice("lang", MULTI30K_TASK2_LANGS)
+        self.check_choice("lang", (*MULTI30K_TASK2_LANGS, CROSS_LINGUAL))
         self.check_choice("tokenizer", ("char", "bpe", "unigram"))
         self.check_positive("vocab", "max_tokens", "batch_size", "temperature", "max_train_images",
                             "max_eval_images", "eval_batch_size")
@@ -131,8 +138,11 @@ class EmbeddingTask(TaskBase):
         self.groups = [frame_ids(tokenizer, g, self.max_tokens) for g in train_groups]
         self.eval_splits = tuple(eval_images)
         self.test_split = self.eval_splits[-1]
+        self.set_eval(eval_images)
+
+    def set_eval(self, eval_images: dict[str, list[list[str]]]) -> None:
         self.eval_sets = {s: caption_set(images) for s, images in eval_images.items()}
-        self.eval_rows = {s: frame_ids(tokenizer, texts, self.max_tokens) for s, (texts, _) in self.eval_sets.items()}
+        self.eval_rows = {s: frame_ids(self.tokenizer, t, self.max_tokens) for s, (t, _) in self.eval_sets.items()}
         self._bm25: dict[str, np.ndarray] = {}
 
     def describe(self) -> str:
@@ -178,3 +188,68 @@ class EmbeddingTask(TaskBase):
         m = evals[self.test_split]
         return (f"{self.test_split} R@1 dense {m['r@1']:.1f}, BM25 {m['bm25_r@1']:.1f}, hybrid {m['hybrid_r@1']:.1f}; "
                 f"MRR dense {m['mrr']:.1f}, BM25 {m['bm25_mrr']:.1f}, hybrid {m['hybrid_mrr']:.1f}")
+
+
+class CrossLingualTask(EmbeddingTask):
+    """A multilingual encoder: trained on translation pairs, evaluated by English->German and German->English
+    retrieval among a split's pairs (``eval_pairs``: ``{split: [(en, de), ...]}``); dense rows only (BM25 cannot
+    match across languages). ``r@k`` / ``mrr`` are English->German (val ``mrr`` selects the checkpoint),
+    ``de_en_*`` the other way."""
+
+    def set_eval(self, eval_pairs: dict[str, list[tuple[str, str]]]) -> None:
+        self.eval_sets = {s: ([en for en, _ in p], [de for _, de in p]) for s, p in eval_pairs.items()}
+        self.eval_rows = {s: tuple(frame_ids(self.tokenizer, side, self.max_tokens) for side in sides)
+                          for s, sides in self.eval_sets.items()}
+
+    def describe(self) -> str:
+        sizes = ", ".join(f"{s} {len(en)} pairs" for s, (en, _) in self.eval_sets.items())
+        return (f"data: {self.source}: {len(self.groups)} training pairs; evaluation {sizes}; joint vocabulary "
+                f"{self.tokenizer.vocab_size}")
+
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        en, de = (encode_texts(model, rows, self.tokenizer.pad_id, self.settings.eval_batch_size, normalize=True)
+                  for rows in self.eval_rows[split])
+        relevant = [{i} for i in range(len(en))]
+        out = {}
+        for prefix, queries, docs in (("", en, de), ("de_en_", de, en)):
+            ranked = (queries @ docs.T).topk(min(DEPTH, len(docs)), dim=1).indices.numpy()
+            out.update({prefix + k: v for k, v in ranking_metrics(ranked, relevant).items()})
+        return out
+
+    def report_sections(self, model: nn.Module, run_dir: Path) -> list[tuple[str, str]]:
+        split = self.test_split
+        m = self.evaluate(model, split)
+        head = "| direction | " + " | ".join(k.upper() for k in METRICS) + " |\n|---|" + "---:|" * len(METRICS) + "\n"
+        rows = "".join(f"| {name} | " + " | ".join(f"{m[prefix + k]:.1f}" for k in METRICS) + " |\n"
+                       for name, prefix in (("English -> German", ""), ("German -> English", "de_en_")))
+        n = len(self.eval_sets[split][0])
+        return [(f"Cross-lingual retrieval, {split}",
+                 f"Each of {n} sentences ranks the {n} sentences of the other language; relevant: its translation "
+                 f"(chance R@1 {100 / n:.1f}). Cosine of the one encoder; percent; MRR over the top {DEPTH}.\n\n"
+                 + head + rows)]
+
+    def summary_line(self, evals: dict[str, dict[str, Any]]) -> str:
+        m = evals[self.test_split]
+        return (f"{self.test_split} en->de R@1 {m['r@1']:.1f} MRR {m['mrr']:.1f}; de->en R@1 {m['de_en_r@1']:.1f} "
+                f"MRR {m['de_en_mrr']:.1f}")
+
+
+def embedding_task(d: EmbedDataSettings, data_dir: str | None, tokenizer_for: Any, max_len: int) -> EmbeddingTask:
+    """The task of ``d``: its training groups and held-out sets read (Multi30k task 2 captions, task 1 pairs for
+    ``en-de``, or ``text`` for SimCSE with the captions' held-out sets), ``tokenizer_for(texts)`` giving the
+    tokenizer (trained on the training texts, or the run's)."""
+    if d.lang == CROSS_LINGUAL:
+        pairs = load_multi30k(data_dir, "en", "de")
+        evals = {"val": pairs["val"][:d.max_eval_images], "test_2016": pairs["test_2016_flickr"][:d.max_eval_images]}
+        groups = [list(p) for p in pairs["train"][:d.max_train_images]]
+        if d.text:
+            raise ValueError("--text (SimCSE) trains on one language's texts; en-de trains on translation pairs")
+        texts = [t for g in groups for t in g]
+        return CrossLingualTask(tokenizer_for(texts), groups, evals, d, max_len, "Multi30k task 1 en-de pairs")
+    images = load_multi30k_captions(data_dir, d.lang, ("val", "test_2016") if d.text else ("train", "val", "test_2016"))
+    evals = {split: images[split][:d.max_eval_images] for split in ("val", "test_2016")}
+    if d.text:
+        groups, source = [[t] for t in read_corpus(d.text)[1][:d.max_train_images]], f"SimCSE on {d.text}"
+    else:
+        groups, source = images["train"][:d.max_train_images], f"Multi30k task 2 caption pairs ({d.lang})"
+    return EmbeddingTask(tokenizer_for([t for g in groups for t in g]), groups, evals, d, max_len, source)

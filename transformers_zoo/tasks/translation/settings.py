@@ -136,20 +136,26 @@ class SearchSettings(Settings):
 
 @dataclass(frozen=True, kw_only=True)
 class TranslationSettings(Settings):
-    """A translation run: the model, training, data and search settings, the preset they came from, and the
-    ``label_smoothing`` of the training loss (evaluation losses are never smoothed). Checkpoint selection
-    follows ``eval.select``: the trainer keeps the best ``val_loss`` (or ``val_bleu``), and at least
-    ``eval.average_last`` checkpoints to average."""
+    """A translation run: the model, training, data and search settings, the preset they came from, the
+    ``label_smoothing`` of the training loss (evaluation losses are never smoothed), and the model ``family``:
+    an ``encoder_decoder``, or a ``decoder_only`` model that reads the source as a prefix of one causal stream
+    and is trained on the target tokens only (recipes/compare.py's families grid sets them side by side).
+    Checkpoint selection follows ``eval.select``: the trainer keeps the best ``val_loss`` (or ``val_bleu``),
+    and at least ``eval.average_last`` checkpoints to average."""
 
     model: ModelConfig
     train: TrainConfig
     data: TranslationDataSettings = field(default_factory=TranslationDataSettings)
     eval: SearchSettings = field(default_factory=SearchSettings)
     label_smoothing: float = 0.1
+    family: str = "encoder_decoder"
     preset: str | None = None
 
     def __post_init__(self) -> None:
         self.check_range("label_smoothing", 0.0, 1.0, high_open=True)
+        self.check_choice("family", ("encoder_decoder", "decoder_only"))
+        if self.family == "decoder_only" and self.data.init:
+            raise SettingsError("family", "decoder_only cannot start from a Marian or T5 checkpoint (data.init)")
         bleu = self.eval.select == "bleu"
         train = dataclasses.replace(self.train, best_metric="val_bleu" if bleu else "val_loss",
                                     best_mode="max" if bleu else "min",

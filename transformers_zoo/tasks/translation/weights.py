@@ -98,6 +98,9 @@ def load_translator(checkpoint: str | Path | None = None, init: str | None = Non
         raise ValueError(f"{checkpoint}: a {saved.get('recipe')!r} run, not a translate run")
     names = set(TranslationSettings.__dataclass_fields__)
     settings = TranslationSettings.from_dict({k: v for k, v in saved.items() if k in names})
+    if settings.family != "encoder_decoder":
+        raise ValueError(f"{checkpoint}: a {settings.family} translation run; translating sentences one by one "
+                         "serves encoder-decoder runs (this run's test translations are in its hyp/ folder)")
     src_tok, tgt_tok = load_tokenizers(run_dir)
     model = EncoderDecoder(settings.model)
     load_selected(checkpoint, run_dir, model, fingerprint_of(settings.model, src_tok, tgt_tok))
