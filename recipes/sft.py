@@ -31,10 +31,12 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without install
     sys.path.insert(0, str(ROOT))
 
 from transformers_zoo import cli  # noqa: E402
+from transformers_zoo.cli.chat import chat_main  # noqa: E402
 from transformers_zoo.corpora import resolve_data_dir  # noqa: E402
 from transformers_zoo.interop import resolve_checkpoint as resolve_hf  # noqa: E402
 from transformers_zoo.tasks.sft import (  # noqa: E402
     SFTSettings,
+    load_chat_model,  # noqa: F401  (chat: a LoRA run's merged weights)
     load_start,
     prepare_sft,
     read_report,
@@ -143,7 +145,7 @@ def table_main(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"table": table_main}
+COMMANDS = {"table": table_main, "chat": lambda argv: chat_main(argv, sys.modules[__name__])}
 
 if __name__ == "__main__":
     cli.main_guard(lambda: cli.recipe_main(sys.modules[__name__]))

@@ -22,3 +22,10 @@ def test_only_cli_knows_flags():
     users = [p.relative_to(ROOT) for p in (ROOT / "transformers_zoo").rglob("*.py")
              if "argparse" in p.read_text(encoding="utf-8") and cli not in p.parents]
     assert users == []
+
+
+def test_test_modules_have_unique_names():
+    """tests/ has no __init__.py files, so pytest imports each test module by its file name: two test_x.py in
+    different folders make the whole run fail at collection."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

@@ -47,6 +47,8 @@ def load_chat_model(args: argparse.Namespace, recipe: ModuleType | None):
     if args.checkpoint:
         if recipe is None:
             raise ValueError("--checkpoint needs the recipe that trained the run: run the recipe's chat command")
+        if hasattr(recipe, "load_chat_model"):  # a recipe whose runs chat from other weights (sft: LoRA merged)
+            return recipe.load_chat_model(args.checkpoint, args.device)
         from ..pipeline import load_model
 
         _, model, tok = load_model(recipe, args.checkpoint, args.device)

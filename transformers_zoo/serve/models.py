@@ -113,6 +113,11 @@ def _load_run(name: str, path: Path, device: str) -> ServedModel:
 
         _, model, tok = load_model(SimpleNamespace(FAMILY="decoder_only", SETTINGS=LMSettings), path, device)
         return ServedModel(name, "decoder_only", model, tok, str(path))
+    if recipe == "sft":  # an instruction-tuned decoder (a LoRA run's merged weights) with its chat template
+        from ..tasks.sft import load_chat_model
+
+        model, tok = load_chat_model(path, device)
+        return ServedModel(name, "decoder_only", model, tok, str(path))
     if recipe == "translate":
         from ..tasks.translation.weights import load_translator
 

@@ -1,0 +1,106 @@
+"""Conversations packed into training blocks: ids and assistant masks, first-fit packing, the collator, and the
+stream that first pre-trains on running text, then instruction-tunes (one resumable stream)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ...batching import IGNORE_INDEX, EpochBatches
+from ...batching.batches import derive_seed
+from ...batching.collators import pad
+from ...tokenizers import Tokenizer
+from ...tokenizers.chat import encode_training
+from .settings import Conversation
+
+# ------------------------------------------------------------------------------------------- packing
+
+@dataclass
+class Packed:
+    """Blocks of ``block_size + 1`` token ids with, for each, whether it is trained (an assistant token), and how
+    many conversations were packed and dropped (longer than a block)."""
+
+    blocks: list[tuple[list[int], list[bool]]]
+    conversations: int
+    dropped: int
+
+
+def encode_all(tokenizer: Tokenizer, conversations: Sequence[Conversation]) -> list[tuple[list[int], list[bool]]]:
+    return [encode_training(tokenizer, c, f"conversation {i}") for i, c in enumerate(conversations)]
+
+
+def pack(encoded: Sequence[tuple[list[int], list[bool]]], block_size: int, seed: int) -> Packed:
+    """First-fit packing of whole conversations, in a seeded order, into blocks of ``block_size + 1`` tokens."""
+    order = torch.randperm(len(encoded), generator=torch.Generator().manual_seed(seed)).tolist()
+    size = block_size + 1
+    blocks: list[tuple[list[int], list[bool]]] = []
+    dropped = 0
+    for i in order:
+        ids, trained = encoded[i]
+        if len(ids) > size:
+            dropped += 1
+            continue
+        if not blocks or len(blocks[-1][0]) + len(ids) > size:
+            blocks.append(([], []))
+        blocks[-1][0].extend(ids)
+        blocks[-1][1].extend(trained)
+    return Packed(blocks, len(encoded) - dropped, dropped)
+
+
+@dataclass(frozen=True)
+class PackedCollator:
+    """Blocks -> ``{"input_ids": (B, T), "labels": (B, T)}``: labels shifted by one, IGNORE_INDEX where the
+    target is not an assistant token and on the padding."""
+
+    pad_id: int
+
+    def __call__(self, blocks: Sequence[tuple[list[int], list[bool]]]) -> dict[str, torch.Tensor]:
+        inputs = [ids[:-1] for ids, _ in blocks]
+        labels = [[t if keep else IGNORE_INDEX for t, keep in zip(ids[1:], trained[1:], strict=True)]
+                  for ids, trained in blocks]
+        return {"input_ids": pad(inputs, self.pad_id), "labels": pad(labels, IGNORE_INDEX)}
+
+
+def packed_stream(packed: Packed, batch_size: int, seed: int, pad_id: int) -> EpochBatches:
+    """The blocks in a new seeded order every epoch, ``batch_size`` a batch; resumable."""
+
+    def batches(epoch: int) -> list[list[int]]:
+        order = torch.randperm(len(packed.blocks), generator=torch.Generator().manual_seed(
+            derive_seed(seed, epoch) % 2**62)).tolist()
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+    return EpochBatches(packed.blocks, batches, PackedCollator(pad_id))
+
+
+class PhasedStream:
+    """The first ``first_batches`` batches of ``first`` (pre-training text), then ``second`` (conversations):
+    resumable as both are, its position included."""
+
+    def __init__(self, first: EpochBatches | None, second: EpochBatches, first_batches: int):
+        self.first, self.second, self.first_batches = first, second, first_batches if first is not None else 0
+        self.emitted = 0
+
+    @property
+    def epoch(self) -> int:
+        return self.second.epoch
+
+    def __iter__(self) -> PhasedStream:
+        return self
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        source = self.first if self.emitted < self.first_batches else self.second
+        self.emitted += 1
+        return next(source)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"emitted": self.emitted, "second": self.second.state_dict(),
+                **({"first": self.first.state_dict()} if self.first is not None else {})}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.emitted = int(state["emitted"])
+        self.second.load_state_dict(state["second"])
+        if self.first is not None:
+            self.first.load_state_dict(state["first"])
