@@ -44,7 +44,19 @@ def test_completion_is_the_greedy_answer_with_usage(server, client):
     assert out.usage.total_tokens == n_prompt + n_new
 
 
-def test_streamed_completion_equals_the_plain_one_and_ends_with_usage(server, client):
+@pytest.fixture
+def paced(server, monkeypatch):
+    """Each decoding step of "lm" takes at least 5 ms, so the event loop hands every token out before the next one
+    exists. Unpaced, the tiny model can finish between two wake-ups of the loop on an idle machine, and its tokens
+    then share one chunk (as they should when a client reads slower than the model writes)."""
+    import time
+
+    model = server.app.state.engines["lm"].model
+    step = model.decode_step
+    monkeypatch.setattr(model, "decode_step", lambda *a, **k: time.sleep(0.005) or step(*a, **k))
+
+
+def test_streamed_completion_equals_the_plain_one_and_ends_with_usage(server, client, paced):
     want, n_prompt, n_new = greedy_text(server, "a dog", 15)
     stream = client.completions.create(model="lm", prompt="a dog", max_tokens=15, temperature=0, stream=True,
                                        stream_options={"include_usage": True})
@@ -90,7 +102,7 @@ def test_chat_answers_the_rendered_conversation_greedily(server, client):
     assert out.choices[0].finish_reason == ("length" if n_new == 20 else "stop")
 
 
-def test_streamed_chat_sends_role_then_content_pieces(server, client):
+def test_streamed_chat_sends_role_then_content_pieces(server, client, paced):
     want, _, _ = greedy_text(server, CONVERSATION, 20)
     chunks = list(client.chat.completions.create(model="lm", messages=CONVERSATION, max_tokens=20, temperature=0,
                                                  stream=True))
