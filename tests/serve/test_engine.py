@@ -111,6 +111,22 @@ def test_sampling_with_a_seed_matches_generation_sample_and_stop_ids_end_a_reque
     assert tokens == greedy_tokens[: greedy_tokens.index(stop)] and finish == ["stop"]
 
 
+def test_a_pad_id_that_is_a_stop_id_can_end_a_request(make_engine):
+    """A checkpoint that pads with its end of turn (pad_id = <|im_end|>) must still be able to end a reply."""
+    model = tiny_lm("rope", pad_id=5)
+    step = model.decode_step
+    bonus = torch.zeros(model.config.vocab_size)
+    bonus[5] = 100.0  # the pad token is the model's first choice at every step
+    model.decode_step = lambda *a, **k: step(*a, **k) + bonus
+    p = prompt(6, 4)
+    engine = make_engine(model, max_batch=2, max_queue=2)
+    tokens, done, finish = collect(engine, p, 5)
+    assert done.wait(30) and finish == ["length"]  # padding is never generated...
+    assert tokens == greedy(model, model.init_cache(1), torch.tensor([p]), 5).tolist()[0] and 5 not in tokens
+    tokens, done, finish = collect(engine, p, 5, stop_ids=frozenset({5}))
+    assert done.wait(30) and tokens == [] and finish == ["stop"]  # ...unless it ends the turn
+
+
 def test_queue_bound_and_cancel_frees_the_row(make_engine):
     model = tiny_lm("rope")
     engine = make_engine(model, max_batch=1, max_queue=1)

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ..generation import filter_logits
+from ..generation import sampler
 from ..modules import KVCache
 
 
@@ -205,15 +205,18 @@ class Engine:
         self._drop(done)
 
     def _choose(self, logits: torch.Tensor, requests: list[GenerationRequest]) -> torch.Tensor:
-        """The next token of each row: argmax for greedy rows, a draw from the filtered distribution else."""
+        """The next token of each row: argmax for greedy rows, a draw from the filtered distribution else.
+        Padding is never generated, unless it is one of the row's stop ids (a checkpoint that pads with its end
+        of turn must still end a turn: `generation.iter_tokens` keeps it the same way)."""
         logits = logits.float()
-        logits[:, self.model.config.pad_id] = float("-inf")  # padding is never generated
+        pad = self.model.config.pad_id
+        rows = [i for i, request in enumerate(requests) if pad not in request.stop_ids]
+        logits[rows, pad] = float("-inf")
         tokens = logits.argmax(dim=-1)
         for i, request in enumerate(requests):
             if request.temperature > 0:
                 top_p = request.top_p if request.top_p < 1.0 else None
-                probs = filter_logits(logits[i : i + 1], request.temperature, None, top_p).softmax(dim=-1)
-                tokens[i] = torch.multinomial(probs, 1, generator=request._generator)[0, 0]
+                tokens[i] = sampler(request.temperature, None, top_p, request._generator)(logits[i : i + 1])[0]
         return tokens
 
     def _emit(self, request: GenerationRequest, token: int) -> bool:
