@@ -59,3 +59,31 @@ def test_cross_lingual_metrics_equal_a_brute_force_ranking():
         ranks = [int(np.where(np.argsort(-(a[i] @ b.T), kind="stable") == i)[0][0]) for i in range(len(a))]
         assert metrics[prefix + "r@1"] == pytest.approx(100 * np.mean([r == 0 for r in ranks]))
         assert metrics[prefix + "mrr"] == pytest.approx(100 * np.mean([1 / (r + 1) for r in ranks]))
+
+
+def test_embed_by_length_gives_the_vectors_and_gradients_of_one_padded_call():
+    from transformers_zoo.config import ModelConfig
+    from transformers_zoo.models import EncoderOnly
+    from transformers_zoo.retrieval.encode import embed_by_length
+
+    torch.manual_seed(0)
+    model = EncoderOnly(ModelConfig(vocab_size=50, d_model=16, n_heads=2, n_layers=2, max_len=32, dropout=0.0,
+                                    positional="rope", pooling="mean", pad_id=0)).eval()
+    lengths = torch.randint(2, 30, (20,))
+    ids = torch.zeros(20, 30, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        ids[row, :n] = torch.randint(1, 50, (int(n),))
+    weights = torch.randn(20, 16)
+
+    def run(fn):
+        model.zero_grad()
+        vectors = fn()
+        (vectors * weights).sum().backward()
+        return vectors.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    one, one_grads = run(lambda: model(ids, head="embed"))
+    chunked, chunked_grads = run(lambda: embed_by_length(model, ids, 0, rows=6))
+    torch.testing.assert_close(chunked, one, atol=1e-5, rtol=1e-5)
+    assert len(chunked_grads) == len(one_grads)
+    for a, b in zip(chunked_grads, one_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -28,7 +28,7 @@ from ..config import ModelConfig
 from ..corpora import MULTI30K_TASK2_LANGS, load_multi30k, load_multi30k_captions
 from ..retrieval.captions import DEPTH, bm25_rankings, caption_set, retrieval_rows
 from ..retrieval.documents import read_corpus
-from ..retrieval.encode import encode_texts, frame_ids
+from ..retrieval.encode import embed_by_length, encode_texts, frame_ids
 from ..retrieval.metrics import ranking_metrics
 from ..settings import Settings
 from ..tokenizers import Tokenizer
@@ -154,8 +154,12 @@ class EmbeddingTask(TaskBase):
         return PairStream(self.groups, self.settings.batch_size, seed, self.tokenizer.pad_id)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        a, b = model(batch["a"], head="embed"), model(batch["b"], head="embed")
-        return info_nce(a, b, self.settings.temperature) * len(a), len(a)
+        a, b = batch["a"], batch["b"]
+        width = max(a.shape[1], b.shape[1])
+        both = torch.cat([F.pad(a, (0, width - a.shape[1]), value=self.tokenizer.pad_id),
+                          F.pad(b, (0, width - b.shape[1]), value=self.tokenizer.pad_id)])
+        vectors = embed_by_length(model, both, self.tokenizer.pad_id)  # both sides at once, by length
+        return info_nce(vectors[:len(a)], vectors[len(a):], self.settings.temperature) * len(a), len(a)
 
     def embed_split(self, model: nn.Module, split: str) -> np.ndarray:
         return encode_texts(model, self.eval_rows[split], self.tokenizer.pad_id, self.settings.eval_batch_size,
