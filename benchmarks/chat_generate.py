@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="both models' weights")
+    parser.add_argument("--ours-dtype", default=None, choices=["float32", "bfloat16"],
+                        help="ours in another dtype than transformers' (chat --dtype; default: --dtype)")
     parser.add_argument("--out", default=None, help="the table's file (default benchmarks/results/...)")
     args = parser.parse_args(argv)
     rounds, n = (2, 32) if args.quick else (args.rounds, args.new_tokens)
@@ -122,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_checkpoint(Path(tmp))
         ours, tok = load_hf_lm(folder)
-        theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        ours = ours.to(getattr(torch, args.ours_dtype or args.dtype))
+        theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, args.dtype)).eval()
         their_tok = transformers.AutoTokenizer.from_pretrained(folder)
     prompt = encode_chat(tok, MESSAGES)
     assert prompt == list(their_tok.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True,
@@ -149,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                        torch.device("cpu"), warmup=1, rounds=rounds)
     kept, fresh = later_turn(ours, tok, n, rounds)
     load = os.getloadavg()
-    rows = ["| | clock | ours (chat.ChatSession) | transformers generate | ours faster by |",
+    rows = [f"| | clock | ours (chat.ChatSession, {args.ours_dtype or args.dtype}) | transformers generate "
+            f"({args.dtype}) | ours faster by |",
             "| --- | --- | --- | --- | --- |"]
     for clock, (a, b) in {"wall": (first, whole), "CPU": (first.cpu_timings(), whole.cpu_timings())}.items():
         rows += [f"| time to first token, ms ({len(prompt)}-token prompt) | {clock} | {1000 * a.median('ours'):.1f} | "
@@ -169,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         *rows, "",
         f"Greedy replies equal (the same {n} tokens, decoded): {same}.", ""])
     print(text)
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"chat-generate-{datetime.date.today()}.md"
+    ours_dtype = args.ours_dtype or args.dtype
+    name = "chat-generate" + ("" if ours_dtype == args.dtype == "float32" else f"-{ours_dtype}-vs-{args.dtype}")
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{name}-{datetime.date.today()}.md"
     if not args.quick or args.out:
         out.write_text(text)
         print(f"written to {out}", file=sys.stderr)

@@ -193,6 +193,17 @@ def test_one_answer_with_prompt_and_a_model_without_template(tmp_path, capsys):
                       "--temperature", "0"]) == 0
     out = capsys.readouterr()
     assert out.out.endswith("\n") and len(out.out) > 1 and "budget of 5 tokens" in out.err
+    # --dtype bfloat16: the weights, the KV cache and the reply in bf16
+    import argparse
+
+    from transformers_zoo.cli.chat import load_chat_model
+    args = argparse.Namespace(init=f"hf:{checkpoint}", checkpoint=None, data_dir=None, device="cpu", threads=None,
+                              dtype="bfloat16")
+    bf16, _ = load_chat_model(args, None)
+    assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}
+    assert chat_main(["--init", f"hf:{checkpoint}", "--prompt", "hello", "--max-new-tokens", "5",
+                      "--temperature", "0", "--dtype", "bfloat16"]) == 0
+    assert len(capsys.readouterr().out) > 1
     model, _ = tiny_chat()
     with pytest.raises(ConversationError, match="no chat template.*recipes/sft.py"):
         ChatSession(model, CharTokenizer.train("abc"))

@@ -85,5 +85,5 @@ def test_embed_by_length_gives_the_vectors_and_gradients_of_one_padded_call():
     chunked, chunked_grads = run(lambda: embed_by_length(model, ids, 0, rows=6))
     torch.testing.assert_close(chunked, one, atol=1e-5, rtol=1e-5)
     assert len(chunked_grads) == len(one_grads)
-    for a, b in zip(chunked_grads, one_grads):
+    for a, b in zip(chunked_grads, one_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
