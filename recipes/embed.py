@@ -69,7 +69,9 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--tokenizer", dest="data__tokenizer", choices=["char", "bpe", "unigram"], default=None,
                       help="tokenizer trained on the training texts (default unigram)")
     data.add_argument("--vocab", dest="data__vocab", type=int, default=None, help="sentencepiece vocabulary size")
-    data.add_argument("--batch-size", dest="data__batch_size", type=int, default=None, help="pairs a step (negatives)")
+    data.add_argument("--batch-size", dest="data__batch_size", type=int, default=None, help="images (pairs) a step")
+    data.add_argument("--views", dest="data__views", type=int, default=None,
+                      help="captions of an image a step: 2 pairs; 3-5 all positives of each other (SupCon)")
     data.add_argument("--temperature", dest="data__temperature", type=float, default=None, help="InfoNCE temperature")
     data.add_argument("--max-tokens", dest="data__max_tokens", type=int, default=None, help="tokens kept per text")
     data.add_argument("--init", default=None, metavar="RUN_DIR|hf:PATH",

@@ -87,3 +87,28 @@ def test_embed_by_length_gives_the_vectors_and_gradients_of_one_padded_call():
     assert len(chunked_grads) == len(one_grads)
     for a, b in zip(chunked_grads, one_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_supcon_is_the_mean_log_probability_of_each_vectors_group_mates():
+    from transformers_zoo.tasks.embedding import supcon
+
+    torch.manual_seed(0)
+    vectors, views, temperature = torch.randn(12, 5), 3, 0.1
+    z = torch.nn.functional.normalize(vectors, dim=-1)
+    losses = []
+    for i in range(12):
+        others = [j for j in range(12) if j != i]
+        log_p = torch.log_softmax(torch.stack([z[i] @ z[j] / temperature for j in others]), dim=0)
+        mates = [k for k, j in enumerate(others) if j // views == i // views]
+        losses.append(-log_p[mates].mean())
+    torch.testing.assert_close(supcon(vectors, views, temperature), torch.stack(losses).mean())
+
+
+def test_pair_stream_with_more_views_gives_distinct_members_group_major():
+    groups = [[[g * 10 + m] * (m + 1) for m in range(5)] for g in range(6)]
+    batch = next(PairStream(groups, 4, seed=0, pad_id=0, views=4))
+    rows = batch["views"]
+    assert rows.shape[0] == 16
+    for i in range(4):
+        firsts = [int(rows[i * 4 + v, 0]) for v in range(4)]
+        assert len({f // 10 for f in firsts}) == 1 and len(set(firsts)) == 4  # one image, four distinct captions

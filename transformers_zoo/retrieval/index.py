@@ -161,7 +161,9 @@ class VectorIndex:
             raise IndexFolderError("the index is empty")
         faiss = _faiss()
         threads = faiss.omp_get_max_threads()
-        if len(queries) < FEW_QUERIES:  # OpenMP's start-up costs more than a few queries (far more on a busy machine)
+        # OpenMP's start-up costs more than a few queries (far more on a busy machine). The count set is the calling
+        # thread's own (an OpenMP ICV per thread): a server's threads searching at once do not see each other's
+        if len(queries) < FEW_QUERIES:
             faiss.omp_set_num_threads(1)
         try:
             scores, positions = self.faiss_index.search(queries, min(k, len(self)))

@@ -30,12 +30,13 @@ from ..retrieval.captions import DEPTH, bm25_rankings, caption_set, retrieval_ro
 from ..retrieval.documents import read_corpus
 from ..retrieval.encode import embed_by_length, encode_texts, frame_ids
 from ..retrieval.metrics import ranking_metrics
-from ..settings import Settings
+from ..settings import Settings, SettingsError
 from ..tokenizers import Tokenizer
 from ..training import TrainConfig
 from .base import TaskBase
 
-__all__ = ["CrossLingualTask", "EmbedDataSettings", "EmbedSettings", "EmbeddingTask", "PairStream", "embedding_task"]
+__all__ = ["CrossLingualTask", "EmbedDataSettings", "EmbedSettings", "EmbeddingTask", "PairStream", "embedding_task",
+           "supcon"]
 
 ROWS = ("dense", "bm25", "hybrid")
 CROSS_LINGUAL = "en-de"  # the lang of a multilingual encoder: English<->German retrieval on Multi30k task 1
@@ -48,7 +49,9 @@ class EmbedDataSettings(Settings):
     image's captions), task 1's English-German pairs (``lang="en-de"``), or the texts of ``text`` (SimCSE);
     ``tokenizer`` trained on them (``vocab`` pieces; an ``--init`` run brings its own); texts cut to
     ``max_tokens``; ``batch_size`` pairs a step; ``temperature`` of InfoNCE; ``max_train_images`` /
-    ``max_eval_images`` cut the data (smoke tests; pairs for ``en-de``)."""
+    ``max_eval_images`` cut the data (smoke tests; pairs for ``en-de``). ``views``: captions of one image in a
+    batch; 2 is a pair (symmetric InfoNCE); more (up to Multi30k's 5) make every other caption of the image a
+    positive of each (``supcon``: Khosla et al. 2020's loss over all the batch's captions)."""
 
     lang: str = "en"
     text: str | None = None
@@ -60,12 +63,16 @@ class EmbedDataSettings(Settings):
     max_train_images: int | None = None
     max_eval_images: int | None = None
     eval_batch_size: int = 256
+    views: int = 2
 
     def __post_init__(self) -> None:
         self.check_choice("lang", (*MULTI30K_TASK2_LANGS, CROSS_LINGUAL))
         self.check_choice("tokenizer", ("char", "bpe", "unigram"))
         self.check_positive("vocab", "max_tokens", "batch_size", "temperature", "max_train_images",
                             "max_eval_images", "eval_batch_size")
+        if not 2 <= self.views <= 5 or (self.views > 2 and (self.text or self.lang == CROSS_LINGUAL)):
+            raise SettingsError("views", "must be 2 (a pair) for SimCSE and en-de, and 2-5 for captions",
+                                value=self.views)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,12 +91,14 @@ class PairStream:
     """Endless, resumable batches ``{"a": (B, Ta), "b": (B, Tb)}``: row i of both are two different members of
     one group (two captions of one image; a SimCSE group has one text, given twice). Groups are visited in a
     random order per epoch, ``batch_size`` distinct groups a batch; everything is a function of (seed, epoch,
-    position)."""
+    position). With ``views`` > 2: ``{"views": (B * views, T)}``, the ``views`` members of group i in rows
+    ``i * views ...`` (distinct while the group has that many)."""
 
-    def __init__(self, groups: Sequence[Sequence[Sequence[int]]], batch_size: int, seed: int, pad_id: int):
+    def __init__(self, groups: Sequence[Sequence[Sequence[int]]], batch_size: int, seed: int, pad_id: int,
+                 views: int = 2):
         if len(groups) < 2:
             raise ValueError(f"contrastive training needs at least 2 groups of texts, got {len(groups)}")
-        self.groups, self.seed, self.pad_id = groups, seed, pad_id
+        self.groups, self.seed, self.pad_id, self.views = groups, seed, pad_id, views
         self.batch_size = min(batch_size, len(groups))
         self.epoch, self.position = 0, 0
 
@@ -102,19 +111,34 @@ class PairStream:
         order = np.random.default_rng(derive_seed(self.seed, self.epoch)).permutation(len(self.groups))
         chosen = order[self.position:self.position + self.batch_size]
         rng = np.random.default_rng(derive_seed(self.seed, self.epoch, self.position))
-        a, b = [], []
+        rows = []
         for g in chosen:
             members = self.groups[g]
-            i, j = rng.choice(len(members), size=2, replace=False) if len(members) > 1 else (0, 0)
-            a.append(members[i]), b.append(members[j])
+            picks = (rng.choice(len(members), size=self.views, replace=len(members) < self.views)
+                     if len(members) > 1 else [0] * self.views)
+            rows.append([members[i] for i in picks])
         self.position += self.batch_size
-        return {"a": pad(a, self.pad_id), "b": pad(b, self.pad_id)}
+        if self.views > 2:
+            return {"views": pad([text for group in rows for text in group], self.pad_id)}
+        return {"a": pad([r[0] for r in rows], self.pad_id), "b": pad([r[1] for r in rows], self.pad_id)}
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+def supcon(vectors: torch.Tensor, views: int, temperature: float) -> torch.Tensor:
+    """Multi-positive InfoNCE (SupCon's L_out, Khosla et al. 2020) of ``(B * views, D)`` vectors, group-major:
+    each vector's softmax runs over all the others (cosine / temperature), and its loss is the mean negative log
+    probability of the ``views - 1`` others of its group; mean over vectors."""
+    z = F.normalize(vectors.float(), dim=-1)
+    logits = (z @ z.T / temperature).fill_diagonal_(float("-inf"))
+    group = torch.arange(len(z), device=z.device) // views
+    positive = (group[:, None] == group[None, :]).fill_diagonal_(False)
+    log_p = logits.log_softmax(dim=-1)
+    return -(log_p.masked_fill(~positive, 0.0).sum(dim=-1) / (views - 1)).mean()
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -151,9 +175,12 @@ class EmbeddingTask(TaskBase):
                 f"{sizes}; vocabulary {self.tokenizer.vocab_size}")
 
     def train_stream(self, seed: int) -> PairStream:
-        return PairStream(self.groups, self.settings.batch_size, seed, self.tokenizer.pad_id)
+        return PairStream(self.groups, self.settings.batch_size, seed, self.tokenizer.pad_id, self.settings.views)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        if "views" in batch:  # every caption of an image a positive of the others
+            vectors, groups = embed_by_length(model, batch["views"], self.tokenizer.pad_id), self.settings.views
+            return supcon(vectors, groups, self.settings.temperature) * (len(vectors) // groups), len(vectors) // groups
         a, b = batch["a"], batch["b"]
         width = max(a.shape[1], b.shape[1])
         both = torch.cat([F.pad(a, (0, width - a.shape[1]), value=self.tokenizer.pad_id),
