@@ -57,6 +57,23 @@ def test_packing_keeps_conversations_whole_and_scores_only_replies(tok):
     assert pack(encode_all(tok, convs), 96, seed=0).blocks == packed.blocks  # seeded
 
 
+
+def test_collated_padding_needs_no_mask_the_loss_is_that_of_the_masked_model(tok):
+    convs = [conversation("q" * n, f"Reply {'z' * n}.") for n in range(1, 12)]
+    batch = PackedCollator(tok.pad_id)(pack(encode_all(tok, convs), block_size=64, seed=0).blocks)
+    ids, labels = batch["input_ids"], batch["labels"]
+    assert not (ids == tok.pad_id).any() and (labels == IGNORE_INDEX).any()  # the model sees no padding
+    real = torch.ones_like(ids, dtype=torch.bool)
+    for row in range(len(ids)):  # the block's own length: its last trained or untrained target
+        n = max(i for i in range(ids.shape[1]) if labels[row, i] != IGNORE_INDEX) + 1
+        real[row, n:] = False
+    torch.manual_seed(0)
+    model = DecoderOnly(ModelConfig(vocab_size=tok.vocab_size, d_model=16, n_heads=2, n_layers=2, max_len=64,
+                                    dropout=0.0, positional="rope", pad_id=tok.pad_id)).eval()
+    scored = labels != IGNORE_INDEX
+    masked = model(ids.masked_fill(~real, tok.pad_id), real)
+    torch.testing.assert_close(model(ids)[scored], masked[scored], atol=1e-5, rtol=1e-5)
+
 def test_phased_stream_resumes_where_it_stopped(tok):
     packed = pack(encode_all(tok, [conversation("q" * n, "yes") for n in range(1, 40)]), 64, seed=1)
     text = torch.tensor(tok.encode(TEXT * 20))
