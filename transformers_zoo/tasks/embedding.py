@@ -51,7 +51,8 @@ class EmbedDataSettings(Settings):
     ``max_tokens``; ``batch_size`` pairs a step; ``temperature`` of InfoNCE; ``max_train_images`` /
     ``max_eval_images`` cut the data (smoke tests; pairs for ``en-de``). ``views``: captions of one image in a
     batch; 2 is a pair (symmetric InfoNCE); more (up to Multi30k's 5) make every other caption of the image a
-    positive of each (``supcon``: Khosla et al. 2020's loss over all the batch's captions)."""
+    positive of each (``supcon``: Khosla et al. 2020's loss over all the batch's captions). SimCSE and en-de
+    groups are pairs whatever ``views`` says."""
 
     lang: str = "en"
     text: str | None = None
@@ -70,9 +71,8 @@ class EmbedDataSettings(Settings):
         self.check_choice("tokenizer", ("char", "bpe", "unigram"))
         self.check_positive("vocab", "max_tokens", "batch_size", "temperature", "max_train_images",
                             "max_eval_images", "eval_batch_size")
-        if not 2 <= self.views <= 5 or (self.views > 2 and (self.text or self.lang == CROSS_LINGUAL)):
-            raise SettingsError("views", "must be 2 (a pair) for SimCSE and en-de, and 2-5 for captions",
-                                value=self.views)
+        if not 2 <= self.views <= 5:
+            raise SettingsError("views", "must be 2-5 (captions of one image a batch; 2: a pair)", value=self.views)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,6 +160,8 @@ class EmbeddingTask(TaskBase):
         self.max_tokens = min(settings.max_tokens, max_len)
         self.train_texts = sum(len(g) for g in train_groups)
         self.groups = [frame_ids(tokenizer, g, self.max_tokens) for g in train_groups]
+        # captions of one image a batch: as many as asked while groups have them (a SimCSE text or an en-de pair: 2)
+        self.views = min(settings.views, max(2, min((len(g) for g in train_groups), default=2)))
         self.eval_splits = tuple(eval_images)
         self.test_split = self.eval_splits[-1]
         self.set_eval(eval_images)
@@ -175,11 +177,11 @@ class EmbeddingTask(TaskBase):
                 f"{sizes}; vocabulary {self.tokenizer.vocab_size}")
 
     def train_stream(self, seed: int) -> PairStream:
-        return PairStream(self.groups, self.settings.batch_size, seed, self.tokenizer.pad_id, self.settings.views)
+        return PairStream(self.groups, self.settings.batch_size, seed, self.tokenizer.pad_id, self.views)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         if "views" in batch:  # every caption of an image a positive of the others
-            vectors, groups = embed_by_length(model, batch["views"], self.tokenizer.pad_id), self.settings.views
+            vectors, groups = embed_by_length(model, batch["views"], self.tokenizer.pad_id), self.views
             return supcon(vectors, groups, self.settings.temperature) * (len(vectors) // groups), len(vectors) // groups
         a, b = batch["a"], batch["b"]
         width = max(a.shape[1], b.shape[1])
