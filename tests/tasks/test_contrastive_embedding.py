@@ -24,8 +24,8 @@ def test_pair_stream_pairs_distinct_members_of_one_group_and_resumes():
     stream = PairStream(groups, batch_size=8, seed=3, pad_id=0)
     first = [next(stream) for _ in range(5)]  # crosses an epoch (30 groups, 3 full batches of 8 each)
     for batch in first:
-        a, b = batch["a"], batch["b"]
-        assert a.shape == b.shape == (8, 2)
+        a, b = batch["views"][0::2], batch["views"][1::2]
+        assert batch["views"].shape == (16, 2) and a.shape == b.shape == (8, 2)
         assert torch.equal(a[:, 0], b[:, 0]) and bool((a[:, 1] != b[:, 1]).all())  # same group, other member
         assert len(set(a[:, 0].tolist())) == 8  # distinct groups: no false negatives in the batch
     resumed = PairStream(groups, batch_size=8, seed=3, pad_id=0)
@@ -33,7 +33,7 @@ def test_pair_stream_pairs_distinct_members_of_one_group_and_resumes():
     for _ in range(3):
         next(replay)
     resumed.load_state_dict(replay.state_dict())
-    assert all(torch.equal(next(resumed)["a"], batch["a"]) for batch in first[3:])
+    assert all(torch.equal(next(resumed)["views"], batch["views"]) for batch in first[3:])
 
 
 def test_cross_lingual_metrics_equal_a_brute_force_ranking():

@@ -42,7 +42,7 @@ def load_chat_model(args: argparse.Namespace, recipe: ModuleType | None):
     if args.threads:
         torch.set_num_threads(args.threads)
     model, tok = _load(args, recipe)
-    return model.to(getattr(torch, getattr(args, "dtype", "float32"))), tok
+    return model.to(getattr(torch, args.dtype)), tok
 
 
 def _load(args: argparse.Namespace, recipe: ModuleType | None):

@@ -88,11 +88,10 @@ class EmbedSettings(Settings):
 
 
 class PairStream:
-    """Endless, resumable batches ``{"a": (B, Ta), "b": (B, Tb)}``: row i of both are two different members of
-    one group (two captions of one image; a SimCSE group has one text, given twice). Groups are visited in a
-    random order per epoch, ``batch_size`` distinct groups a batch; everything is a function of (seed, epoch,
-    position). With ``views`` > 2: ``{"views": (B * views, T)}``, the ``views`` members of group i in rows
-    ``i * views ...`` (distinct while the group has that many)."""
+    """Endless, resumable batches ``{"views": (B * views, T)}``: rows ``i * views ...`` are ``views`` different
+    members of group i (captions of one image, distinct while the group has that many; a SimCSE group has one
+    text, given twice). Groups are visited in a random order per epoch, ``batch_size`` distinct groups a batch;
+    everything is a function of (seed, epoch, position)."""
 
     def __init__(self, groups: Sequence[Sequence[Sequence[int]]], batch_size: int, seed: int, pad_id: int,
                  views: int = 2):
@@ -118,9 +117,7 @@ class PairStream:
                      if len(members) > 1 else [0] * self.views)
             rows.append([members[i] for i in picks])
         self.position += self.batch_size
-        if self.views > 2:
-            return {"views": pad([text for group in rows for text in group], self.pad_id)}
-        return {"a": pad([r[0] for r in rows], self.pad_id), "b": pad([r[1] for r in rows], self.pad_id)}
+        return {"views": pad([text for group in rows for text in group], self.pad_id)}
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position}
@@ -180,15 +177,11 @@ class EmbeddingTask(TaskBase):
         return PairStream(self.groups, self.settings.batch_size, seed, self.tokenizer.pad_id, self.views)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        if "views" in batch:  # every caption of an image a positive of the others
-            vectors, groups = embed_by_length(model, batch["views"], self.tokenizer.pad_id), self.views
-            return supcon(vectors, groups, self.settings.temperature) * (len(vectors) // groups), len(vectors) // groups
-        a, b = batch["a"], batch["b"]
-        width = max(a.shape[1], b.shape[1])
-        both = torch.cat([F.pad(a, (0, width - a.shape[1]), value=self.tokenizer.pad_id),
-                          F.pad(b, (0, width - b.shape[1]), value=self.tokenizer.pad_id)])
-        vectors = embed_by_length(model, both, self.tokenizer.pad_id)  # both sides at once, by length
-        return info_nce(vectors[:len(a)], vectors[len(a):], self.settings.temperature) * len(a), len(a)
+        vectors = embed_by_length(model, batch["views"], self.tokenizer.pad_id)
+        groups, temperature = len(vectors) // self.views, self.settings.temperature
+        if self.views == 2:  # pairs: symmetric InfoNCE between the first and the second of each group
+            return info_nce(vectors[0::2], vectors[1::2], temperature) * groups, groups
+        return supcon(vectors, self.views, temperature) * groups, groups  # every caption a positive of the others
 
     def embed_split(self, model: nn.Module, split: str) -> np.ndarray:
         return encode_texts(model, self.eval_rows[split], self.tokenizer.pad_id, self.settings.eval_batch_size,
