@@ -1,6 +1,7 @@
 """Chat generation speed against `transformers` `generate`, in one process.
 
     python benchmarks/chat_generate.py [--quick] [--rounds N] [--new-tokens N] [--threads N] [--out PATH]
+        [--dtype float32|bfloat16] [--ours-dtype float32|bfloat16] [--ours-quantize int8]
 
 One random Llama of SmolLM2-135M's shape (hidden 576, 30 layers, 9 heads, 3 key/value heads, FFN 1536, vocabulary
 49,152, tied embeddings, RoPE theta 100,000), saved by `transformers` as a checkpoint with a `tokenizer.json` of
@@ -8,7 +9,8 @@ One random Llama of SmolLM2-135M's shape (hidden 576, 30 layers, 9 heads, 3 key/
 `chat.ChatSession.reply` (what `chat` runs: the template, the KV cache, text pieces streamed), theirs by
 `AutoModelForCausalLM.from_pretrained` + `generate`. The same prompt ids (asserted equal to
 `apply_chat_template`), greedy, the same number of new tokens on both (stop ids off: a random model's reply
-must not end early), and the same tokens out (asserted). Figures: time to first token (a one-token reply:
+must not end early); whether the same tokens came out is reported (with --ours-quantize int8 they part after
+a while: rounding). Figures: time to first token (a one-token reply:
 template, prefill, first token) and tokens/s of a whole reply (new tokens / its wall time, prefill included),
 each the median over interleaved rounds (benchmarks/measure.py), the ratio the median of per-round ratios; in
 wall time and in this process's CPU time (on a shared machine the CPU time, with --threads 1, is the steadier).
@@ -35,6 +37,7 @@ from benchmarks.measure import interleave  # noqa: E402
 from benchmarks.run import machine_description  # noqa: E402
 from transformers_zoo.chat import ChatSession, Sampling  # noqa: E402
 from transformers_zoo.interop import load_hf_lm  # noqa: E402
+from transformers_zoo.modules.quantize import quantize_int8  # noqa: E402
 from transformers_zoo.tokenizers.chat import CHATML, encode_chat  # noqa: E402
 
 SMOLLM2_135M = dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
@@ -114,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="both models' weights")
     parser.add_argument("--ours-dtype", default=None, choices=["float32", "bfloat16"],
                         help="ours in another dtype than transformers' (chat --dtype; default: --dtype)")
+    parser.add_argument("--ours-quantize", default=None, choices=["int8"],
+                        help="ours with weight-only int8 linear layers (chat --quantize int8)")
     parser.add_argument("--out", default=None, help="the table's file (default benchmarks/results/...)")
     args = parser.parse_args(argv)
     rounds, n = (2, 32) if args.quick else (args.rounds, args.new_tokens)
@@ -126,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = write_checkpoint(Path(tmp))
         ours, tok = load_hf_lm(folder)
         ours = ours.to(getattr(torch, args.ours_dtype or args.dtype))
+        if args.ours_quantize:
+            quantize_int8(ours)
         theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, args.dtype)).eval()
         their_tok = transformers.AutoTokenizer.from_pretrained(folder)
     prompt = encode_chat(tok, MESSAGES)
@@ -146,14 +153,16 @@ def main(argv: list[str] | None = None) -> int:
                                   do_sample=False, pad_token_id=2)
         return their_tok.decode(out[0, len(prompt):])
 
-    same = our_reply(n) == their_reply(n)
+    mine, yours = our_reply(n), their_reply(n)
+    agree = next((i for i, (a, b) in enumerate(zip(mine, yours, strict=False)) if a != b), min(len(mine), len(yours)))
     first = interleave({"ours": lambda: our_reply(1), "transformers": lambda: their_reply(1)},
                        torch.device("cpu"), warmup=1, rounds=rounds)
     whole = interleave({"ours": lambda: our_reply(n), "transformers": lambda: their_reply(n)},
                        torch.device("cpu"), warmup=1, rounds=rounds)
     kept, fresh = later_turn(ours, tok, n, rounds)
     load = os.getloadavg()
-    rows = [f"| | clock | ours (chat.ChatSession, {args.ours_dtype or args.dtype}) | transformers generate "
+    ours_name = (args.ours_dtype or args.dtype) + (f", {args.ours_quantize} weights" if args.ours_quantize else "")
+    rows = [f"| | clock | ours (chat.ChatSession, {ours_name}) | transformers generate "
             f"({args.dtype}) | ours faster by |",
             "| --- | --- | --- | --- | --- |"]
     for clock, (a, b) in {"wall": (first, whole), "CPU": (first.cpu_timings(), whole.cpu_timings())}.items():
@@ -172,9 +181,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{torch.get_num_threads()} threads; {machine_description(torch.device('cpu'))}; "
         f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end (a shared machine).", "",
         *rows, "",
-        f"Greedy replies equal (the same {n} tokens, decoded): {same}.", ""])
+        f"Greedy replies equal (the same {n} tokens, decoded): {mine == yours}"
+        + ("." if mine == yours else f"; the first {agree} of {len(yours)} characters agree."), ""])
     print(text)
     ours_dtype = args.ours_dtype or args.dtype
+    ours_dtype += f"-{args.ours_quantize}" if args.ours_quantize else ""
     name = "chat-generate" + ("" if ours_dtype == args.dtype == "float32" else f"-{ours_dtype}-vs-{args.dtype}")
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{name}-{datetime.date.today()}.md"
     if not args.quick or args.out:

@@ -72,7 +72,7 @@ def ask_main(argv: list[str]) -> int:
     hits = index.search(encoder.encode([args.question]), args.k)[0]
     model_args = argparse.Namespace(checkpoint=None if is_hf(args.model) else args.model,
                                     init=args.model if is_hf(args.model) else None, data_dir=args.data_dir,
-                                    device=args.device, threads=args.threads, dtype="float32")
+                                    device=args.device, threads=args.threads, dtype="float32", quantize=None)
     model, tok = load_chat_model(model_args, None if is_hf(args.model) else run_recipe(args.model))
     sampling, context = sampling_of(args), model.config.max_len
     prompt = grounded_prompt(tok, args.question, hits, context, reply_room(sampling, context))

@@ -198,12 +198,24 @@ def test_one_answer_with_prompt_and_a_model_without_template(tmp_path, capsys):
 
     from transformers_zoo.cli.chat import load_chat_model
     args = argparse.Namespace(init=f"hf:{checkpoint}", checkpoint=None, data_dir=None, device="cpu", threads=None,
-                              dtype="bfloat16")
+                              dtype="bfloat16", quantize=None)
     bf16, _ = load_chat_model(args, None)
     assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}
     assert chat_main(["--init", f"hf:{checkpoint}", "--prompt", "hello", "--max-new-tokens", "5",
                       "--temperature", "0", "--dtype", "bfloat16"]) == 0
     assert len(capsys.readouterr().out) > 1
+    # --quantize int8: every linear layer int8, and the same greedy reply as the float model's on this tiny one
+    from transformers_zoo.modules.quantize import Int8Linear
+
+    int8, _ = load_chat_model(argparse.Namespace(**{**vars(args), "dtype": "float32", "quantize": "int8"}), None)
+    assert any(isinstance(m, Int8Linear) for m in int8.modules())
+    assert not any(type(m) is torch.nn.Linear for m in int8.modules())
+    replies = []
+    for flags in ([], ["--quantize", "int8"]):
+        assert chat_main(["--init", f"hf:{checkpoint}", "--prompt", "hello", "--max-new-tokens", "5",
+                          "--temperature", "0", *flags]) == 0
+        replies.append(capsys.readouterr().out)
+    assert replies[0] == replies[1] and len(replies[1]) > 1
     model, _ = tiny_chat()
     with pytest.raises(ConversationError, match="no chat template.*recipes/sft.py"):
         ChatSession(model, CharTokenizer.train("abc"))

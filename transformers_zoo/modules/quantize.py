@@ -1,0 +1,88 @@
+"""Weight-only int8 quantization for generation: every ``nn.Linear`` of a model stores its weight as int8 with one
+scale per output row, and multiplies by it without rebuilding the float weight.
+
+    quantize_int8(model)          # in place; the model then generates as before, from a quarter of float32's bytes
+
+Why: decoding one token at batch 1 reads every weight once and does 2 flops per weight, so its speed is the
+rate at which the weights stream from memory. int8 rows are a quarter of float32's bytes and half of bfloat16's.
+
+The scheme is per-channel symmetric (torchao's ``int8_weight_only``, gpt-fast's ``int8``): ``scale_n =
+max_k |W_nk| / 127``, ``Q_nk = round(W_nk / scale_n)``, so ``y = (x Q^T) * scale``. The error of each weight is at
+most half a step (``scale_n / 2``), about 0.4% of the row's largest weight: it changes outputs at the rounding
+level, so greedy replies can part from the float model's after some tokens (measured in
+benchmarks/chat_generate.py). On CPU the product is ATen's ``_weight_int8pack_mm`` with bfloat16 activations (a
+float32 input is cast to bfloat16 for it and back) for up to ``KERNEL_ROWS`` rows: a decoding step. Its shape
+rules are narrower than ``nn.Linear``'s (it returned wrong numbers for 24 input features here), so more rows (a
+prompt's prefill), other shapes, other devices and other dtypes take the plain route: the int8 weight cast to
+the input's dtype, then ``F.linear``.
+
+Embeddings stay as they are (a lookup reads a few rows). A tied output layer gets its own int8 copy, so the
+input embedding keeps full precision.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["Int8Linear", "quantize_int8"]
+
+
+#: the most rows (tokens) a call sends through ``_weight_int8pack_mm``: it streams the weight once per row, so its
+#: time grows with the rows; above this the weight is cast once and multiplied by a bfloat16 matmul (prefill,
+#: batches). Measured on one core (AMX): a 1536 x 576 layer takes 42 us a row by the kernel, 113 us by a
+#: bfloat16 matmul, 284 us cast and multiplied at 1 row and 337 us at 32 rows.
+KERNEL_ROWS = 8
+
+
+def fast_shape(out_features: int, in_features: int) -> bool:
+    """Shapes ``_weight_int8pack_mm`` was checked on (tests/modules/test_quantize.py)."""
+    return out_features % 16 == 0 and in_features % 32 == 0
+
+
+class Int8Linear(nn.Module):
+    """``nn.Linear`` with ``weight_int8 (out, in)`` and ``scales (out,)`` buffers: ``x (..., in) -> (..., out)``."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        weight = linear.weight.detach().float()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        scales = weight.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127
+        self.register_buffer("weight_int8", (weight / scales[:, None]).round().clamp(-127, 127).to(torch.int8))
+        self.register_buffer("scales", scales.to(linear.weight.dtype))
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+        self.fast = fast_shape(self.out_features, self.in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, self.in_features)
+        if (self.fast and flat.shape[0] <= KERNEL_ROWS and x.device.type == "cpu"
+                and x.dtype in (torch.bfloat16, torch.float32)):
+            y = torch._weight_int8pack_mm(flat.to(torch.bfloat16), self.weight_int8,
+                                          self.scales.to(torch.bfloat16)).to(x.dtype)
+        else:
+            y = F.linear(flat, self.weight_int8.to(x.dtype)) * self.scales.to(x.dtype)
+        if self.bias is not None:
+            y = y + self.bias.to(x.dtype)
+        return y.reshape(*shape[:-1], self.out_features)
+
+    def dequantized(self) -> torch.Tensor:
+        """The weight this layer multiplies by, in float32: ``Q * scale``."""
+        return self.weight_int8.float() * self.scales.float()[:, None]
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """Replaces every ``nn.Linear`` of ``model`` (in place, also returned) by an :class:`Int8Linear`; weights of a
+    LoRA layer must be merged first (``merge_lora``). For inference: the int8 weights take no gradient."""
+    for name, child in list(model.named_children()):
+        if type(child) is nn.Linear:
+            setattr(model, name, Int8Linear(child))
+        elif type(child).__name__ == "LoRALinear":
+            raise ValueError(f"{name}: merge the LoRA adapters (merge_lora) before quantizing")
+        else:
+            quantize_int8(child)
+    return model
