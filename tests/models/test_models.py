@@ -72,6 +72,25 @@ def test_fully_padded_sequence_is_finite():
 
 
 @pytest.mark.parametrize("kv", list(KV_HEADS))
+def test_a_bfloat16_model_decodes_as_the_float32_one(kv):
+    """Held in bf16 (chat --dtype bfloat16), rope rotates in bf16 and one-token steps take the GQA kernel: the
+    step logits stay within bf16 rounding of the float32 model's, and its own full forward's."""
+    model = build("decoder_only", tiny_config(positional="rope", n_kv_heads=KV_HEADS[kv])).eval()
+    with torch.no_grad():  # sharper attention: at init the logits hardly depend on where keys are (rope unseen)
+        for layer in model.stack.layers:
+            layer.self_attn.qkv.weight.mul_(6)
+    x = ids(2, 14)
+    expected = model(x)[:, 4:]
+    model = model.to(torch.bfloat16)
+    cache = model.init_cache(2)
+    stepwise = [model.decode_step(x[:, :5], cache)] + [model.decode_step(x[:, t: t + 1], cache) for t in range(5, 14)]
+    stepwise = torch.stack(stepwise, 1).float()
+    scale = expected.abs().max()
+    assert (stepwise - expected).abs().max() < 0.015 * scale
+    assert (stepwise - model(x)[:, 4:].float()).abs().max() < 0.015 * scale
+
+
+@pytest.mark.parametrize("kv", list(KV_HEADS))
 def test_kv_cache_equals_full_forward_decoder_only(positional, kv):
     model = build("decoder_only", tiny_config(positional=positional, n_kv_heads=KV_HEADS[kv])).eval()
     x = ids(2, 14)

@@ -124,6 +124,8 @@ class TransformerStack(nn.Module):
                 causal = causal_mask(T, offset, window, x.device)
                 mask = causal if mask is None else mask & causal
         rotary = self.positional.rotary(positions)
+        if rotary is not None and rotary[0].dtype != x.dtype:  # a model held in bf16 rotates in bf16 (transformers
+            rotary = (rotary[0].to(x.dtype), rotary[1].to(x.dtype))  # does): no float32 copies of q, k per layer
         x = self.positional.add(x, positions)
         if self.embed_norm is not None:
             x = self.embed_norm(x)
