@@ -127,3 +127,16 @@ def test_ngram_overlap_finds_shared_text_across_tokenization():
     assert out["examples"][0]["text"] == texts[0] and "charming and often" in out["examples"][0]["ngram"]
     assert 0.0 < out["ngram_fraction"] < 1.0
     assert ngram_overlap(corpus, texts[1:], n=6)["contaminated"] == 0
+
+
+@pytest.mark.parametrize("corpus, lang", [("captions", "en"), ("captions-de", "de")])
+def test_caption_corpus_is_the_training_captions_held_out_val_never_test(shared_data_dir, corpus, lang):
+    """mlm.py --corpus captions: the text embed.py trains on (for --init), its report's test split never read."""
+    from transformers_zoo.corpora import load_multi30k_captions
+    from transformers_zoo.tasks.pretraining import PretrainDataSettings, pretrain_documents
+
+    train, held, what = pretrain_documents(PretrainDataSettings(corpus=corpus), str(shared_data_dir))
+    images = load_multi30k_captions(str(shared_data_dir), lang, ("train", "val", "test_2016"))
+    assert len(train) == 5 * 29000 and train == [c for group in images["train"] for c in group]
+    assert held == [c for group in images["val"] for c in group]
+    assert f"({lang})" in what

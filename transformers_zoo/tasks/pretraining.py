@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from ..corpora import load_imdb, load_sst2, read_jsonl
+from ..corpora import load_imdb, load_multi30k_captions, load_sst2, read_jsonl
 from ..models.encoder_only import EncoderOnly
 from ..settings import Settings, SettingsError
 from ..tokenizers import Tokenizer, load_tokenizer
@@ -43,15 +43,20 @@ __all__ = ["PRESETS", "PretrainDataSettings", "PretrainSettings", "PretrainTask"
            "prepare_pretrain", "prepare_pretrain_task", "pretrain_documents", "pretrain_model", "sample_fills"]
 
 
+CORPORA = ("imdb", "sst2", "captions", "captions-de", "file")
+
+
 @dataclass(frozen=True)
 class PretrainDataSettings(Settings):
-    """The pre-training text and how it is cut: ``corpus`` imdb (its train + unsup reviews, never its test
-    reviews), sst2 (its training phrases) or file (``text``: a .jsonl(.gz) of ``{"text": ...}`` or a text file,
-    one document a line); ``heldout_fraction`` of the documents held out (by text hash; ``max_documents`` keeps an
-    evenly spread sample); a sentencepiece ``tokenizer`` of ``vocab`` pieces trained on ``tokenizer_sentences``
-    sentences, writing text in ``pretokenize``'s form; blocks of ``block_len`` tokens, ``batch_blocks`` a step,
-    ``mlm_probability`` of the real tokens masked; at most ``max_eval_blocks`` held-out blocks scored,
-    ``eval_batch_tokens`` at a time; the overlap with SST-2's evaluation sentences in word ``contamination_n``-grams."""
+    """The pre-training text and how it is cut: ``corpus`` imdb (its train + unsup reviews, never its test reviews),
+    sst2 (its training phrases), captions / captions-de (Multi30k task 2's English / German training captions:
+    the text recipes/embed.py trains on) or file (``text``: a .jsonl(.gz) of ``{"text": ...}`` or a text file,
+    one document a line); ``heldout_fraction`` of the documents held out (by text hash; ``max_documents`` keeps
+    an evenly spread sample); a sentencepiece ``tokenizer`` of ``vocab`` pieces trained on
+    ``tokenizer_sentences`` sentences, writing text in ``pretokenize``'s form; blocks of ``block_len`` tokens,
+    ``batch_blocks`` a step, ``mlm_probability`` of the real tokens masked; at most ``max_eval_blocks`` held-out
+    blocks scored, ``eval_batch_tokens`` at a time; the overlap with SST-2's evaluation sentences in word
+    ``contamination_n``-grams."""
 
     corpus: str = "imdb"
     text: str | None = None
@@ -71,7 +76,7 @@ class PretrainDataSettings(Settings):
     def __post_init__(self) -> None:
         if self.text is not None and self.corpus != "file":  # a file given is the corpus
             object.__setattr__(self, "corpus", "file")
-        self.check_choice("corpus", ("imdb", "sst2", "file"))
+        self.check_choice("corpus", CORPORA)
         if self.corpus == "file" and not self.text:
             raise SettingsError("data.text", "corpus 'file' needs a text file")
         self.check_choice("tokenizer", ("unigram", "bpe"))
@@ -230,6 +235,11 @@ def pretrain_documents(data: PretrainDataSettings, data_dir: str | None) -> tupl
         sst2 = load_sst2(data_dir)
         train, held = [t for t, _ in sst2["train"]], [t for t, _ in sst2["val"]]
         return train, held, "SST-2 training phrases without labels; held out: the SST-2 validation sentences"
+    elif corpus.startswith("captions"):  # one caption a document; test_2016 (embed.py's report) never read
+        lang = "de" if corpus == "captions-de" else "en"
+        images = load_multi30k_captions(data_dir, lang, ("train", "val"))
+        train, held = ([c for group in images[split] for c in group] for split in ("train", "val"))
+        return train, held, f"Multi30k task 2 training captions ({lang}); held out: its val captions"
     if data.max_documents:  # the smoke test: an evenly spread sample
         docs = docs[:: max(1, len(docs) // data.max_documents)][: data.max_documents]
     train, held = split_documents(docs, data.heldout_fraction)
