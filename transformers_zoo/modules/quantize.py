@@ -52,7 +52,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight_int8", (weight / scales[:, None]).round().clamp(-127, 127).to(torch.int8))
         self.register_buffer("scales", scales.to(linear.weight.dtype))
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
-        self.fast = fast_shape(self.out_features, self.in_features)
+        self.fast = hasattr(torch, "_weight_int8pack_mm") and fast_shape(self.out_features, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
