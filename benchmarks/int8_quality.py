@@ -5,7 +5,8 @@
 The run's test instructions (what its report scores: test_2016 en->de BLEU, SST-2 dev accuracy, the share of
 answers in the asked format) are answered greedily twice, by the run's model in float32 and by the same model
 after ``modules.quantize.quantize_int8`` (``chat --quantize int8``), and scored the same way; the table also
-counts the answers that came out identical and the wall time of each pass. The table goes to stdout and
+counts the answers that came out identical (as the run writes them: whitespace collapsed) and the wall time
+of each pass. The table goes to stdout and
 ``benchmarks/results/int8-quality-<run>-<date>.md``.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +28,6 @@ import torch  # noqa: E402
 from benchmarks.run import machine_description  # noqa: E402
 from transformers_zoo.modules.quantize import quantize_int8  # noqa: E402
 from transformers_zoo.pipeline import load_run  # noqa: E402
-from transformers_zoo.tasks.sft.task import answer  # noqa: E402
 
 METRICS = (("bleu", "BLEU, test_2016 en->de", 1.0), ("chrf", "chrF", 1.0), ("accuracy", "SST-2 dev accuracy, %", 100),
            ("parsed", "answers in the asked format, %", 100))
@@ -46,16 +47,17 @@ def main(argv: list[str] | None = None) -> int:
 
     _, task, model = load_run(sft, args.run, args.data_dir, "cpu")
     results, replies = {}, {}
-    for name in ("float32", "int8"):
-        if name == "int8":
-            quantize_int8(model)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            results[name] = task.evaluate(model, "test")
-            replies[name] = answer(model, task.tokenizer, [t.prompt for t in task.tests], task.max_new_tokens,
-                                   task.eval_batch_size)
-        results[name]["wall_s"] = time.perf_counter() - start
-        print(f"{name}: {results[name]}", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("float32", "int8"):
+            if name == "int8":
+                quantize_int8(model)
+            start = time.perf_counter()
+            with torch.inference_mode():  # scores, and writes the answers (one a row, the last column)
+                results[name] = task.evaluate(model, "test", Path(tmp) / name)
+            results[name]["wall_s"] = time.perf_counter() - start
+            lines = (Path(tmp) / name / results[name]["answers"]).read_text(encoding="utf-8").splitlines()[1:]
+            replies[name] = [line.split("\t")[-1] for line in lines]
+            print(f"{name}: {results[name]}", file=sys.stderr)
     same = sum(a == b for a, b in zip(replies["float32"], replies["int8"], strict=True))
     rows = ["| | float32 weights | int8 weights | change |", "| --- | --- | --- | --- |"]
     for key, label, scale in METRICS:
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(f"| {label} | {a:.1f} | {b:.1f} | {b - a:+.1f} |")
     rows.append(f"| answers identical to float32's | | {same} of {len(replies['int8'])} "
                 f"({100 * same / len(replies['int8']):.1f}%) | |")
-    rows.append(f"| wall time of both passes (score, then answers again), s | {results['float32']['wall_s']:.0f} | "
+    rows.append(f"| wall time of the answers and their scores, s | {results['float32']['wall_s']:.0f} | "
                 f"{results['int8']['wall_s']:.0f} | |")
     run = Path(args.run).resolve().name
     text = "\n".join([

@@ -55,7 +55,7 @@ run_kind = functools.partial(finetuning.encoder_run, default=finetuning.PRETRAIN
 def add_flags(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("pre-training data")
     cli.add_vocab_args(data)
-    data.add_argument("--corpus", dest="data__corpus", choices=["imdb", "sst2", "captions", "captions-de"],
+    data.add_argument("--corpus", dest="data__corpus", choices=pretraining.NAMED_CORPORA,
                       default=None, help="imdb = IMDB's 75k train + unsup reviews (never its test reviews), sst2 = "
                       "SST-2's training phrases, captions(-de) = Multi30k task 2's training captions (preset: imdb)")
     data.add_argument("--text", dest="data__text", type=cli.absolute, default=None, metavar="FILE",

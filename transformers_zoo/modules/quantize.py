@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .lora import LoRALinear
+
 __all__ = ["Int8Linear", "quantize_int8"]
 
 
@@ -81,7 +83,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     for name, child in list(model.named_children()):
         if type(child) is nn.Linear:
             setattr(model, name, Int8Linear(child))
-        elif type(child).__name__ == "LoRALinear":
+        elif isinstance(child, LoRALinear):
             raise ValueError(f"{name}: merge the LoRA adapters (merge_lora) before quantizing")
         else:
             quantize_int8(child)

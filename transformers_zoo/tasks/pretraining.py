@@ -43,7 +43,8 @@ __all__ = ["PRESETS", "PretrainDataSettings", "PretrainSettings", "PretrainTask"
            "prepare_pretrain", "prepare_pretrain_task", "pretrain_documents", "pretrain_model", "sample_fills"]
 
 
-CORPORA = ("imdb", "sst2", "captions", "captions-de", "file")
+NAMED_CORPORA = ("imdb", "sst2", "captions", "captions-de")  # --corpus; "file" is what --text makes it
+CORPORA = (*NAMED_CORPORA, "file")
 
 
 @dataclass(frozen=True)
