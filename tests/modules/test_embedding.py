@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from transformers_zoo.modules import ALiBiPositional, RotaryPositional, SinusoidalPositional, apply_rotary
@@ -67,3 +68,21 @@ def test_learned_offset_skips_rows():
     assert pos.weight.shape == (12, 4)
     out = pos.add(torch.zeros(1, 3, 4), torch.arange(3)[None])
     assert torch.equal(out[0], pos.weight[2:5])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_frequencies_stay_float32_when_the_model_is_cast(dtype):
+    rope, sinusoidal = RotaryPositional(64, 10000.0), SinusoidalPositional(32)
+    positions = torch.arange(2000, 2048)[None]
+    cos, sin = rope.rotary(positions)
+    table = sinusoidal.table(positions)
+    rope.to(dtype)
+    sinusoidal.to(dtype)
+    assert rope.inv_freq.dtype == sinusoidal.inv_freq.dtype == torch.float32
+    cast_cos, cast_sin = rope.rotary(positions)
+    # rounded to 8 (bf16) or 11 (fp16) bits, frequencies would miss these angles by up to radians
+    assert torch.equal(cast_cos, cos) and torch.equal(cast_sin, sin) and torch.equal(sinusoidal.table(positions), table)
+    frozen = torch.nn.Module()
+    frozen.register_buffer("f", RotaryPositional(64, 10000.0).inv_freq.clone())
+    rounded = frozen.to(dtype).f.float()
+    assert float((positions[0, -1] * (rounded - rope.inv_freq)).abs().max()) > 0.1  # what the cast alone does

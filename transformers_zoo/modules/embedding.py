@@ -48,7 +48,25 @@ class Positional(nn.Module):
         return None
 
 
-class SinusoidalPositional(Positional):
+def frequencies(dim: int, base: float, device: torch.device | None = None) -> torch.Tensor:
+    """``base^(-2i/dim)`` for i < dim/2, float32: the angular frequencies of sinusoids and RoPE."""
+    return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32, device=device) / dim))
+
+
+class FrequencyBuffer:
+    """Mixin of a module with an ``inv_freq`` buffer that stays float32: ``.to(torch.bfloat16)`` / ``.half()``
+    would round the frequencies, and an angle p * f then misses by radians at long positions (bf16 keeps 8 bits:
+    at p = 2,000 a rounding of 1e-3 is 2 rad). The buffer is recomputed after every cast or move."""
+
+    _freq_args: tuple[int, float]
+
+    def _apply(self, fn, recurse=True):  # noqa: ANN001 (torch's signature)
+        super()._apply(fn, recurse)
+        self.inv_freq = frequencies(*self._freq_args, device=self.inv_freq.device)
+        return self
+
+
+class SinusoidalPositional(FrequencyBuffer, Positional):
     """Fixed sin/cos of geometric frequencies (Vaswani et al. 2017), defined for any position, so it runs
     (if not necessarily works) past max_len. Two layouts of the same numbers:
     `interleaved` PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(...) (the paper's formula);
@@ -59,8 +77,8 @@ class SinusoidalPositional(Positional):
         if layout not in ("interleaved", "split"):
             raise ValueError(f"unknown sinusoidal layout {layout!r}; choose one of: interleaved, split")
         self.layout = layout
-        inv_freq = 1.0 / (10000.0 ** (torch.arange(0, d_model, 2, dtype=torch.float32) / d_model))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self._freq_args = (d_model, 10000.0)
+        self.register_buffer("inv_freq", frequencies(d_model, 10000.0), persistent=False)
 
     def table(self, positions: torch.Tensor) -> torch.Tensor:
         """The vectors `(1|B, T, d)` of integer `positions (1|B, T)`."""
@@ -95,14 +113,14 @@ class LearnedPositional(Positional):
         return x + nn.functional.embedding(positions + self.offset if self.offset else positions, self.weight)
 
 
-class RotaryPositional(Positional):
+class RotaryPositional(FrequencyBuffer, Positional):
     """RoPE (Su et al. 2021): rotate each (i, i + d/2) pair of query/key dims by angle p * theta^(-2i/d),
     so q.k depends only on the distance between positions ("rotate half" layout, as GPT-NeoX/LLaMA)."""
 
     def __init__(self, head_dim: int, theta: float = 10000.0):
         super().__init__()
-        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self._freq_args = (head_dim, theta)
+        self.register_buffer("inv_freq", frequencies(head_dim, theta), persistent=False)
 
     def rotary(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         angles = positions[..., None].to(torch.float32) * self.inv_freq  # (1|B, T, hd/2)
