@@ -173,14 +173,18 @@ def test_heap_is_pinned_only_once_step_shapes_vary(monkeypatch):
     from transformers_zoo.training import device
 
     pinned = []
-    monkeypatch.setattr(device, "steady_heap", lambda: pinned.append(True))
+    monkeypatch.setattr(device, "steady_heap", pinned.append)
     policy = device.HeapPolicy(torch.device("cpu"))
     for _ in range(3):
         policy.observe({"x": torch.zeros(2, 4)}, 8.0)
     assert not pinned
     policy.observe({"x": torch.zeros(2, 4)}, 5.0)  # same shapes, fewer scored tokens (masked LM)
     policy.observe({"x": torch.zeros(2, 6)}, 8.0)
-    assert pinned == [True]
+    assert pinned == [device.MMAP_THRESHOLD]
+    other = device.HeapPolicy(torch.device("cpu"), 4 << 20)  # a task's own threshold (the sentence encoder's)
+    other.observe({"x": torch.zeros(2, 4)}, 8.0)
+    other.observe({"x": torch.zeros(2, 5)}, 8.0)
+    assert pinned == [device.MMAP_THRESHOLD, 4 << 20]
 
 
 def test_second_signal_exits_at_once(monkeypatch):

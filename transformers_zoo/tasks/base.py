@@ -66,6 +66,8 @@ class TaskBase:
     tokenizer: Tokenizer
     eval_splits: tuple[str, ...]
     unit = "tok"
+    #: bytes from which a CPU run's buffers bypass glibc's heap once shapes vary (None: training.device's default)
+    heap_threshold: int | None = None
     #: plots ``report_sections`` writes into the run directory (names relative to it)
     images: tuple[str, ...] = ()
 
@@ -178,7 +180,8 @@ def fit(task: Task, model: nn.Module, train_cfg: TrainConfig, run_dir: Path, fin
         return metrics
 
     trainer = Trainer(model, stream if stream is not None else task.train_stream(train_cfg.seed), task.loss,
-                      train_cfg, run_dir, evaluate_then_tell if on_eval else validate, fingerprint, unit=task.unit)
+                      train_cfg, run_dir, evaluate_then_tell if on_eval else validate, fingerprint, unit=task.unit,
+                      heap_threshold=getattr(task, "heap_threshold", None))
     return trainer.fit()
 
 
