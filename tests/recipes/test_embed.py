@@ -8,6 +8,7 @@ import json
 
 import pytest
 import recipe_process
+from interrupt import assert_same_run, run_interrupted
 from recipe_process import run_recipe
 
 run = functools.partial(run_recipe, "embed")
@@ -31,6 +32,26 @@ def test_tiny_run_learns_and_reports_three_rows(tiny_run):
     rows = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
     assert any("val_mrr" in r for r in rows)
     assert "| hybrid |" in (tiny_run / "report.md").read_text()
+
+
+def test_a_masked_lm_phase_then_contrastive_one_run_that_resumes_exactly(shared_data_dir, tmp_path):
+    args = ["--preset", "tiny", "--mlm-steps", "10", "--max-steps", "24", "--eval-every", "12", "--save-every", "6",
+            "--log-every", "2", "--data-dir", shared_data_dir, "--threads", "1"]
+    whole = tmp_path / "whole"
+    proc = run(*args, "--out", whole)
+    assert "phase 1: 10 steps of masked LM" in proc.stderr
+    rows = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
+    train = {r["step"]: r for r in rows if r.get("split") == "train"}
+    assert train[10]["loss"] > 4.5 > train[12]["loss"]  # masked LM over 400 pieces, then InfoNCE over 32 pairs
+    # the schedule reached its floor (1e-3 x 0.05), then warms up again: step 2 of 5
+    assert train[10]["lr"] == pytest.approx(5e-5) and train[12]["lr"] == pytest.approx(4e-4)
+    assert json.loads((whole / "config.json").read_text())["train"]["restart_at"] == 10
+    resumed = tmp_path / "resumed"
+    run_interrupted("embed", args, resumed, ["5:TERM", "15:TERM", ""])  # inside each phase
+    assert_same_run(whole, resumed, 24)
+    refused = run(*args[:2], "--max-steps", "8", "--mlm-steps", "8", "--out", tmp_path / "x",
+                  "--data-dir", shared_data_dir, check=False)
+    assert refused.returncode == 2 and "--mlm-steps 8: must be below the step budget 8" in refused.stderr
 
 
 def test_index_search_add_from_the_command_line(tiny_run, shared_data_dir, tmp_path):

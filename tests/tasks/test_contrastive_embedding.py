@@ -112,3 +112,35 @@ def test_pair_stream_with_more_views_gives_distinct_members_group_major():
     for i in range(4):
         firsts = [int(rows[i * 4 + v, 0]) for v in range(4)]
         assert len({f // 10 for f in firsts}) == 1 and len(set(firsts)) == 4  # one image, four distinct captions
+
+
+@pytest.mark.parametrize("amp", ["off", "auto"])
+def test_a_masked_lm_phase_comes_first_and_is_scored_per_masked_token(amp):
+    from transformers_zoo import EncoderOnly
+    from transformers_zoo.config import ModelConfig
+    from transformers_zoo.tasks.embedding import EmbedDataSettings, EmbeddingTask
+    from transformers_zoo.tasks.mlm import mlm_loss
+    from transformers_zoo.tokenizers import CharTokenizer
+    from transformers_zoo.training.device import cpu_has_native_bf16
+
+    groups = [[f"a dog {w} on the grass", f"the dog {w} in a park", f"one brown dog {w}"] for w in
+              ("runs", "sits", "jumps", "sleeps", "barks", "plays", "waits", "swims")]
+    tok = CharTokenizer.train([t for g in groups for t in g])
+    settings = EmbedDataSettings(batch_size=4, mlm_steps=2, mlm_blocks=3, mlm_amp=amp)
+    task = EmbeddingTask(tok, groups, {"val": groups[:2], "test_2016": groups[2:4]}, settings, 64, "dogs")
+    assert task.unit == "ex" and "phase 1: 2 steps of masked LM" in task.describe()
+    stream = task.train_stream(seed=0)
+    batches = [next(stream) for _ in range(3)]
+    assert [sorted(b) for b in batches] == [["input_ids", "labels"]] * 2 + [["views"]]
+    torch.manual_seed(0)
+    model = EncoderOnly(ModelConfig(vocab_size=tok.vocab_size, d_model=32, n_heads=2, n_layers=1, max_len=64,
+                                    pad_id=tok.pad_id, positional="rope", pooling="mean", dropout=0.0))
+    seen = []
+    linear = next(m for m in model.stack.modules() if isinstance(m, torch.nn.Linear))
+    linear.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    loss, count = task.loss(model, batches[0])
+    total, masked = mlm_loss(model, batches[0])
+    assert count == 3 and loss.dtype == torch.float32
+    bf16 = amp == "auto" and cpu_has_native_bf16()
+    assert seen[0] == (torch.bfloat16 if bf16 else torch.float32)
+    assert loss.item() / 3 == pytest.approx(total.item() / masked.item(), rel=2e-2 if bf16 else 1e-6)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from transformers_zoo import DecoderOnly
-from transformers_zoo.batching import IGNORE_INDEX
+from transformers_zoo.batching import IGNORE_INDEX, PhasedStream
 from transformers_zoo.config import ModelConfig
 from transformers_zoo.corpora import DataError
 from transformers_zoo.corpora.instructions import read_conversations
@@ -15,7 +15,6 @@ from transformers_zoo.modules.lora import add_lora
 from transformers_zoo.tasks.lm import train_stream
 from transformers_zoo.tasks.sft import (
     PackedCollator,
-    PhasedStream,
     chat_rows,
     encode_all,
     pack,

@@ -33,6 +33,20 @@ def test_inverse_sqrt_matches_vaswani():
         assert lr_factor("inverse_sqrt", 4)(s - 1) == pytest.approx(min(s / 4, math.sqrt(4 / s)))
 
 
+def test_a_restarted_cosine_runs_each_phase_as_its_own_schedule():
+    got = lrs("cosine", 16, warmup_steps=2, max_steps=16, min_lr_ratio=0.1, restart_at=6)
+    first, second = lrs("cosine", 6, warmup_steps=2, max_steps=6, min_lr_ratio=0.1), \
+        lrs("cosine", 10, warmup_steps=2, max_steps=10, min_lr_ratio=0.1)
+    assert got == pytest.approx(first + second)
+    assert got[5] == pytest.approx(0.1) and got[6] == pytest.approx(0.5)  # the floor, then warmup again
+    with pytest.raises(ValueError, match="restart_at must be below max_steps"):
+        lr_factor("cosine", 2, 6, 0.1, restart_at=6)
+    with pytest.raises(ValueError, match="both phases longer than warmup_steps"):
+        TrainConfig(max_steps=10, schedule="cosine", warmup_steps=3, restart_at=8)
+    with pytest.raises(ValueError, match="restart_at must be below max_steps"):
+        TrainConfig(max_steps=10, schedule="cosine", warmup_steps=3, restart_at=10)
+
+
 def test_cosine_warms_up_then_decays_to_floor():
     got = lrs("cosine", 14, warmup_steps=2, max_steps=10, min_lr_ratio=0.1)
     assert got[0] == pytest.approx(0.5)

@@ -9,7 +9,7 @@ choice derives from ``(seed, epoch, ...)`` through :func:`derive_seed`, so a run
 
 from __future__ import annotations
 
-from .batches import EpochBatches, collate_batches, derive_seed, token_budget_batches
+from .batches import EpochBatches, PhasedStream, collate_batches, derive_seed, token_budget_batches
 from .collators import IGNORE_INDEX, ClassificationCollator, LMCollator, TranslationCollator, pad, shift_right
 from .lm_blocks import LMBlocks
 from .masking import MLMCollator, TokenMaskingCollator, mask_tokens
@@ -21,6 +21,7 @@ __all__ = [
     "LMBlocks",
     "LMCollator",
     "MLMCollator",
+    "PhasedStream",
     "TokenMaskingCollator",
     "TranslationCollator",
     "collate_batches",

@@ -150,3 +150,40 @@ def collate_batches(
     for indices in batches:
         yield collate([examples[i] for i in indices])
 
+
+class PhasedStream:
+    """The first ``first_batches`` batches of ``first`` (a pre-training phase: running text, masked blocks),
+    then ``second`` (the task's batches), as one stream: resumable as both are, its position included. The
+    streams are any iterators with ``state_dict`` / ``load_state_dict``; ``epoch`` is the second's."""
+
+    def __init__(self, first: Iterator[dict[str, Tensor]] | None, second: Iterator[dict[str, Tensor]],
+                 first_batches: int):
+        self.first, self.second, self.first_batches = first, second, first_batches if first is not None else 0
+        self.emitted = 0
+
+    @property
+    def epoch(self) -> int:
+        return self.second.epoch
+
+    @property
+    def in_first(self) -> bool:
+        """Whether the next batch comes from ``first``."""
+        return self.emitted < self.first_batches
+
+    def __iter__(self) -> PhasedStream:
+        return self
+
+    def __next__(self) -> dict[str, Tensor]:
+        source = self.first if self.in_first else self.second
+        self.emitted += 1
+        return next(source)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"emitted": self.emitted, "second": self.second.state_dict(),
+                **({"first": self.first.state_dict()} if self.first is not None else {})}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.emitted = int(state["emitted"])
+        self.second.load_state_dict(state["second"])
+        if self.first is not None:
+            self.first.load_state_dict(state["first"])

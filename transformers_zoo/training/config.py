@@ -28,7 +28,8 @@ class TrainConfig:
     evaluations without improvement of `best_metric` (None: no early stopping). `amp="auto"` means bf16
     autocast on CUDA and none on CPU; `amp="bf16"` autocasts on either (on a CPU with AMX or AVX512-BF16 an
     encoder trains 1.6-2.2x faster than in float32, benchmarks/amp_cpu.py; elsewhere bf16 is emulated and
-    slower); `amp="off"` trains in float32. `grad_clip=0` turns clipping off.
+    slower); `amp="off"` trains in float32. `grad_clip=0` turns clipping off. `restart_at`: the schedule
+    (warmup, decay) runs to that step and starts over there, for a run of two phases (a task sets it).
     """
 
     lr: float = 5e-4
@@ -38,6 +39,7 @@ class TrainConfig:
     schedule: str = "inverse_sqrt"
     warmup_steps: int = 1000
     min_lr_ratio: float = 0.1
+    restart_at: int | None = None
     max_steps: int | None = None
     max_epochs: int | None = None
     max_minutes: float | None = None
@@ -95,6 +97,15 @@ class TrainConfig:
             raise ValueError("TrainConfig.schedule='cosine' needs max_steps (the step where lr reaches its floor)")
         if self.schedule == "cosine" and self.max_steps <= self.warmup_steps:
             raise ValueError(f"cosine needs max_steps > warmup_steps, got {self.max_steps} <= {self.warmup_steps}")
+        if self.restart_at is not None:
+            _positive("restart_at", self.restart_at)
+            if self.max_steps is not None and self.restart_at >= self.max_steps:
+                raise ValueError(f"TrainConfig.restart_at must be below max_steps, got {self.restart_at} >= "
+                                 f"{self.max_steps}")
+            if self.schedule == "cosine" and min(self.restart_at, (self.max_steps or 0) - self.restart_at) \
+                    <= self.warmup_steps:
+                raise ValueError(f"cosine with restart_at={self.restart_at} needs both phases longer than "
+                                 f"warmup_steps={self.warmup_steps}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"TrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.grad_clip < 0:

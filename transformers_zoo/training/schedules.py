@@ -52,10 +52,28 @@ def constant(warmup_steps: int = 0) -> Callable[[int], float]:
     return factor
 
 
+def restarted(first: Callable[[int], float], second: Callable[[int], float], at: int) -> Callable[[int], float]:
+    """``first`` for the first ``at`` steps, then ``second`` from its own step 1: a two-phase run (pre-training,
+    then the task) whose second phase warms up and decays again, as a second run started from the first would."""
+
+    def factor(done: int) -> float:
+        return first(done) if done < at else second(done - at)
+
+    return factor
+
+
 def lr_factor(
-    schedule: str, warmup_steps: int, max_steps: int | None = None, min_lr_ratio: float = 0.1
+    schedule: str, warmup_steps: int, max_steps: int | None = None, min_lr_ratio: float = 0.1,
+    restart_at: int | None = None,
 ) -> Callable[[int], float]:
-    """The multiplier function of a schedule by name: "inverse_sqrt", "cosine" or "constant"."""
+    """The multiplier function of a schedule by name: "inverse_sqrt", "cosine" or "constant"; with
+    ``restart_at`` the schedule runs over steps 1..restart_at, then again over the steps left."""
+    if restart_at:
+        if max_steps is not None and restart_at >= max_steps:
+            raise ValueError(f"restart_at must be below max_steps, got {restart_at} >= {max_steps}")
+        rest = None if max_steps is None else max_steps - restart_at
+        return restarted(lr_factor(schedule, warmup_steps, restart_at, min_lr_ratio),
+                         lr_factor(schedule, warmup_steps, rest, min_lr_ratio), restart_at)
     if schedule == "inverse_sqrt":
         return inverse_sqrt(warmup_steps)
     if schedule == "cosine":
@@ -73,7 +91,8 @@ def build_scheduler(
     warmup_steps: int,
     max_steps: int | None = None,
     min_lr_ratio: float = 0.1,
+    restart_at: int | None = None,
 ) -> LambdaLR:
     """A LambdaLR over every parameter group. Its state_dict holds only numbers (the multiplier is a
     plain closure, which LambdaLR does not serialise), so it loads with `torch.load(weights_only=True)`."""
-    return LambdaLR(optimizer, lr_factor(schedule, warmup_steps, max_steps, min_lr_ratio))
+    return LambdaLR(optimizer, lr_factor(schedule, warmup_steps, max_steps, min_lr_ratio, restart_at))

@@ -15,15 +15,15 @@ document-causal mask: the model's stack takes one key mask per row; every conver
 template's start marker, which tells the boundaries, and its loss covers its own replies only).
 
 A run from scratch (no ``init``) first trains ``pretrain_steps`` steps of next-token prediction on running text
-(:func:`corpora.instructions.pretraining_text`), then instruction-tunes: one stream (:class:`PhasedStream`), one
+(:func:`corpora.instructions.pretraining_text`), then instruction-tunes: one stream (``batching.PhasedStream``), one
 schedule, one resumable run (start.py). settings.py holds the typed settings; task.py the task and its report.
 """
 
-from .packing import Packed, PackedCollator, PhasedStream, encode_all, pack, packed_stream
+from .packing import Packed, PackedCollator, encode_all, pack, packed_stream
 from .settings import MERGED_FILE, LoRASettings, SFTDataSettings, SFTSettings
 from .start import chat_rows, load_chat_model, load_start, prepare_sft, train_rows_only
 from .task import SFTTask, answer, parses, read_report, specialists_table, trained_what
 
-__all__ = ["MERGED_FILE", "LoRASettings", "Packed", "PackedCollator", "PhasedStream", "SFTDataSettings", "SFTSettings",
+__all__ = ["MERGED_FILE", "LoRASettings", "Packed", "PackedCollator", "SFTDataSettings", "SFTSettings",
            "SFTTask", "answer", "chat_rows", "encode_all", "load_chat_model", "load_start", "pack", "packed_stream",
            "parses", "prepare_sft", "read_report", "specialists_table", "train_rows_only", "trained_what"]

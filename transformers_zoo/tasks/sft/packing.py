@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -82,32 +81,3 @@ def packed_stream(packed: Packed, batch_size: int, seed: int, pad_id: int) -> Ep
     return EpochBatches(packed.blocks, batches, PackedCollator(pad_id))
 
 
-class PhasedStream:
-    """The first ``first_batches`` batches of ``first`` (pre-training text), then ``second`` (conversations):
-    resumable as both are, its position included."""
-
-    def __init__(self, first: EpochBatches | None, second: EpochBatches, first_batches: int):
-        self.first, self.second, self.first_batches = first, second, first_batches if first is not None else 0
-        self.emitted = 0
-
-    @property
-    def epoch(self) -> int:
-        return self.second.epoch
-
-    def __iter__(self) -> PhasedStream:
-        return self
-
-    def __next__(self) -> dict[str, torch.Tensor]:
-        source = self.first if self.emitted < self.first_batches else self.second
-        self.emitted += 1
-        return next(source)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"emitted": self.emitted, "second": self.second.state_dict(),
-                **({"first": self.first.state_dict()} if self.first is not None else {})}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.emitted = int(state["emitted"])
-        self.second.load_state_dict(state["second"])
-        if self.first is not None:
-            self.first.load_state_dict(state["first"])

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...batching import EpochBatches
+from ...batching import EpochBatches, PhasedStream
 from ...corpora.instructions import LABELS, Instruction
 from ...generation import generate_many
 from ...metrics import bleu, chrf
@@ -21,7 +21,7 @@ from ...tokenizers.chat import encode_chat, end_of_turn, stop_ids
 from ...training.losses import cross_entropy_sum
 from ..base import TaskBase
 from ..lm import lm_loss
-from .packing import Packed, PackedCollator, PhasedStream, packed_stream
+from .packing import Packed, PackedCollator, packed_stream
 from .settings import MERGED_FILE, Conversation, LoRASettings
 
 # ------------------------------------------------------------------------------------------- answering
