@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from ..modules import KVCache, TokenEmbedding, TransformerStack
+from ..modules import KVCache, Linear, TokenEmbedding, TransformerStack
 from .base import init_weights, output_logits, padding_mask
 
 
@@ -22,7 +22,7 @@ class DecoderOnly(nn.Module):
         self.config = config
         self.embed = TokenEmbedding(config.vocab_size, config.d_model, config.scale_embeddings)
         self.stack = TransformerStack(config, config.n_layers, causal=True)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=config.output_bias)
+        self.lm_head = Linear(config.d_model, config.vocab_size, bias=config.output_bias)
         self.output_scale = config.d_model ** -0.5 if config.scale_output else 1.0
         init_weights(self, config.n_layers)
         if config.tie_embeddings:

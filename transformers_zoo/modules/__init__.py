@@ -15,10 +15,11 @@ from .embedding import (
 )
 from .ffn import FeedForward, GatedFeedForward, build_ffn
 from .kv_cache import KVCache, LayerCache
+from .linear import Linear
 from .norm import build_norm
 
 __all__ = [
-    "ALiBiPositional", "FeedForward", "GatedFeedForward", "KVCache", "LayerCache", "LearnedPositional",
+    "ALiBiPositional", "FeedForward", "GatedFeedForward", "KVCache", "LayerCache", "LearnedPositional", "Linear",
     "MultiHeadAttention", "Positional", "RelativePositional", "RotaryPositional", "SinusoidalPositional",
     "TokenEmbedding", "TransformerBlock", "TransformerStack", "apply_rotary", "build_block", "build_ffn",
     "build_norm", "build_positional", "fused_attention", "record_attention", "reference_attention",

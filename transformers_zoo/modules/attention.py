@@ -25,6 +25,7 @@ from torch import nn
 
 from .embedding import apply_rotary
 from .kv_cache import LayerCache
+from .linear import Linear
 
 #: whether scaled_dot_product_attention takes ``enable_gqa`` (torch >= 2.5)
 GQA_KERNEL = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
@@ -140,11 +141,11 @@ class MultiHeadAttention(nn.Module):
         q_dim, kv_dim = n_heads * self.head_dim, self.n_kv_heads * self.head_dim
         in_bias = bias if qkv_bias is None else qkv_bias
         if cross:
-            self.q = nn.Linear(d_model, q_dim, bias=in_bias)
-            self.kv = nn.Linear(d_model, 2 * kv_dim, bias=in_bias)
+            self.q = Linear(d_model, q_dim, bias=in_bias)
+            self.kv = Linear(d_model, 2 * kv_dim, bias=in_bias)
         else:
-            self.qkv = nn.Linear(d_model, q_dim + 2 * kv_dim, bias=in_bias)
-        self.out = nn.Linear(q_dim, d_model, bias=bias)
+            self.qkv = Linear(d_model, q_dim + 2 * kv_dim, bias=in_bias)
+        self.out = Linear(q_dim, d_model, bias=bias)
         self.store_weights = False
         self.weights: torch.Tensor | None = None
 

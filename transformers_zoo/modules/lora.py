@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .linear import Linear
+
 
 class LoRALinear(nn.Module):
     """``nn.Linear``'s ``weight (out, in)`` and ``bias`` (frozen) plus ``lora_a (rank, in)`` and ``lora_b (out,
@@ -53,9 +55,9 @@ class LoRALinear(nn.Module):
         return self.scaling * (self.lora_b @ self.lora_a)
 
     def merged(self) -> nn.Linear:
-        """A plain ``nn.Linear`` whose weight is ``weight + delta()`` (computed in float64, then cast)."""
-        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
-                           device=self.weight.device, dtype=self.weight.dtype)
+        """A plain linear layer (``modules.Linear``) whose weight is ``weight + delta()`` (in float64, then cast)."""
+        linear = Linear(self.in_features, self.out_features, bias=self.bias is not None,
+                        device=self.weight.device, dtype=self.weight.dtype)
         with torch.no_grad():
             linear.weight.copy_((self.weight.double() + self.delta().double()).to(self.weight.dtype))
             if self.bias is not None:

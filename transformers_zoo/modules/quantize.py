@@ -81,7 +81,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     """Replaces every ``nn.Linear`` of ``model`` (in place, also returned) by an :class:`Int8Linear`; weights of a
     LoRA layer must be merged first (``merge_lora``). For inference: the int8 weights take no gradient."""
     for name, child in list(model.named_children()):
-        if type(child) is nn.Linear:
+        if isinstance(child, nn.Linear):
             setattr(model, name, Int8Linear(child))
         elif isinstance(child, LoRALinear):
             raise ValueError(f"{name}: merge the LoRA adapters (merge_lora) before quantizing")
