@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -169,22 +172,49 @@ def test_callbacks_run_after_each_step_and_its_checkpoint(tmp_path):
     assert seen == [(s, f"step_{s:08d}") for s in (1, 2, 3)] and err.value.step == 4  # step 4 ran, then stopped
 
 
-def test_heap_is_pinned_only_once_step_shapes_vary(monkeypatch):
+def test_heap_is_managed_only_once_step_shapes_vary(monkeypatch):
     from transformers_zoo.training import device
 
-    pinned = []
+    pinned, released = [], []
     monkeypatch.setattr(device, "steady_heap", pinned.append)
-    policy = device.HeapPolicy(torch.device("cpu"))
+    monkeypatch.setattr(device, "release_heap", lambda: released.append(1))
+    policy = device.HeapPolicy(torch.device("cpu"))  # the default: pinned at 128 KiB
     for _ in range(3):
         policy.observe({"x": torch.zeros(2, 4)}, 8.0)
     assert not pinned
     policy.observe({"x": torch.zeros(2, 4)}, 5.0)  # same shapes, fewer scored tokens (masked LM)
     policy.observe({"x": torch.zeros(2, 6)}, 8.0)
-    assert pinned == [device.MMAP_THRESHOLD]
+    assert pinned == [device.MMAP_THRESHOLD] and not released  # once
     other = device.HeapPolicy(torch.device("cpu"), 4 << 20)  # a task's own threshold (the sentence encoder's)
-    other.observe({"x": torch.zeros(2, 4)}, 8.0)
-    other.observe({"x": torch.zeros(2, 5)}, 8.0)
+    for width in (4, 5, 6):
+        other.observe({"x": torch.zeros(2, width)}, 8.0)
     assert pinned == [device.MMAP_THRESHOLD, 4 << 20]
+    release = device.HeapPolicy(torch.device("cpu"), device.RELEASE)  # masked-LM pre-training's
+    for tokens in (8.0, 8.0, 5.0, 8.0, 8.0):
+        release.observe({"x": torch.zeros(2, 4)}, tokens)
+    assert len(released) == 3 and len(pinned) == 2  # every step from the first that differed, never pinned
+    gpu = device.HeapPolicy(torch.device("cuda"), device.RELEASE)
+    for width in (4, 5, 6):
+        gpu.observe({"x": torch.zeros(2, width)}, 8.0)
+    assert len(released) == 3
+    with pytest.raises(ValueError, match="heap policy"):
+        device.HeapPolicy(torch.device("cpu"), "trim")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_release_heap_hands_freed_heap_memory_back():
+    from transformers_zoo.training.device import release_heap
+
+    def resident_mb() -> float:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    chunks = [torch.ones(16 * 1024) for _ in range(4096)]  # 64 KiB each, below the mmap threshold: glibc's heap
+    keep = chunks[-1]  # the heap's top stays in use, so freeing the rest leaves a hole glibc does not return
+    del chunks
+    before = resident_mb()
+    assert release_heap()
+    assert before - resident_mb() > 128, "at least half of the 256 MB freed should leave the process"
+    assert keep.sum() == 16 * 1024
 
 
 def test_second_signal_exits_at_once(monkeypatch):

@@ -66,8 +66,9 @@ class TaskBase:
     tokenizer: Tokenizer
     eval_splits: tuple[str, ...]
     unit = "tok"
-    #: bytes from which a CPU run's buffers bypass glibc's heap once shapes vary (None: training.device's default)
-    heap_threshold: int | None = None
+    #: once a CPU run's step shapes vary: pin glibc's heap at this many bytes (None: 128 KiB) or "release" its free
+    #: pages after every step (training.device.HeapPolicy: which is faster depends on the task's buffers)
+    heap: int | str | None = None
     #: plots ``report_sections`` writes into the run directory (names relative to it)
     images: tuple[str, ...] = ()
 
@@ -181,7 +182,7 @@ def fit(task: Task, model: nn.Module, train_cfg: TrainConfig, run_dir: Path, fin
 
     trainer = Trainer(model, stream if stream is not None else task.train_stream(train_cfg.seed), task.loss,
                       train_cfg, run_dir, evaluate_then_tell if on_eval else validate, fingerprint, unit=task.unit,
-                      heap_threshold=getattr(task, "heap_threshold", None))
+                      heap=getattr(task, "heap", None))
     return trainer.fit()
 
 

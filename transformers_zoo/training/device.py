@@ -5,15 +5,25 @@ Memory: glibc's heap fragments under tensors whose sizes change every step. Mask
 only where tokens are masked, so their largest buffers (``(N, V)`` logits and gradients) change size every
 step; glibc serves them from its heap and raises its mmap threshold as they are freed (the "dynamic"
 threshold), so later buffers land in the heap too, which fragments and never shrinks: a 5M-parameter BERT
-pre-training here grew from 3.5 to 5 GB in ten minutes. Pinning the threshold (what
-``MALLOC_MMAP_THRESHOLD_=131072`` does from the environment) serves every buffer of 128 KiB or more by
-``mmap`` and returns it when freed: memory stays flat (a toy run of 400 steps: +11 MB instead of +540 MB).
-That has a price: every such buffer is mapped and faulted in afresh, ~19k page faults a step at nanoGPT's
-CPU configuration (1.2k unpinned) and several ms of system time. Runs whose steps all have the same shapes
-(LM blocks) do not fragment, so `HeapPolicy` pins the heap only once a step's shapes or token count differ
-from the first step's. Nothing happens where libc is not glibc. A run may pin a higher threshold
-(`HeapPolicy(device, threshold)`): the sentence-encoder recipe's many buffers of 0.1-4 MiB then come from the heap
-(its steps 1.3-1.4x faster here, 2026-12-06: 350k page faults a step pinned at 128 KiB; memory +15%).
+pre-training here grew to 5.2 GB in three minutes. Runs whose steps all have the same shapes (LM blocks) do not
+fragment, so `HeapPolicy` acts only once a step's shapes or token count differ from the first step's, in one
+of two ways, chosen per task (``TaskBase.heap``):
+
+- pin (the default, at 128 KiB; a task may choose its ``heap`` threshold): every buffer of that many bytes or
+  more is mapped by ``mmap`` and unmapped when freed (what ``MALLOC_MMAP_THRESHOLD_`` does from the
+  environment), so the heap holds only smaller ones; each mapped buffer is faulted in afresh, the price. Tasks
+  whose many buffers are 0.1-4 MiB pin at 4 MiB (cpu presets, 2 cores, 2026-12-07): translation (3,450 tokens/s
+  against 3,080 at 128 KiB), classification (443 examples/s against 380) and the sentence encoder (1.3-1.4x),
+  for 10-30% more memory.
+- release (``RELEASE``): after every step ``malloc_trim(0)`` hands the heap's free pages back to the system.
+  glibc keeps its fast default; the fragments stay in the address space, not in memory. Masked-LM pre-training
+  on IMDB (cpu preset): 2,430-2,680 masked tokens/s at 2.6-2.7 GB after 3 and 8 minutes, against 2,040 tokens/s
+  and 2.1 GB pinned at 128 KiB (86M page faults in three minutes; 4 MiB was no faster) and 2,890 tokens/s and
+  5.2 GB, growing, unmanaged. Where pinning at 4 MiB suffices it is faster than releasing (releasing: translation
+  2,960 tokens/s, classification 386 examples/s, the sentence encoder 141 / 69 against 158 / 82): every release
+  is undone by page faults on the next step.
+
+Nothing happens where libc is not glibc.
 """
 
 from __future__ import annotations
@@ -80,19 +90,34 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+@functools.cache  # looked up once, when a run first needs it
+def _libc() -> Any:
+    """glibc through ctypes, or None (not Linux, or another libc: musl has neither mallopt nor malloc_trim)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
 @functools.cache
 def steady_heap(threshold: int = MMAP_THRESHOLD) -> bool:
     """Pin glibc's mmap and trim thresholds for this process (once per value) at ``threshold`` bytes; True when
     it took effect."""
-    if not sys.platform.startswith("linux"):
+    libc = _libc()
+    if libc is None:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, threshold))
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, threshold))
+
+
+def release_heap() -> bool:
+    """Give the free pages of glibc's heap back to the system (``malloc_trim(0)``); True when some were."""
+    libc = _libc()
+    return libc is not None and bool(libc.malloc_trim(0))
 
 
 def _shapes(batch: Any) -> Any:
@@ -105,22 +130,38 @@ def _shapes(batch: Any) -> Any:
     return None
 
 
-class HeapPolicy:
-    """Pins the heap (`steady_heap`) of a CPU run the first time a step's batch shapes or scored-token count
-    differ from the first step's; a run of same-shaped steps keeps glibc's faster default. ``threshold``: the
-    bytes from which buffers are mapped (None: ``MMAP_THRESHOLD``)."""
+#: `HeapPolicy`'s other policy: release the heap's free pages after every step instead of pinning it
+RELEASE = "release"
 
-    def __init__(self, device: torch.device, threshold: int | None = None) -> None:
-        self.done = device.type != "cpu"
-        self.threshold = threshold or MMAP_THRESHOLD
+
+class HeapPolicy:
+    """Manages a CPU run's heap once a step's batch shapes or scored-token count differ from the first step's (a
+    run of same-shaped steps keeps glibc's default). ``heap``: a threshold in bytes pins the heap at it
+    (`steady_heap`; None: ``MMAP_THRESHOLD``); ``RELEASE`` releases its free pages after every step
+    (`release_heap`). Which is faster depends on the run's buffers: see this module's doc."""
+
+    def __init__(self, device: torch.device, heap: int | str | None = None) -> None:
+        if heap is not None and heap != RELEASE and not (isinstance(heap, int) and heap > 0):
+            raise ValueError(f"heap policy must be a threshold in bytes or {RELEASE!r}, got {heap!r}")
+        self.off = device.type != "cpu"
+        self.heap = MMAP_THRESHOLD if heap is None else heap
+        self.varied = False
         self._first: Any = None
 
     def observe(self, batch: Any, tokens: float) -> None:
-        if self.done:
+        """Called after every optimizer step with its batch and scored-token count."""
+        if self.off:
             return
-        key = (_shapes(batch), tokens)
-        if self._first is None:
-            self._first = key
-        elif key != self._first:
-            self.done = True
-            steady_heap(self.threshold)
+        if not self.varied:
+            key = (_shapes(batch), tokens)
+            if self._first is None:
+                self._first = key
+                return
+            if key == self._first:
+                return
+            self.varied = True
+            if self.heap != RELEASE:
+                self.off = True  # pinned once, for the rest of the process
+                steady_heap(self.heap)
+                return
+        release_heap()

@@ -109,7 +109,7 @@ class Trainer:
         fingerprint: dict[str, Any] | None = None,
         unit: str = "tok",
         callbacks: Sequence[Callback] = (),
-        heap_threshold: int | None = None,
+        heap: int | str | None = None,
     ) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -123,7 +123,7 @@ class Trainer:
         self.is_main = self.rank == 0
         self.device = resolve_device(cfg.device)
         self.amp = use_bf16(cfg.amp, self.device)
-        self._heap = HeapPolicy(self.device, heap_threshold)  # a CPU run's memory stays flat (see device.py)
+        self._heap = HeapPolicy(self.device, heap)  # a CPU run's memory stays flat (see device.py)
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(self.model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps)
         self.scheduler = build_scheduler(

@@ -75,6 +75,9 @@ class TranslationTask(TaskBase):
     beam-search sacreBLEU / chrF); the final weights are the better on validation of the best checkpoint and
     the average of the last ones. `family` is the model trained (a key of FORMATS)."""
 
+    # token-budget batches of every length: buffers of 0.1-4 MiB from the heap, not mapped afresh each step; measured
+    # 2026-12-07 on 2 cores (cpu preset, 3 min): 3,450 tok/s against 3,080 pinned at 128 KiB, 2,960 releasing
+    heap = 4 << 20
     data: TranslationData
     settings: TranslationDataSettings
     search: SearchSettings
