@@ -37,12 +37,13 @@ def gpt_run(shared_data_dir, tmp_path_factory) -> Path:
     return out
 
 
-def test_the_command_serves_a_run_directory(gpt_run):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_command_serves_a_run_directory(gpt_run, dtype):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = command("-m", "transformers_zoo.serve", f"tiny={gpt_run}", "--port", port, "--api-key", "k",
-                     "--threads", 1, "--device", "cpu", background=True)
+                     "--threads", 1, "--device", "cpu", "--dtype", dtype, background=True)
     try:
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0, timeout=60)
         for _ in range(600):
@@ -54,13 +55,15 @@ def test_the_command_serves_a_run_directory(gpt_run):
                 time.sleep(0.1)
         assert [(m.id, m.family) for m in models] == [("tiny", "decoder_only")]
         out = client.completions.create(model="tiny", prompt="ROMEO:", max_tokens=20, temperature=0)
-        served = load_served("tiny", str(gpt_run), "cpu")
+        served = load_served("tiny", str(gpt_run), "cpu", dtype=dtype)  # the library's answer in that dtype
+        assert next(served.model.parameters()).dtype == getattr(torch, dtype)
         ids = served.tokenizer.encode_prompt("ROMEO:")
         want = greedy(served.model, served.model.init_cache(1), torch.tensor([ids]), 20)[0].tolist()
         assert out.choices[0].text == served.tokenizer.decode(want) and out.usage.completion_tokens == 20
     finally:
         server.terminate()
         server.wait(timeout=30)
+    assert f"tiny: decoder_only from {gpt_run} (" in (log := server.stdout.read()) and f"; {dtype})" in log
 
 
 def test_a_bad_model_spec_is_one_line(tmp_path):

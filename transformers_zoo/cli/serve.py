@@ -29,6 +29,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body (default 1 MB)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="decoder models' weights and KV cache (encoders and translators stay float32): bfloat16 "
+                             "reads half the bytes a decoding step (chat --dtype; benchmarks/chat_generate.py)")
     parser.add_argument("--data-dir", default=os.environ.get("TZOO_DATA_DIR"), help="data folder (GPT-2's BPE ranks)")
     args = parser.parse_args(argv)
     for name in ("max_queue", "max_batch", "max_body_bytes"):
@@ -53,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"model names must differ: {', '.join(names)}")
     models = []
     for name, spec in specs:
-        models.append(load_served(name, spec, args.device, args.data_dir))
-        print(f"{name}: {models[-1].family} from {spec} ({', '.join(models[-1].capabilities)})", file=sys.stderr)
+        models.append(load_served(name, spec, args.device, args.data_dir, args.dtype))
+        dtype = str(next(models[-1].model.parameters()).dtype).removeprefix("torch.")
+        print(f"{name}: {models[-1].family} from {spec} ({', '.join(models[-1].capabilities)}; {dtype})",
+              file=sys.stderr)
     app = create_app(models, api_key=args.api_key, max_queue=args.max_queue, max_batch=args.max_batch,
                      max_body_bytes=args.max_body_bytes)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:

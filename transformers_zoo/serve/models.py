@@ -84,8 +84,12 @@ def parse_spec(text: str) -> tuple[str, str]:
     return name, path
 
 
-def load_served(name: str, spec: str, device: str = "auto", data_dir: str | None = None) -> ServedModel:
-    """Load what `spec` points at (see the module's docstring) onto `device`."""
+def load_served(name: str, spec: str, device: str = "auto", data_dir: str | None = None,
+                dtype: str = "float32") -> ServedModel:
+    """Load what `spec` points at (see the module's docstring) onto `device`; a decoder's weights (and so its KV
+    cache) in `dtype` ("bfloat16": half the bytes a decoding step reads); encoders and translators stay float32."""
+    import torch
+
     from ..training.trainer import resolve_device
 
     if spec.startswith("hf:"):
@@ -99,6 +103,8 @@ def load_served(name: str, spec: str, device: str = "auto", data_dir: str | None
         else:
             raise ValueError(f"{spec}: neither a run directory (config.json), an index folder (index.json) nor hf:PATH")
     served.model.to(resolve_device(device)).eval()
+    if served.family == "decoder_only":
+        served.model.to(getattr(torch, dtype))
     return served
 
 
