@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:  # runnable from a checkout without `pip install -
 import torch  # noqa: E402
 
 from benchmarks.run import machine_description  # noqa: E402
-from transformers_zoo.modules.quantize import quantize_int8  # noqa: E402
+from transformers_zoo.modules.quantize import quantize_dynamic_int8, quantize_int8  # noqa: E402
 from transformers_zoo.pipeline import load_run  # noqa: E402
 
 METRICS = (("bleu", "BLEU, test_2016 en->de", 1.0), ("chrf", "chrF", 1.0), ("accuracy", "SST-2 dev accuracy, %", 100),
@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--mode", default="int8", choices=["int8", "int8-dynamic"],
+                        help="int8: weight-only (quantize_int8); int8-dynamic: int8 weights and activations")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -46,11 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     import sft
 
     _, task, model = load_run(sft, args.run, args.data_dir, "cpu")
+    quantizer = quantize_int8 if args.mode == "int8" else quantize_dynamic_int8
     results, replies = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("float32", "int8"):
             if name == "int8":
-                quantize_int8(model)
+                quantizer(model)
             start = time.perf_counter()
             with torch.inference_mode():  # scores, and writes the answers (one a row, the last column)
                 results[name] = task.evaluate(model, "test", Path(tmp) / name)
@@ -70,13 +73,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{results['int8']['wall_s']:.0f} | |")
     run = Path(args.run).resolve().name
     text = "\n".join([
-        f"# Weight-only int8 on a trained model: {run}, {datetime.date.today()}", "",
+        f"# {'Weight-only' if args.mode == 'int8' else 'Dynamic (weights and activations)'} int8 on a trained "
+        f"model: {run}, {datetime.date.today()}", "",
         f"`python benchmarks/int8_quality.py {' '.join(argv if argv is not None else sys.argv[1:])}`: "
         f"{len(task.tests)} held-out instructions answered greedily (through the chat template) by the run's model "
-        f"in float32 and after `quantize_int8`; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"in float32 and after `{quantizer.__name__}`; torch {torch.__version__}, {torch.get_num_threads()} threads; "
         f"{machine_description(torch.device('cpu'))}.", "", *rows, ""])
     print(text)
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"int8-quality-{run}-{datetime.date.today()}.md")
+    stem = "int8-quality" if args.mode == "int8" else "int8-dynamic-quality"
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"{stem}-{run}-{datetime.date.today()}.md")
     out.write_text(text)
     print(f"written to {out}", file=sys.stderr)
     return 0

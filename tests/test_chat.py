@@ -210,12 +210,15 @@ def test_one_answer_with_prompt_and_a_model_without_template(tmp_path, capsys):
     int8, _ = load_chat_model(argparse.Namespace(**{**vars(args), "dtype": "float32", "quantize": "int8"}), None)
     assert any(isinstance(m, Int8Linear) for m in int8.modules())
     assert not any(isinstance(m, torch.nn.Linear) for m in int8.modules())
+    dynamic, _ = load_chat_model(argparse.Namespace(**{**vars(args), "dtype": "float32", "quantize": "int8-dynamic"}),
+                                 None)  # int8 activations too
+    assert not any(isinstance(m, torch.nn.Linear) for m in dynamic.modules())
     replies = []
-    for flags in ([], ["--quantize", "int8"]):
+    for flags in ([], ["--quantize", "int8"], ["--quantize", "int8-dynamic"]):
         assert chat_main(["--init", f"hf:{checkpoint}", "--prompt", "hello", "--max-new-tokens", "5",
                           "--temperature", "0", *flags]) == 0
         replies.append(capsys.readouterr().out)
-    assert replies[0] == replies[1] and len(replies[1]) > 1
+    assert replies[0] == replies[1] == replies[2] and len(replies[1]) > 1
     model, _ = tiny_chat()
     with pytest.raises(ConversationError, match="no chat template.*recipes/sft.py"):
         ChatSession(model, CharTokenizer.train("abc"))

@@ -55,23 +55,31 @@ def test_fast_shapes_are_the_kernels_and_match_the_plain_route():
     assert torch.allclose(fast.float(), q(x).float(), rtol=2e-2, atol=2e-2)
 
 
-def test_quantized_decoder_generates_the_float_models_tokens():
+def float_then_quantized(quantize) -> tuple[nn.Module, torch.Tensor, dict[str, torch.Tensor]]:
+    """A tiny decoder's logits and 8 greedy tokens of one prompt before and after ``quantize`` (in place); also
+    the model and its input embedding before."""
     torch.manual_seed(0)
     model = DecoderOnly(CONFIG).eval()
     embed = model.embed.weight.detach().clone()
     prompt = torch.randint(4, 64, (1, 9))
+    out = {}
     with torch.no_grad():
-        float_logits = model(prompt)
-        float_tokens = greedy(model, model.init_cache(1), prompt, 8)
-        quantize_int8(model)
-        int8_logits = model(prompt)
-        int8_tokens = greedy(model, model.init_cache(1), prompt, 8)
+        for name in ("float", "int8"):
+            if name == "int8":
+                quantize(model)
+            out[f"{name}_logits"] = model(prompt)
+            out[f"{name}_tokens"] = greedy(model, model.init_cache(1), prompt, 8)
+    return model, embed, out
+
+
+def test_quantized_decoder_generates_the_float_models_tokens():
+    model, embed, out = float_then_quantized(quantize_int8)
     layers = [m for m in model.modules() if isinstance(m, Int8Linear)]
     assert len(layers) == 2 * 4 + 1  # qkv, out, ffn x2; head
     assert not any(isinstance(m, nn.Linear) for m in model.modules())
     assert torch.equal(model.embed.weight, embed)  # the tied input embedding keeps full precision
-    assert (int8_logits - float_logits).abs().max() < 0.05 * float_logits.abs().max()
-    assert torch.equal(int8_tokens, float_tokens)
+    assert (out["int8_logits"] - out["float_logits"]).abs().max() < 0.05 * out["float_logits"].abs().max()
+    assert torch.equal(out["int8_tokens"], out["float_tokens"])
 
 
 def test_unmerged_lora_is_refused():
@@ -79,3 +87,19 @@ def test_unmerged_lora_is_refused():
     add_lora(model, ("qkv",), rank=2, alpha=4)
     with pytest.raises(ValueError, match="merge the LoRA adapters"):
         quantize_int8(model)
+
+
+def test_dynamic_int8_decoder_is_close_to_the_float_model_and_needs_float32():
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    from transformers_zoo.modules.quantize import quantize_dynamic_int8
+
+    model, embed, out = float_then_quantized(quantize_dynamic_int8)
+    assert sum(isinstance(m, DynamicLinear) for m in model.modules()) == 2 * 4 + 1
+    assert not any(isinstance(m, nn.Linear) for m in model.modules())
+    assert torch.equal(model.embed.weight, embed)
+    error = (out["int8_logits"] - out["float_logits"]).abs().max()
+    assert 0 < error < 0.1 * out["float_logits"].abs().max()  # the activations are rounded too
+    assert torch.equal(out["int8_tokens"], out["float_tokens"])
+    with pytest.raises(ValueError, match="float32 weights on the CPU"):
+        quantize_dynamic_int8(DecoderOnly(CONFIG).to(torch.bfloat16))

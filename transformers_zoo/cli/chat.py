@@ -21,11 +21,13 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                              "2.5x sooner and gave 1.44x the tokens/s of transformers in float32, 1.25x of it in "
                              "bfloat16, at SmolLM2-135M's shape (benchmarks/chat_generate.py); replies may differ "
                              "from float32's by rounding")
-    parser.add_argument("--quantize", default=None, choices=["int8"],
+    parser.add_argument("--quantize", default=None, choices=["int8", "int8-dynamic"],
                         help="weight-only int8 linear layers (one scale per output row; modules/quantize.py): a "
                              "quarter of float32's weight bytes read per token; with --dtype bfloat16 at SmolLM2-135M's"
                              " shape 1.66x the tokens/s of transformers in float32, 1.46x in bf16 (benchmarks/"
-                             "chat_generate.py); replies may differ from the float model's by rounding")
+                             "chat_generate.py); replies may differ from the float model's by rounding. "
+                             "int8-dynamic (--dtype float32, CPU): int8 activations too, through fbgemm: faster, and "
+                             "further from the float model (benchmarks/int8_quality.py --mode int8-dynamic)")
 
 
 def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +55,10 @@ def load_chat_model(args: argparse.Namespace, recipe: ModuleType | None):
         from ..modules.quantize import quantize_int8
 
         quantize_int8(model)
+    elif args.quantize == "int8-dynamic":
+        from ..modules.quantize import quantize_dynamic_int8
+
+        quantize_dynamic_int8(model)
     return model, tok
 
 
