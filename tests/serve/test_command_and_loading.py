@@ -37,13 +37,14 @@ def gpt_run(shared_data_dir, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_the_command_serves_a_run_directory(gpt_run, dtype):
+@pytest.mark.parametrize("dtype, quantize", [("float32", None), ("bfloat16", None), ("float32", "int8-dynamic")])
+def test_the_command_serves_a_run_directory(gpt_run, dtype, quantize):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = command("-m", "transformers_zoo.serve", f"tiny={gpt_run}", "--port", port, "--api-key", "k",
-                     "--threads", 1, "--device", "cpu", "--dtype", dtype, background=True)
+                     "--threads", 1, "--device", "cpu", "--dtype", dtype,
+                     *(["--quantize", quantize] if quantize else []), background=True)
     try:
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0, timeout=60)
         for _ in range(600):
@@ -55,21 +56,29 @@ def test_the_command_serves_a_run_directory(gpt_run, dtype):
                 time.sleep(0.1)
         assert [(m.id, m.family) for m in models] == [("tiny", "decoder_only")]
         out = client.completions.create(model="tiny", prompt="ROMEO:", max_tokens=20, temperature=0)
-        served = load_served("tiny", str(gpt_run), "cpu", dtype=dtype)  # the library's answer in that dtype
+        served = load_served("tiny", str(gpt_run), "cpu", dtype=dtype, quantize=quantize)  # the library's answer
         assert next(served.model.parameters()).dtype == getattr(torch, dtype)
+        quantized = any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in served.model.modules())
+        assert quantized == bool(quantize)
         ids = served.tokenizer.encode_prompt("ROMEO:")
         want = greedy(served.model, served.model.init_cache(1), torch.tensor([ids]), 20)[0].tolist()
         assert out.choices[0].text == served.tokenizer.decode(want) and out.usage.completion_tokens == 20
     finally:
         server.terminate()
         server.wait(timeout=30)
-    assert f"tiny: decoder_only from {gpt_run} (" in (log := server.stdout.read()) and f"; {dtype})" in log
+    label = dtype + (f", {quantize}" if quantize else "")
+    assert f"tiny: decoder_only from {gpt_run} (" in (log := server.stdout.read()) and f"; {label})" in log
 
 
 def test_a_bad_model_spec_is_one_line(tmp_path):
     done = command("-m", "transformers_zoo.serve", f"x={tmp_path / 'missing'}")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "neither a run directory" in done.stderr
+    from transformers_zoo.cli.serve import parse_args
+
+    with pytest.raises(SystemExit):  # argparse's one line: dynamic int8 quantizes a float32 model
+        parse_args(["x=runs/x", "--dtype", "bfloat16", "--quantize", "int8-dynamic"])
+    assert parse_args(["x=runs/x", "--quantize", "int8-dynamic"]).quantize == "int8-dynamic"
 
 
 def test_a_sentence_transformers_checkpoint_and_an_index_folder_load(tmp_path):

@@ -85,9 +85,11 @@ def parse_spec(text: str) -> tuple[str, str]:
 
 
 def load_served(name: str, spec: str, device: str = "auto", data_dir: str | None = None,
-                dtype: str = "float32") -> ServedModel:
+                dtype: str = "float32", quantize: str | None = None) -> ServedModel:
     """Load what `spec` points at (see the module's docstring) onto `device`; a decoder's weights (and so its KV
-    cache) in `dtype` ("bfloat16": half the bytes a decoding step reads); encoders and translators stay float32."""
+    cache) in `dtype` ("bfloat16": half the bytes a decoding step reads), or its linear layers quantized
+    (`quantize="int8-dynamic"`: int8 weights and activations, modules.quantize); encoders and translators stay
+    float32."""
     import torch
 
     from ..training.trainer import resolve_device
@@ -105,6 +107,10 @@ def load_served(name: str, spec: str, device: str = "auto", data_dir: str | None
     served.model.to(resolve_device(device)).eval()
     if served.family == "decoder_only":
         served.model.to(getattr(torch, dtype))
+        if quantize == "int8-dynamic":
+            from ..modules.quantize import quantize_dynamic_int8
+
+            quantize_dynamic_int8(served.model)
     return served
 
 
