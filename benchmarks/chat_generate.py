@@ -37,7 +37,7 @@ from benchmarks.measure import interleave  # noqa: E402
 from benchmarks.run import machine_description  # noqa: E402
 from transformers_zoo.chat import ChatSession, Sampling  # noqa: E402
 from transformers_zoo.interop import load_hf_lm  # noqa: E402
-from transformers_zoo.modules.quantize import quantize_dynamic_int8, quantize_int8  # noqa: E402
+from transformers_zoo.modules.quantize import QUANTIZERS  # noqa: E402
 from transformers_zoo.tokenizers.chat import CHATML, encode_chat  # noqa: E402
 
 SMOLLM2_135M = dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="both models' weights")
     parser.add_argument("--ours-dtype", default=None, choices=["float32", "bfloat16"],
                         help="ours in another dtype than transformers' (chat --dtype; default: --dtype)")
-    parser.add_argument("--ours-quantize", default=None, choices=["int8", "int8-dynamic"],
+    parser.add_argument("--ours-quantize", default=None, choices=list(QUANTIZERS),
                         help="ours with weight-only int8 linear layers (chat --quantize int8), or int8 weights and "
                              "activations (--quantize int8-dynamic; ours in float32)")
     parser.add_argument("--out", default=None, help="the table's file (default benchmarks/results/...)")
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         ours, tok = load_hf_lm(folder)
         ours = ours.to(getattr(torch, args.ours_dtype or args.dtype))
         if args.ours_quantize:
-            (quantize_int8 if args.ours_quantize == "int8" else quantize_dynamic_int8)(ours)
+            QUANTIZERS[args.ours_quantize](ours)
         theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, args.dtype)).eval()
         their_tok = transformers.AutoTokenizer.from_pretrained(folder)
     prompt = encode_chat(tok, MESSAGES)

@@ -4,7 +4,8 @@
 
 The run's test instructions (what its report scores: test_2016 en->de BLEU, SST-2 dev accuracy, the share of
 answers in the asked format) are answered greedily twice, by the run's model in float32 and by the same model
-after ``modules.quantize.quantize_int8`` (``chat --quantize int8``), and scored the same way; the table also
+after ``modules.quantize.quantize_int8`` (``chat --quantize int8``; ``--mode int8-dynamic``: after
+``quantize_dynamic_int8``, int8 activations too), and scored the same way; the table also
 counts the answers that came out identical (as the run writes them: whitespace collapsed) and the wall time
 of each pass. The table goes to stdout and
 ``benchmarks/results/int8-quality-<run>-<date>.md``.
@@ -26,7 +27,7 @@ if str(ROOT) not in sys.path:  # runnable from a checkout without `pip install -
 import torch  # noqa: E402
 
 from benchmarks.run import machine_description  # noqa: E402
-from transformers_zoo.modules.quantize import quantize_dynamic_int8, quantize_int8  # noqa: E402
+from transformers_zoo.modules.quantize import QUANTIZERS  # noqa: E402
 from transformers_zoo.pipeline import load_run  # noqa: E402
 
 METRICS = (("bleu", "BLEU, test_2016 en->de", 1.0), ("chrf", "chrF", 1.0), ("accuracy", "SST-2 dev accuracy, %", 100),
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None)
-    parser.add_argument("--mode", default="int8", choices=["int8", "int8-dynamic"],
+    parser.add_argument("--mode", default="int8", choices=list(QUANTIZERS),
                         help="int8: weight-only (quantize_int8); int8-dynamic: int8 weights and activations")
     args = parser.parse_args(argv)
     if args.threads:
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     import sft
 
     _, task, model = load_run(sft, args.run, args.data_dir, "cpu")
-    quantizer = quantize_int8 if args.mode == "int8" else quantize_dynamic_int8
+    quantizer = QUANTIZERS[args.mode]
     results, replies = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("float32", "int8"):

@@ -8,6 +8,7 @@ import argparse
 from types import ModuleType
 
 from ..chat import ChatSession, Sampling, interact, say
+from ..modules.quantize import QUANTIZERS
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +22,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                              "2.5x sooner and gave 1.44x the tokens/s of transformers in float32, 1.25x of it in "
                              "bfloat16, at SmolLM2-135M's shape (benchmarks/chat_generate.py); replies may differ "
                              "from float32's by rounding")
-    parser.add_argument("--quantize", default=None, choices=["int8", "int8-dynamic"],
+    parser.add_argument("--quantize", default=None, choices=list(QUANTIZERS),
                         help="weight-only int8 linear layers (one scale per output row; modules/quantize.py): a "
                              "quarter of float32's weight bytes read per token; with --dtype bfloat16 at SmolLM2-135M's"
                              " shape 1.66x the tokens/s of transformers in float32, 1.46x in bf16 (benchmarks/"
@@ -51,14 +52,8 @@ def load_chat_model(args: argparse.Namespace, recipe: ModuleType | None):
         torch.set_num_threads(args.threads)
     model, tok = _load(args, recipe)
     model = model.to(getattr(torch, args.dtype))
-    if args.quantize == "int8":
-        from ..modules.quantize import quantize_int8
-
-        quantize_int8(model)
-    elif args.quantize == "int8-dynamic":
-        from ..modules.quantize import quantize_dynamic_int8
-
-        quantize_dynamic_int8(model)
+    if args.quantize:
+        QUANTIZERS[args.quantize](model)
     return model, tok
 
 

@@ -22,13 +22,15 @@ input embedding keeps full precision.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .lora import LoRALinear
 
-__all__ = ["Int8Linear", "quantize_dynamic_int8", "quantize_int8"]
+__all__ = ["QUANTIZERS", "Int8Linear", "quantize_dynamic_int8", "quantize_int8"]
 
 
 #: the most rows (tokens) a call sends through ``_weight_int8pack_mm``: it streams the weight once per row, so its
@@ -77,17 +79,23 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-def quantize_int8(model: nn.Module) -> nn.Module:
-    """Replaces every ``nn.Linear`` of ``model`` (in place, also returned) by an :class:`Int8Linear`; weights of a
-    LoRA layer must be merged first (``merge_lora``). For inference: the int8 weights take no gradient."""
+def _swap_linears(model: nn.Module, make: Callable[[str, nn.Linear], nn.Module]) -> nn.Module:
+    """Replaces every ``nn.Linear`` below ``model`` (in place, also returned) by ``make(name, layer)``; an unmerged
+    LoRA layer is refused."""
     for name, child in list(model.named_children()):
         if isinstance(child, nn.Linear):
-            setattr(model, name, Int8Linear(child))
+            setattr(model, name, make(name, child))
         elif isinstance(child, LoRALinear):
             raise ValueError(f"{name}: merge the LoRA adapters (merge_lora) before quantizing")
         else:
-            quantize_int8(child)
+            _swap_linears(child, make)
     return model
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """Replaces every ``nn.Linear`` of ``model`` (in place, also returned) by an :class:`Int8Linear`; weights of a
+    LoRA layer must be merged first (``merge_lora``). For inference: the int8 weights take no gradient."""
+    return _swap_linears(model, lambda name, linear: Int8Linear(linear))
 
 
 def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
@@ -102,18 +110,18 @@ def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
     from torch.ao.quantization import default_dynamic_qconfig
 
-    for name, child in list(model.named_children()):
-        if isinstance(child, nn.Linear):
-            if child.weight.dtype != torch.float32 or child.weight.device.type != "cpu":
-                raise ValueError(f"{name}: dynamic int8 needs float32 weights on the CPU (--dtype float32)")
-            plain = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
-            plain.weight, plain.bias = child.weight, child.bias  # from_float accepts only these exact classes
-            plain.qconfig = default_dynamic_qconfig
-            with warnings.catch_warnings():  # torch.ao's notice that it moves to torchao
-                warnings.simplefilter("ignore")
-                setattr(model, name, DynamicLinear.from_float(plain))
-        elif isinstance(child, LoRALinear):
-            raise ValueError(f"{name}: merge the LoRA adapters (merge_lora) before quantizing")
-        else:
-            quantize_dynamic_int8(child)
-    return model
+    def dynamic(name: str, linear: nn.Linear) -> nn.Module:
+        if linear.weight.dtype != torch.float32 or linear.weight.device.type != "cpu":
+            raise ValueError(f"{name}: dynamic int8 needs float32 weights on the CPU (--dtype float32)")
+        plain = nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None)
+        plain.weight, plain.bias = linear.weight, linear.bias  # from_float accepts only these exact classes
+        plain.qconfig = default_dynamic_qconfig
+        with warnings.catch_warnings():  # torch.ao's notice that it moves to torchao
+            warnings.simplefilter("ignore")
+            return DynamicLinear.from_float(plain)
+
+    return _swap_linears(model, dynamic)
+
+
+#: ``chat --quantize`` / ``serve --quantize`` names -> the function that quantizes a model in place
+QUANTIZERS: dict[str, Callable[[nn.Module], nn.Module]] = {"int8": quantize_int8, "int8-dynamic": quantize_dynamic_int8}

@@ -107,10 +107,10 @@ def load_served(name: str, spec: str, device: str = "auto", data_dir: str | None
     served.model.to(resolve_device(device)).eval()
     if served.family == "decoder_only":
         served.model.to(getattr(torch, dtype))
-        if quantize == "int8-dynamic":
-            from ..modules.quantize import quantize_dynamic_int8
+        if quantize:
+            from ..modules.quantize import QUANTIZERS
 
-            quantize_dynamic_int8(served.model)
+            QUANTIZERS[quantize](served.model)
     return served
 
 
