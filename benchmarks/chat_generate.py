@@ -14,6 +14,9 @@ a while: rounding). Figures: time to first token (a one-token reply:
 template, prefill, first token) and tokens/s of a whole reply (new tokens / its wall time, prefill included),
 each the median over interleaved rounds (benchmarks/measure.py), the ratio the median of per-round ratios; in
 wall time and in this process's CPU time (on a shared machine the CPU time, with --threads 1, is the steadier).
+Also one decoding step (a reply less its first token, per token) and its floor at transformers' precision: the
+time this process takes to read every weight once (`torch.mv` over one matrix of the model's bytes), which bounds
+how much faster than transformers any implementation at that precision can decode.
 The table goes to stdout and `benchmarks/results/chat-generate-<date>.md`.
 """
 
@@ -108,6 +111,24 @@ def later_turn(model, tok, n: int, rounds: int) -> tuple[tuple[int, float], floa
     return (len(cached), statistics.median(kept)), statistics.median(fresh)
 
 
+def weight_read_floor(n_bytes: int, dtype: torch.dtype, rounds: int = 5) -> float:
+    """Seconds (median) this process takes to read ``n_bytes`` of ``dtype`` once: ``torch.mv`` over one matrix of
+    that size, the fastest read of a model's weights found on this CPU. A decoding step at batch 1 reads every
+    weight once, so no implementation decodes a token faster at that precision."""
+    import statistics
+    import time
+
+    cols = SMOLLM2_135M["hidden_size"]
+    rows = n_bytes // (cols * torch.empty((), dtype=dtype).element_size())
+    weight, x = torch.randn(rows, cols).to(dtype), torch.randn(cols).to(dtype)
+    times = []
+    for _ in range(rounds + 1):
+        start = time.perf_counter()
+        torch.mv(weight, x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 rounds of 32 new tokens (a smoke run)")
@@ -161,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     whole = interleave({"ours": lambda: our_reply(n), "transformers": lambda: their_reply(n)},
                        torch.device("cpu"), warmup=1, rounds=rounds)
     kept, fresh = later_turn(ours, tok, n, rounds)
+    their_bytes = sum(p.numel() * p.element_size() for p in theirs.parameters())  # tied: the embedding counts once
+    floor = weight_read_floor(their_bytes, getattr(torch, args.dtype))
     load = os.getloadavg()
     ours_name = (args.ours_dtype or args.dtype) + (f", {args.ours_quantize} weights" if args.ours_quantize else "")
     rows = [f"| | clock | ours (chat.ChatSession, {ours_name}) | transformers generate "
@@ -174,6 +197,17 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(f"| time to first token of a third turn ({kept[0]}-token history): the previous turns' KV cache kept "
                 f"| CPU | {1000 * kept[1]:.1f} | re-encoded (a new session): {1000 * fresh:.1f} | "
                 f"{fresh / kept[1]:.2f}x |")
+    step = {name: (whole.median(name) - first.median(name)) / (n - 1) for name in ("ours", "transformers")}
+    bound = step["transformers"] / floor
+    rows.append(f"| one decoding step, ms (wall: the whole reply less its first token, over {n - 1} tokens) | wall | "
+                f"{1000 * step['ours']:.1f} | {1000 * step['transformers']:.1f} | "
+                f"{step['transformers'] / step['ours']:.2f}x |")
+    floor_text = (
+        f"The floor at transformers' precision: a step at batch 1 reads every weight once, {their_bytes / 1e6:.0f} MB "
+        f"in {args.dtype}, and the fastest read of that much found in this process takes {1000 * floor:.1f} ms "
+        f"(`torch.mv` over one matrix of that size, {torch.get_num_threads()} thread(s)). So an implementation "
+        f"holding {args.dtype} weights decodes at most about **{bound:.2f}x** faster than transformers here, "
+        "prefill aside; beyond that only fewer bytes per weight go (`--ours-quantize`).")
     text = "\n".join([
         f"# Chat generation, SmolLM2-135M shape (random weights), greedy, {datetime.date.today()}", "",
         f"`python benchmarks/chat_generate.py {' '.join(argv if argv is not None else sys.argv[1:])}`: {rounds} "
@@ -183,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end (a shared machine).", "",
         *rows, "",
         f"Greedy replies equal (the same {n} tokens, decoded): {mine == yours}"
-        + ("." if mine == yours else f"; the first {agree} of {len(yours)} characters agree."), ""])
+        + ("." if mine == yours else f"; the first {agree} of {len(yours)} characters agree."), "", floor_text, ""])
     print(text)
     ours_dtype = args.ours_dtype or args.dtype
     ours_dtype += f"-{args.ours_quantize}" if args.ours_quantize else ""

@@ -10,7 +10,9 @@ each phase every client (the official `openai` async client, `stream=True`, gree
 process, so that parsing their chunks does not hold the server's interpreter lock) sends its requests one after
 another and reads the streamed answer; the figures are requests/s, generated tokens/s (the server's usage
 counts), and p50/p95 time to first token and latency. Every batched answer is checked against the same request
-answered alone (phase one): an error, a lost stream or a mixed-up one fails the run. Writes the table to
+answered alone (phase one): an error, a lost stream or a mixed-up one fails the run, and so does any difference in
+float32; in bfloat16 (`--dtype`) or with `--quantize` a row's rounding depends on the rows decoded with it, so
+answers may part from the lone one (counted, with where they part). Writes the table to
 benchmarks/results/serve-load-<device>-<date>.md (or --out).
 
 The default model has random weights, with every special id (EOS included) ruled out of its output, so that each
@@ -36,6 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from transformers_zoo import DecoderOnly, ModelConfig  # noqa: E402
+from transformers_zoo.modules.quantize import QUANTIZERS  # noqa: E402
 from transformers_zoo.serve.app import create_app  # noqa: E402
 from transformers_zoo.serve.models import ServedModel, load_served  # noqa: E402
 from transformers_zoo.tokenizers import N_SPECIAL, CharTokenizer  # noqa: E402
@@ -123,13 +126,25 @@ def clients_apart(url: str, model: str, prompts: list[list[str]], max_tokens: in
     return asyncio.run(phase(url, model, prompts, max_tokens))
 
 
+def shared_prefix(a: str, b: str) -> int:
+    """How many leading characters ``a`` and ``b`` have in common."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
 def pct(values: list[float], q: float) -> float:
     return values[min(int(q * len(values)), len(values) - 1)] if values else float("nan")
 
 
 def run(args: argparse.Namespace) -> str:
     torch.set_num_threads(args.threads)
-    served = load_served("bench", args.model, args.device) if args.model else small_model(args.d_model, args.layers)
+    if args.model:
+        served = load_served("bench", args.model, args.device, dtype=args.dtype)
+    else:
+        served = small_model(args.d_model, args.layers)
+        served.model.to(getattr(torch, args.dtype))
+    n_params = sum(p.numel() for p in served.model.parameters())  # (quantized weights are not parameters)
+    if args.quantize:
+        QUANTIZERS[args.quantize](served.model)
     prompts = prompts_for(args.clients, args.requests)
     results = {}
     for label, max_batch in (("one at a time", 1), ("continuous batching", args.max_batch or args.clients)):
@@ -145,8 +160,13 @@ def run(args: argparse.Namespace) -> str:
         print(f"{label}: {results[label]['requests']} requests in {results[label]['wall_s']:.1f} s", file=sys.stderr)
     alone, batched = results["one at a time"], results["continuous batching"]
     expected = args.clients * args.requests
-    mismatched = [p for p in alone["answers"] if batched["answers"].get(p) != alone["answers"][p]]
+    differ = {p: a for p, a in batched["answers"].items() if a != alone["answers"].get(p)}
+    parted = sorted(shared_prefix(a, alone["answers"].get(p, "")) for p, a in differ.items())
+    mixed = [p for p, a in differ.items()  # closer to another request's answer than to its own: a mixed-up stream
+             if max(shared_prefix(a, b) for q, b in alone["answers"].items() if q != p) > shared_prefix(
+                 a, alone["answers"].get(p, ""))]
     lost = expected - len(batched["answers"])
+    exact = args.dtype == "float32" and not args.quantize  # reduced precision: a row's rounding depends on the batch
     rows = ["| mode | requests | errors | most rows in a step | wall s | req/s | gen tokens/s | TTFT p50 / p95 s | "
             "latency p50 / p95 s |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for label, r in results.items():
@@ -157,18 +177,22 @@ def run(args: argparse.Namespace) -> str:
     speedup = (batched["tokens"] / batched["wall_s"]) / (alone["tokens"] / alone["wall_s"])
     lines = [f"# Serving load test ({args.device}, {datetime.date.today()})", "",
              f"`python {' '.join(sys.argv)}`", "",
-             f"Model: {served.source} ({sum(p.numel() for p in served.model.parameters()):,} parameters); "
+             f"Model: {served.source} ({n_params:,} parameters, "
+             f"{args.dtype}{', ' + args.quantize if args.quantize else ''}); "
              f"{args.clients} concurrent streaming clients x {args.requests} requests, {args.max_tokens} new tokens "
              f"each, greedy; torch threads {args.threads}; {platform.processor() or platform.machine()}, "
              f"{torch.get_num_threads()} thread(s), Python {platform.python_version()}, torch {torch.__version__}.",
              "", *rows, "",
              f"Batched aggregate tokens/s: {speedup:.2f}x one at a time. Streams checked against the same request "
-             f"answered alone: {len(mismatched)} mixed up, {lost} lost, "
+             f"answered alone: {len(batched['answers']) - len(differ)} of {expected} identical"
+             + (f" (the {len(differ)} others part from it after a median of {parted[len(parted) // 2]} "
+                "characters: rounding, which in reduced precision depends on the rows decoded together)"
+                if differ else "") + f", {len(mixed)} mixed up, {lost} lost, "
              f"{len(alone['errors']) + len(batched['errors'])} errors."]
     for err in (alone["errors"] + batched["errors"])[:5]:
         lines.append(f"- error: {err}")
     report = "\n".join(lines) + "\n"
-    if mismatched or lost or alone["errors"] or batched["errors"] or len(alone["answers"]) != expected:
+    if (differ and exact) or mixed or lost or alone["errors"] or batched["errors"] or len(alone["answers"]) != expected:
         print(report)
         raise SystemExit("FAILED: errors, lost or mixed-up streams (see above)")
     return report
@@ -186,8 +210,14 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=None, help="rows per step when batching (default: clients)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: best on a busy 2-core machine)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="the model's weights and KV cache (serve --dtype)")
+    parser.add_argument("--quantize", default=None, choices=["int8-dynamic"],
+                        help="int8 weights and activations in the linear layers (serve --quantize; float32 only)")
     parser.add_argument("--out", type=Path, default=None, help="where to write the table (default benchmarks/results/)")
     args = parser.parse_args()
+    if args.quantize and args.dtype != "float32":
+        parser.error("--quantize int8-dynamic quantizes a float32 model: leave --dtype at float32")
     report = run(args)
     print(report)
     out = args.out or Path(__file__).parent / "results" / f"serve-load-{args.device}-{datetime.date.today()}.md"
