@@ -76,7 +76,8 @@ class TranslationTask(TaskBase):
     the average of the last ones. `family` is the model trained (a key of FORMATS)."""
 
     # token-budget batches of every length: buffers of 0.1-4 MiB from the heap, not mapped afresh each step; measured
-    # 2026-12-07 on 2 cores (cpu preset, 3 min): 3,450 tok/s against 3,080 pinned at 128 KiB, 2,960 releasing
+    # 2026-12-07 on 2 cores (cpu preset, 3 min): 3,450 tok/s against 3,080 pinned at 128 KiB, 2,960 releasing,
+    # ~3,540 unmanaged; a whole cpu run (2,100 steps, 31 min) peaked at 1.37 GB, 14% of its CPU time in page faults
     heap = 4 << 20
     data: TranslationData
     settings: TranslationDataSettings
