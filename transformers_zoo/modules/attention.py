@@ -26,6 +26,7 @@ from torch import nn
 from .embedding import apply_rotary
 from .kv_cache import LayerCache
 from .linear import Linear
+from .unpad import Unpadded
 
 #: whether scaled_dot_product_attention takes ``enable_gqa`` (torch >= 2.5)
 GQA_KERNEL = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
@@ -160,12 +161,14 @@ class MultiHeadAttention(nn.Module):
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None, *, mask: torch.Tensor | None = None,
                 is_causal: bool = False, bias: torch.Tensor | None = None,
                 rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
-                cache: LayerCache | None = None) -> torch.Tensor:
+                cache: LayerCache | None = None, unpadded: Unpadded | None = None) -> torch.Tensor:
         """`mask` (bool, True = attend) and `bias` (float) broadcast to `(B, H, Tq, Tk)`; `is_causal` asks
         for a causal mask between aligned queries and keys (Tq == Tk, no cache), the kernel's fast path.
-        `rotary = (cos, sin)` rotates queries and new keys (self-attention only)."""
+        `rotary = (cos, sin)` rotates queries and new keys (self-attention only). With `unpadded`, `x` holds
+        the real tokens alone, `(N, d_model)`, and so does the output; attention runs on them laid out again."""
         if self.cross:
-            q = self._heads(self.q(x))
+            q = self.q(x)
+            q = self._heads(q if unpadded is None else unpadded.unpack(q))
             if cache is not None and cache.cross_k is not None:
                 k, v = cache.cross_k, cache.cross_v
             else:
@@ -174,7 +177,10 @@ class MultiHeadAttention(nn.Module):
                     cache.cross_k, cache.cross_v = k, v
         else:
             kv_dim = self.n_kv_heads * self.head_dim
-            q, k, v = self.qkv(x).split((self.n_heads * self.head_dim, kv_dim, kv_dim), dim=-1)
+            qkv = self.qkv(x)
+            if unpadded is not None:
+                qkv = unpadded.unpack(qkv)
+            q, k, v = qkv.split((self.n_heads * self.head_dim, kv_dim, kv_dim), dim=-1)
             q, k, v = self._heads(q), self._heads(k), self._heads(v)
             if rotary is not None:
                 q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
@@ -185,7 +191,8 @@ class MultiHeadAttention(nn.Module):
             out, self.weights = reference_attention(q, k, v, mask, bias, is_causal, dropout_p, self.scale)
         else:
             out = fused_attention(q, k, v, mask, bias, is_causal, dropout_p, self.scale)
-        return self.out(rearrange(out, "b h t d -> b t (h d)"))
+        out = rearrange(out, "b h t d -> b t (h d)")
+        return self.out(out if unpadded is None else unpadded.pack(out))
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from .embedding import build_positional
 from .ffn import build_ffn
 from .kv_cache import KVCache
 from .norm import build_norm
+from .unpad import Unpadded
 
 
 class TransformerBlock(nn.Module):
@@ -36,18 +37,19 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None, is_causal: bool = False,
                 bias: torch.Tensor | None = None, rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
                 memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None,
-                cache=None) -> torch.Tensor:
+                cache=None, unpadded: Unpadded | None = None) -> torch.Tensor:
+        """With `unpadded`, `x` is the batch's real tokens alone, `(N, D)` (see modules.unpad)."""
+        attend = dict(cache=cache, unpadded=unpadded)
         if self.norm_first:
             x = x + self.dropout(self.self_attn(self.self_attn_norm(x), mask=mask, is_causal=is_causal,
-                                                bias=bias, rotary=rotary, cache=cache))
+                                                bias=bias, rotary=rotary, **attend))
             if self.cross_attn is not None:
-                x = x + self.dropout(self.cross_attn(self.cross_attn_norm(x), memory, mask=memory_mask,
-                                                     cache=cache))
+                x = x + self.dropout(self.cross_attn(self.cross_attn_norm(x), memory, mask=memory_mask, **attend))
             return x + self.dropout(self.ffn(self.ffn_norm(x)))
         x = self.self_attn_norm(x + self.dropout(self.self_attn(x, mask=mask, is_causal=is_causal, bias=bias,
-                                                                rotary=rotary, cache=cache)))
+                                                                rotary=rotary, **attend)))
         if self.cross_attn is not None:
-            x = self.cross_attn_norm(x + self.dropout(self.cross_attn(x, memory, mask=memory_mask, cache=cache)))
+            x = self.cross_attn_norm(x + self.dropout(self.cross_attn(x, memory, mask=memory_mask, **attend)))
         return self.ffn_norm(x + self.dropout(self.ffn(x)))
 
 
@@ -90,6 +92,7 @@ class TransformerStack(nn.Module):
         embedding_norm = not cfg.norm_first if cfg.embedding_norm is None else cfg.embedding_norm
         self.final_norm = build_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias) if cfg.norm_first else None
         self.embed_norm = build_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias) if embedding_norm else None
+        self.unpad = True  # False: every position through every layer, padding included
 
     def forward(self, x: torch.Tensor, *, key_mask: torch.Tensor | None = None,
                 memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None,
@@ -97,7 +100,7 @@ class TransformerStack(nn.Module):
         """`x (B, T, D)` embedded tokens; `key_mask (B, T)` True for real tokens (None: all real);
         `memory (B, S, D)` and `memory_mask (B, S)` for cross-attention; with `cache`, `x` holds only
         the new tokens, their keys/values are appended and the past is read from the cache."""
-        B, T, _ = x.shape
+        B, T, D = x.shape
         if cache is None:
             if key_mask is None:
                 positions = torch.arange(T, device=x.device)[None]  # (1, T)
@@ -131,7 +134,13 @@ class TransformerStack(nn.Module):
             x = self.embed_norm(x)
         x = self.dropout(x)
         cross_mask = None if memory_mask is None else memory_mask[:, None, None, :]
+        # no cache: the layers run on the real tokens alone when padding is a good share of the batch (modules.unpad)
+        unpadded = Unpadded(key_mask) if cache is None and self.unpad and Unpadded.worth(key_mask, D) else None
+        if unpadded is not None:
+            x = unpadded.pack(x)
         for i, layer in enumerate(self.layers):
             x = layer(x, mask=mask, is_causal=is_causal, bias=bias, rotary=rotary, memory=memory,
-                      memory_mask=cross_mask, cache=None if cache is None else cache.layers[i])
-        return x if self.final_norm is None else self.final_norm(x)
+                      memory_mask=cross_mask, cache=None if cache is None else cache.layers[i], unpadded=unpadded)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x if unpadded is None else unpadded.unpack(x)
