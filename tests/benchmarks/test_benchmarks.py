@@ -125,3 +125,29 @@ def test_amp_cpu_quick_times_both_precisions_and_their_losses_agree(tmp_path: Pa
         _check_numeric(_find(rows, f"{model} train tokens/s, bf16 autocast vs float32"))
         _config, bf16, fp32, _ratio = _find(rows, f"{model} first-step loss, bf16 autocast vs float32")
         assert float(bf16) == pytest.approx(float(fp32), rel=0.02)
+
+
+def test_unpad_benchmark_times_both_ways_by_padding_share(tmp_path: Path) -> None:
+    """benchmarks/unpad.py on a tiny batch: a row per padding share, each asserting the unpadded vectors and
+    gradients equal the padded ones (the script fails otherwise)."""
+    out = tmp_path / "unpad.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "unpad.py"), "--rounds", "1", "--batch", "4",
+                           "--length", "10", "--threads", "1", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| ") and "%" in line]
+    assert [r[0].strip() for r in rows] == ["0%", "0%", "5%", "10%", "20%", "35%"]  # 4 x 10: 2% rounds to none
+    for row in rows:
+        assert all(float(cell) > 0 for cell in row[1:]), row
+
+
+def test_embed_benchmark_quick_encodes_three_ways_with_equal_vectors(tmp_path: Path) -> None:
+    pytest.importorskip("sentence_transformers")
+    out = tmp_path / "embed.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "embed.py"), "--quick", "--skip-search",
+                           "--threads", "1", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    assert "of the positions padding" in text
+    names = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert names == ["encoder", "ours", "ours, padded", "sentence-transformers"]
