@@ -10,7 +10,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 from model_helpers import build, ids, tiny_config  # noqa: E402
 
-from transformers_zoo.modules import unpad  # noqa: E402
+from transformers_zoo.modules import TransformerStack, unpad  # noqa: E402
 from transformers_zoo.modules.unpad import Unpadded  # noqa: E402
 
 
@@ -40,7 +40,7 @@ def rows_seen(model):
 
 def both_ways(model, run):
     """`run(model)` unpadded, then padded (`stack.unpad = False` on every stack)."""
-    stacks = [m for m in model.modules() if hasattr(m, "unpad") and hasattr(m, "layers")]
+    stacks = [m for m in model.modules() if isinstance(m, TransformerStack)]
     out = run(model)
     for s in stacks:
         s.unpad = False

@@ -39,17 +39,18 @@ class TransformerBlock(nn.Module):
                 memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None,
                 cache=None, unpadded: Unpadded | None = None) -> torch.Tensor:
         """With `unpadded`, `x` is the batch's real tokens alone, `(N, D)` (see modules.unpad)."""
-        attend = dict(cache=cache, unpadded=unpadded)
         if self.norm_first:
-            x = x + self.dropout(self.self_attn(self.self_attn_norm(x), mask=mask, is_causal=is_causal,
-                                                bias=bias, rotary=rotary, **attend))
+            x = x + self.dropout(self.self_attn(self.self_attn_norm(x), mask=mask, is_causal=is_causal, bias=bias,
+                                                rotary=rotary, cache=cache, unpadded=unpadded))
             if self.cross_attn is not None:
-                x = x + self.dropout(self.cross_attn(self.cross_attn_norm(x), memory, mask=memory_mask, **attend))
+                x = x + self.dropout(self.cross_attn(self.cross_attn_norm(x), memory, mask=memory_mask, cache=cache,
+                                                     unpadded=unpadded))
             return x + self.dropout(self.ffn(self.ffn_norm(x)))
         x = self.self_attn_norm(x + self.dropout(self.self_attn(x, mask=mask, is_causal=is_causal, bias=bias,
-                                                                rotary=rotary, **attend)))
+                                                                rotary=rotary, cache=cache, unpadded=unpadded)))
         if self.cross_attn is not None:
-            x = self.cross_attn_norm(x + self.dropout(self.cross_attn(x, memory, mask=memory_mask, **attend)))
+            x = self.cross_attn_norm(x + self.dropout(self.cross_attn(x, memory, mask=memory_mask, cache=cache,
+                                                                      unpadded=unpadded)))
         return self.ffn_norm(x + self.dropout(self.ffn(x)))
 
 
